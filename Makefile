@@ -1,0 +1,53 @@
+# Spymaster: the single entry point. `make help` lists the targets.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+LAKE ?= ./lake
+START ?= 2026-03-05
+DAYS ?= 6
+SCALE ?= 0.05
+SEED ?= 7
+export PYTHONDONTWRITEBYTECODE := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-slow lint typecheck check bench bench-bronze clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(BIN)/spymaster: pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip uv
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/spymaster ## Create .venv and install Spymaster with its pinned dependencies
+
+demo: install ## Generate sample days into ./lake and run the pipeline on them
+	$(BIN)/spymaster --lake $(LAKE) generate --start $(START) --days $(DAYS) --scale $(SCALE) --seed $(SEED)
+	$(BIN)/spymaster --lake $(LAKE) bronze --start $(START) --days $(DAYS)
+	$(BIN)/spymaster --lake $(LAKE) status
+
+test: install ## Run lint, type checks and the test suite (what CI runs)
+	$(BIN)/ruff check common functions tests bench
+	$(BIN)/ruff format --check common functions tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -m "not slow"
+
+test-slow: install ## Run the slow tests too
+	$(BIN)/pytest
+
+lint: install ## ruff check + format check
+	$(BIN)/ruff check common functions tests bench
+	$(BIN)/ruff format --check common functions tests bench
+
+typecheck: install ## mypy (strict on common/)
+	$(BIN)/mypy
+
+bench-bronze: install ## Bronze decode vs DBNStore.to_parquet on a full-scale generated day
+	$(BIN)/python bench/bench_bronze.py --scale 1.0
+
+bench: bench-bronze ## All benchmarks
+
+clean: ## Remove the venv, the demo lake and caches
+	rm -rf $(VENV) $(LAKE) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,67 @@
+"""One error root for Spymaster; subclasses carry the date / file / schema they concern."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+class SpymasterError(Exception):
+    """Root of every error Spymaster raises on purpose."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        date: dt.date | None = None,
+        schema: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.date = date
+        self.schema = schema
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        ctx = [
+            f"{k}={v}"
+            for k, v in (("file", self.file), ("date", self.date), ("schema", self.schema))
+            if v is not None
+        ]
+        return f"{self.message} [{', '.join(ctx)}]" if ctx else self.message
+
+
+class SettingsError(SpymasterError, ValueError):
+    """A setting or option has a value Spymaster cannot use."""
+
+
+class LakeError(SpymasterError):
+    """The lake could not be read or written."""
+
+
+class NotCommittedError(LakeError, LookupError):
+    """A layer was asked for a date it has not committed."""
+
+
+class BadInputError(SpymasterError, ValueError):
+    """An input file cannot be used; it is quarantined with this message as its reason."""
+
+
+class EmptyInputError(BadInputError):
+    """The file has no bytes or no records."""
+
+
+class CorruptInputError(BadInputError):
+    """The file is truncated, not zstd / DBN, or fails to decode."""
+
+
+class MislabelledInputError(BadInputError):
+    """The file's own metadata disagrees with where it was placed (dataset, schema, date, product)."""
+
+
+class UnknownDatasetError(BadInputError):
+    """The file's dataset or schema is not one Spymaster knows how to place."""
+
+
+class DownloadError(SpymasterError):
+    """Fetching from Databento failed."""

@@ -1,0 +1,76 @@
+"""Typed settings, read once from the environment (and overridden by explicit CLI options)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StorageSettings(BaseSettings):
+    """Where the lake lives and how to reach its object store.
+
+    AWS credentials and endpoint come through the standard AWS variables so the same
+    settings work against AWS S3, MinIO and the moto server used in tests.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    lake_uri: str = Field(default="./lake", validation_alias="SPYMASTER_LAKE_URI")
+    endpoint_url: str | None = Field(default=None, validation_alias="AWS_ENDPOINT_URL")
+    region: str = Field(default="us-east-1", validation_alias="AWS_DEFAULT_REGION")
+    access_key_id: str | None = Field(default=None, validation_alias="AWS_ACCESS_KEY_ID")
+    secret_access_key: SecretStr | None = Field(default=None, validation_alias="AWS_SECRET_ACCESS_KEY")
+    session_token: SecretStr | None = Field(default=None, validation_alias="AWS_SESSION_TOKEN")
+
+    @field_validator("lake_uri")
+    @classmethod
+    def _no_trailing_slash(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("lake URI must not be empty")
+        return v.rstrip("/") or "/"
+
+    @property
+    def is_s3(self) -> bool:
+        return self.lake_uri.startswith("s3://")
+
+    def storage_options(self) -> dict[str, Any]:
+        """One mapping handed to pyarrow, fsspec and LanceDB alike (keys in object_store spelling)."""
+        opts: dict[str, Any] = {"region": self.region}
+        if self.endpoint_url:
+            opts["endpoint"] = self.endpoint_url
+            if self.endpoint_url.startswith("http://"):
+                opts["allow_http"] = "true"
+        if self.access_key_id:
+            opts["access_key_id"] = self.access_key_id
+        if self.secret_access_key:
+            opts["secret_access_key"] = self.secret_access_key.get_secret_value()
+        if self.session_token:
+            opts["session_token"] = self.session_token.get_secret_value()
+        return opts
+
+
+class DatabentoSettings(BaseSettings):
+    """Credentials and gateway for the Databento historical client."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    api_key: SecretStr | None = Field(default=None, validation_alias="DATABENTO_API_KEY")
+    gateway: str = Field(default="https://hist.databento.com", validation_alias="DATABENTO_GATEWAY")
+
+
+@lru_cache(maxsize=1)
+def storage_settings() -> StorageSettings:
+    """Read storage settings once per process (cold start)."""
+    return StorageSettings()
+
+
+def storage_settings_for(lake_uri: str | None) -> StorageSettings:
+    """Settings with an explicit lake URI (``--lake``) taking precedence over the environment."""
+    base = storage_settings()
+    if lake_uri is None:
+        return base
+    return base.model_copy(update={"lake_uri": StorageSettings._no_trailing_slash(lake_uri)})
