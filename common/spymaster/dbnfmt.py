@@ -38,7 +38,7 @@ RTYPES: dict[str, int] = {
 
 def record_dtype(schema: str) -> np.dtype[Any]:
     """The exact on-disk layout of one record of ``schema`` (current DBN version)."""
-    dtype = np.dtype(RECORD_CLASSES[schema]._dtypes)
+    dtype: np.dtype[Any] = np.dtype(RECORD_CLASSES[schema]._dtypes)
     assert dtype.itemsize == RECORD_CLASSES[schema].size_hint, schema
     return dtype
 
@@ -80,20 +80,18 @@ def metadata(
     maps: list[_Mapping] = []
     if mappings and date is not None:
         nxt = date + dt.timedelta(days=1)
-        maps = [
-            _Mapping(sym, [_Interval(date, nxt, str(iid))]) for sym, iid in sorted(mappings.items())
-        ]
+        maps = [_Mapping(sym, [_Interval(date, nxt, str(iid))]) for sym, iid in sorted(mappings.items())]
     return dbn.Metadata(
         dataset=dataset,
         start=start_ns,
         end=end_ns,
-        stype_in=dbn.SType.PARENT,
-        stype_out=dbn.SType.INSTRUMENT_ID,
+        stype_in=dbn.SType.PARENT,  # type: ignore[arg-type]
+        stype_out=dbn.SType.INSTRUMENT_ID,  # type: ignore[arg-type]
         schema=dbn.Schema.from_str(schema),
         symbols=list(symbols),
         partial=[],
         not_found=[],
-        mappings=maps,
+        mappings=maps,  # type: ignore[arg-type]  # duck-typed like SymbolMapping
     )
 
 

@@ -289,9 +289,7 @@ def is_committed(lake: Lake, layer: Layer, table: str, date: dt.date) -> bool:
 
 
 def committed_dates(lake: Lake, layer: Layer, table: str) -> list[dt.date]:
-    return sorted(
-        layout.date_from_partition(p) for p in lake.list_files(layout.manifest_root(layer, table))
-    )
+    return sorted(layout.date_from_partition(p) for p in lake.list_files(layout.manifest_root(layer, table)))
 
 
 def uncommit(lake: Lake, layer: Layer, table: str, date: dt.date) -> None:

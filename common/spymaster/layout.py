@@ -84,9 +84,7 @@ def raw_kind(product: str, schema: str) -> RawKind:
 
 
 def raw_dir(kind: RawKind, date: dt.date) -> str:
-    return (
-        f"raw/dataset={DATASET}/product={kind.product.value}/schema={kind.schema}/date={date.isoformat()}"
-    )
+    return f"raw/dataset={DATASET}/product={kind.product.value}/schema={kind.schema}/date={date.isoformat()}"
 
 
 def raw_file(kind: RawKind, date: dt.date) -> str:

@@ -45,7 +45,11 @@ def trading_days(start: dt.date, n: int) -> list[dt.date]:
 def trading_days_between(start: dt.date, end: dt.date) -> list[dt.date]:
     """Trading days in ``[start, end]``."""
     days = (end - start).days + 1
-    return [start + dt.timedelta(days=i) for i in range(max(days, 0)) if is_trading_day(start + dt.timedelta(days=i))]
+    return [
+        start + dt.timedelta(days=i)
+        for i in range(max(days, 0))
+        if is_trading_day(start + dt.timedelta(days=i))
+    ]
 
 
 def previous_trading_day(d: dt.date) -> dt.date:

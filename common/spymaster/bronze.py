@@ -1,0 +1,90 @@
+"""Bronze: a date's raw DBN files decoded to Parquet, one table per (product, schema).
+
+Per (date, kind) job: copy the raw object locally if it lives on S3, check its metadata against
+its place, stream-decode in chunks into one Parquet file (one row group per chunk, so peak memory
+does not grow with the file), then commit. A bad file is quarantined with its reason and no
+bronze output of it ever becomes visible.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from spymaster import dbnread, layout, quarantine
+from spymaster.errors import BadInputError, EmptyInputError, LakeError
+from spymaster.lake import Lake, Manifest, commit, discard, new_run_id
+from spymaster.layout import Layer, RawKind
+
+
+@dataclass(frozen=True)
+class BronzeResult:
+    date: dt.date
+    kind: RawKind
+    rows: int
+    manifest: Manifest
+
+
+def build(lake: Lake, kind: RawKind, date: dt.date, *, tmp_dir: str | None = None) -> BronzeResult:
+    """Decode one raw file of a date into its committed bronze table partition.
+
+    Raises
+    ------
+    BadInputError
+        The raw file is missing-in-content, corrupt or mislabelled; it has been quarantined.
+    LakeError
+        The raw file does not exist, or storage failed (nothing was committed).
+    """
+    key = layout.raw_file(kind, date)
+    if not lake.exists(key):
+        raise LakeError("raw file has not landed", file=key, date=date, schema=kind.schema)
+    table = kind.bronze_table
+    run_id = new_run_id()
+    out = layout.data_file(Layer.BRONZE, table, date, run_id, 0)
+    written: list[str] = []
+    try:
+        with lake.local_copy(key, tmp_dir=tmp_dir) as local:
+            info = dbnread.inspect(local, label=key)
+            dbnread.check_placement(info, kind, date)
+            schema = dbnread.arrow_schema(kind.schema)
+            rows = 0
+            written.append(out)
+            with lake.parquet_writer(out, schema, compression="zstd", compression_level=1) as writer:
+                for batch in dbnread.decode(local, label=key):
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
+            if rows == 0:
+                raise EmptyInputError(
+                    "file has a header but no records", file=key, date=date, schema=kind.schema
+                )
+        manifest = commit(
+            lake,
+            Layer.BRONZE,
+            table,
+            date,
+            run_id,
+            [out],
+            rows,
+            inputs={"raw": key, "raw_bytes": lake.size(key), "dbn_version": info.version},
+        )
+    except BadInputError as exc:
+        discard(lake, written)
+        quarantine.put(lake, key, kind, date, exc)
+        raise
+    except BaseException:
+        discard(lake, written)
+        raise
+    return BronzeResult(date=date, kind=kind, rows=rows, manifest=manifest)
+
+
+def build_date(
+    lake: Lake, date: dt.date, *, tmp_dir: str | None = None
+) -> dict[RawKind, BronzeResult | Exception]:
+    """Every raw kind of a date; one kind failing does not stop the others."""
+    results: dict[RawKind, BronzeResult | Exception] = {}
+    for kind in layout.REQUIRED_RAW:
+        try:
+            results[kind] = build(lake, kind, date, tmp_dir=tmp_dir)
+        except (BadInputError, LakeError) as exc:
+            results[kind] = exc
+    return results

@@ -1,0 +1,213 @@
+"""The ``spymaster`` command line: one option for the lake, one command per job."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from tqdm import tqdm
+
+from spymaster import bronze, layout, sessions
+from spymaster.errors import SpymasterError
+from spymaster.lake import Lake, is_committed
+from spymaster.layout import Layer
+from spymaster.settings import storage_settings_for
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+
+LakeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--lake", help="Lake URI: a folder or s3://bucket/prefix (default $SPYMASTER_LAKE_URI or ./lake)"
+    ),
+]
+StartOpt = Annotated[dt.datetime | None, typer.Option("--start", formats=["%Y-%m-%d"], help="First date")]
+EndOpt = Annotated[
+    dt.datetime | None, typer.Option("--end", formats=["%Y-%m-%d"], help="Last date (inclusive)")
+]
+DaysOpt = Annotated[int | None, typer.Option("--days", min=1, help="Number of trading days from --start")]
+
+
+class _State:
+    lake_uri: str | None = None
+
+
+_state = _State()
+
+
+@app.callback()
+def _main(lake: LakeOpt = None) -> None:
+    """Spymaster: similarity retrieval of ES level approaches."""
+    _state.lake_uri = lake
+
+
+def _lake() -> Lake:
+    return Lake(storage_settings_for(_state.lake_uri))
+
+
+def _dates(start: dt.datetime | None, end: dt.datetime | None, days: int | None) -> list[dt.date] | None:
+    if start is None:
+        if end is not None or days is not None:
+            raise typer.BadParameter("--end/--days need --start")
+        return None
+    if end is not None and days is not None:
+        raise typer.BadParameter("give --end or --days, not both")
+    if days is not None:
+        return sessions.trading_days(start.date(), days)
+    last = end.date() if end is not None else start.date()
+    if last < start.date():
+        raise typer.BadParameter("--end is before --start")
+    return sessions.trading_days_between(start.date(), last)
+
+
+def _fail(exc: SpymasterError) -> None:
+    typer.secho(f"error: {exc}", fg="red", err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def generate(
+    start: Annotated[dt.datetime, typer.Option("--start", formats=["%Y-%m-%d"], help="First date")],
+    days: Annotated[int, typer.Option("--days", min=1, help="Trading days to generate")] = 1,
+    scale: Annotated[float, typer.Option("--scale", min=0.001, max=4.0, help="1.0 = a realistic day")] = 1.0,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed")] = 0,
+) -> None:
+    """Write synthetic ES futures + 0DTE options days as real DBN files into raw/."""
+    from spymaster.synth import generate as gen
+
+    dates = gen(_lake(), start.date(), days, scale=scale, seed=seed, progress=True)
+    typer.echo(f"generated {len(dates)} day(s): {dates[0]} … {dates[-1]}")
+
+
+@app.command()
+def ingest(
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="DBN files")],
+    force: Annotated[bool, typer.Option(help="Replace files already in raw/")] = False,
+) -> None:
+    """Place Databento DBN files into raw/ by their own metadata; refuse what cannot be placed."""
+    from spymaster.ingest import ingest as run
+
+    placed, refused = run(_lake(), files, force=force)
+    for p in placed:
+        typer.echo(f"placed {p.source} -> {p.key}")
+    for r in refused:
+        typer.secho(f"refused {r}", fg="red", err=True)
+    if refused:
+        raise typer.Exit(1)
+
+
+@app.command()
+def download(
+    start: Annotated[dt.datetime, typer.Option("--start", formats=["%Y-%m-%d"])],
+    end: Annotated[dt.datetime, typer.Option("--end", formats=["%Y-%m-%d"])],
+    workers: Annotated[int, typer.Option(min=1, max=32)] = 4,
+    force: Annotated[bool, typer.Option(help="Refetch files already in raw/")] = False,
+) -> None:
+    """Fetch the needed schemas per day from Databento (DATABENTO_API_KEY), in parallel, resumably."""
+    from spymaster.download import download as run
+    from spymaster.settings import DatabentoSettings
+
+    try:
+        report = run(
+            _lake(), start.date(), end.date(), settings=DatabentoSettings(), workers=workers, force=force
+        )
+    except SpymasterError as exc:
+        _fail(exc)
+        return
+    typer.echo(f"fetched {len(report.fetched)}, skipped {len(report.skipped)}, failed {len(report.failed)}")
+    for d, kind, why in report.failed:
+        typer.secho(f"failed {d} {kind.product.value} {kind.schema}: {why}", fg="red", err=True)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command("bronze")
+def bronze_cmd(
+    start: StartOpt = None,
+    end: EndOpt = None,
+    days: DaysOpt = None,
+    force: Annotated[bool, typer.Option(help="Rebuild partitions already committed")] = False,
+) -> None:
+    """Decode raw DBN into committed bronze Parquet, per (date, schema); all landed dates by default."""
+    from spymaster.status import landed_raw
+
+    lake = _lake()
+    landed = landed_raw(lake)
+    dates = _dates(start, end, days) or sorted(landed)
+    jobs = [
+        (d, k)
+        for d in dates
+        for k in layout.REQUIRED_RAW
+        if force or not is_committed(lake, Layer.BRONZE, k.bronze_table, d)
+    ]
+    failures: list[str] = []
+    rows = 0
+    for d, k in tqdm(jobs, desc="bronze", unit="file", disable=not jobs):
+        try:
+            rows += bronze.build(lake, k, d).rows
+        except SpymasterError as exc:
+            failures.append(str(exc))
+    typer.echo(f"bronze: {len(jobs) - len(failures)} of {len(jobs)} file(s) committed, {rows:,} rows")
+    for f in failures:
+        typer.secho(f"failed: {f}", fg="red", err=True)
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status() -> None:
+    """Which dates are at which layer, and what is quarantined."""
+    from spymaster import quarantine
+    from spymaster.status import collect
+
+    lake = _lake()
+    rows = collect(lake)
+    typer.echo(f"lake: {lake.uri}")
+    typer.echo(f"{'date':<12}{'raw':>6}{'bronze':>8}  layer")
+    for s in rows:
+        q = f"  quarantined: {len(s.quarantined)}" if s.quarantined else ""
+        n_raw, n_br, n_all = len(s.raw), len(s.bronze), len(layout.REQUIRED_RAW)
+        typer.echo(f"{s.date.isoformat():<12}{n_raw:>3}/{n_all}{n_br:>5}/{n_all}  {s.layer}{q}")
+    qs = quarantine.list_all(lake)
+    if qs:
+        typer.echo("quarantine:")
+        for item in qs:
+            typer.echo(f"  {item.date} {item.product} {item.schema}: {item.error}: {item.reason}  ({item.file})")
+
+
+@app.command()
+def sql(
+    statement: Annotated[
+        str, typer.Argument(help="A DuckDB SQL statement, e.g. SELECT … FROM bronze.fut_trades")
+    ],
+) -> None:
+    """Query the committed lake with DuckDB (views bronze.*, silver.*, gold.*)."""
+    import duckdb
+
+    from spymaster.sql import query
+
+    try:
+        cols, rows = query(_lake(), statement)
+    except duckdb.Error as exc:
+        typer.secho(f"error: {str(exc).splitlines()[0]}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    if not cols:
+        return
+    typer.echo("\t".join(cols))
+    for r in rows:
+        typer.echo("\t".join("" if v is None else str(v) for v in r))
+
+
+def main() -> None:
+    try:
+        app()
+    except SpymasterError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Landing user-supplied Databento files: place each by its own metadata, refuse what cannot be placed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from spymaster import dbnread, layout
+from spymaster.errors import BadInputError, MislabelledInputError, UnknownDatasetError
+from spymaster.lake import Lake
+
+
+@dataclass(frozen=True)
+class Placed:
+    source: str
+    key: str
+    date: dt.date
+    kind: layout.RawKind
+
+
+def place(path: str | Path) -> tuple[layout.RawKind, dt.date]:
+    """Where a DBN file belongs in ``raw/``, from its metadata alone.
+
+    Raises
+    ------
+    BadInputError
+        Empty, corrupt, an unknown dataset or schema, symbols of no ES product, or a file
+        spanning more than one trading session.
+    """
+    info = dbnread.inspect(path)
+    if info.dataset != layout.DATASET:
+        raise UnknownDatasetError(f"dataset {info.dataset} is not {layout.DATASET}", file=str(path))
+    product = dbnread.product_of(info)
+    if product is None:
+        raise MislabelledInputError(
+            f"cannot tell the ES product from symbols {list(info.symbols)[:5]}", file=str(path)
+        )
+    if info.schema is None:
+        raise UnknownDatasetError("mixed-schema files cannot be placed", file=str(path))
+    try:
+        kind = layout.raw_kind(product.value, info.schema)
+    except ValueError as exc:
+        raise UnknownDatasetError(str(exc), file=str(path), schema=info.schema) from exc
+    date = dbnread.trading_date_of(info)
+    dbnread.check_placement(info, kind, date)
+    if info.end is not None:
+        end_date = dbnread.trading_date_of(
+            dbnread.DbnInfo(**{**info.__dict__, "start": info.end - dt.timedelta(microseconds=1)})
+        )
+        if end_date != date:
+            raise MislabelledInputError(
+                f"spans trading dates {date} to {end_date}; split it per day first",
+                file=str(path),
+                schema=info.schema,
+            )
+    return kind, date
+
+
+def ingest(lake: Lake, paths: list[Path], *, force: bool = False) -> tuple[list[Placed], list[BadInputError]]:
+    """Copy each file to its raw key; returns what was placed and what was refused (and why)."""
+    placed: list[Placed] = []
+    refused: list[BadInputError] = []
+    for p in paths:
+        try:
+            kind, date = place(p)
+        except BadInputError as exc:
+            refused.append(exc)
+            continue
+        key = layout.raw_file(kind, date)
+        if force or not lake.exists(key):
+            lake.put_file(p, key)
+        placed.append(Placed(source=str(p), key=key, date=date, kind=kind))
+    return placed, refused
