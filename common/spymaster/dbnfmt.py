@@ -103,7 +103,7 @@ def encode(
     threads: int = 0,
 ) -> bytes:
     """A complete zstd-compressed DBN stream: metadata header, then records in order."""
-    cctx = zstandard.ZstdCompressor(level=level, threads=threads)
+    cctx = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True)
     chunks: list[bytes] = [bytes(meta.encode())]
     if isinstance(records, np.ndarray):
         chunks.append(records.tobytes())

@@ -20,8 +20,10 @@ from typing import Any
 import databento as db
 import databento_dbn as dbn
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import zstandard
 from databento.common.error import BentoWarning
 from databento.common.symbology import InstrumentMap
 
@@ -83,7 +85,7 @@ def inspect(path: str | Path, *, label: str | None = None) -> DbnInfo:
             store = db.DBNStore.from_file(p)
             md = store.metadata
     except Exception as exc:
-        raise CorruptInputError(f"not a readable DBN file: {_why(exc)}", file=name) from exc
+        raise CorruptInputError(f"corrupt or not a DBN file: {_why(exc)}", file=name) from exc
     return DbnInfo(
         file=name,
         version=int(md.version),
@@ -111,14 +113,31 @@ def product_of(info: DbnInfo) -> layout.Product | None:
 
 
 def trading_date_of(info: DbnInfo) -> dt.date:
-    """The trading date whose Globex session (18:00 ET prior evening → 17:00 ET) holds the file's start."""
+    """The trading date whose Globex session (18:00 ET prior evening → 17:00 ET) overlaps the
+    file's [start, end) window most; files requested per UTC day land on the right date."""
     start_et = info.start.astimezone(sessions.ET)
     d = start_et.date()
     if start_et.time() >= sessions.GLOBEX_OPEN:
         d += dt.timedelta(days=1)
     while not sessions.is_trading_day(d):
         d += dt.timedelta(days=1)
-    return d
+    if info.end is None:
+        return d
+    lo_ns, hi_ns = _ns(info.start), _ns(info.end)
+
+    def overlap(day: dt.date) -> int:
+        a, b = sessions.globex_session(day)
+        return max(0, min(b, hi_ns) - max(a, lo_ns))
+
+    nxt = d + dt.timedelta(days=1)
+    while not sessions.is_trading_day(nxt):
+        nxt += dt.timedelta(days=1)
+    return nxt if overlap(nxt) > overlap(d) else d
+
+
+def _ns(t: dt.datetime) -> int:
+    """Exact nanoseconds (``DBNStore`` hands out ``pd.Timestamp``, which keeps them)."""
+    return int(pd.Timestamp(t).value)
 
 
 def check_placement(info: DbnInfo, kind: layout.RawKind, date: dt.date) -> None:
@@ -144,12 +163,10 @@ def check_placement(info: DbnInfo, kind: layout.RawKind, date: dt.date) -> None:
             date=date,
             schema=kind.schema,
         )
-    lo, hi = sessions.globex_session(date)
-    start_ns = int(info.start.timestamp() * 1e9)
-    end_ns = int(info.end.timestamp() * 1e9) if info.end is not None else start_ns
-    if start_ns >= hi or end_ns < lo:
+    placed = trading_date_of(info)
+    if placed != date:
         raise MislabelledInputError(
-            f"covers {info.start.isoformat()}–{info.end}, outside the {date} session",
+            f"covers {info.start.isoformat()} to {info.end}, the {placed} session, not the {date} session",
             file=info.file,
             date=date,
             schema=kind.schema,
@@ -207,11 +224,10 @@ def decode(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", BentoWarning)
-            store = db.DBNStore.from_file(path)
             if info.version < dbn.DBN_VERSION:
-                arrays: Iterator[np.ndarray[Any, Any]] = _upgraded(store, cls, chunk)
+                arrays: Iterator[np.ndarray[Any, Any]] = _upgraded(db.DBNStore.from_file(path), cls, chunk)
             else:
-                arrays = iter(store.to_ndarray(count=chunk))
+                arrays = _stream(Path(path), np.dtype(cls._dtypes), chunk, info.file)
             for arr in arrays:
                 if len(arr) == 0:
                     continue
@@ -220,7 +236,53 @@ def decode(
     except BadInputError:
         raise
     except Exception as exc:
-        raise CorruptInputError(f"cannot decode: {_why(exc)}", file=info.file, schema=info.schema) from exc
+        raise CorruptInputError(f"corrupt DBN data: {_why(exc)}", file=info.file, schema=info.schema) from exc
+
+
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_READ_BYTES = 1 << 20
+
+
+def _stream(path: Path, dtype: np.dtype[Any], chunk: int, name: str) -> Iterator[np.ndarray[Any, Any]]:
+    """Records of a current-version DBN file, ``chunk`` at a time, decompressed 1 MiB at a time.
+
+    Hand-rolled instead of ``DBNStore.to_ndarray`` because that reader ends quietly at a
+    truncated zstd frame; here the frame must end (``eof``) or the file is reported truncated.
+    """
+    want = dtype.itemsize * chunk
+    buf = bytearray()
+    header_left: int | None = None
+    with open(path, "rb") as f:
+        compressed = f.read(4) == _ZSTD_MAGIC
+        f.seek(0)
+        dobj = zstandard.ZstdDecompressor().decompressobj() if compressed else None
+        while piece := f.read(_READ_BYTES):
+            if dobj is not None:
+                out = dobj.decompress(piece)
+                while dobj.eof and dobj.unused_data:  # concatenated frames are valid zstd
+                    rest = dobj.unused_data
+                    dobj = zstandard.ZstdDecompressor().decompressobj()
+                    out += dobj.decompress(rest)
+                piece = out
+            buf += piece
+            if header_left is None and len(buf) >= 8:
+                header_left = 8 + int.from_bytes(buf[4:8], "little")
+            if header_left is not None and header_left and len(buf) >= header_left:
+                del buf[:header_left]
+                header_left = 0
+            while header_left == 0 and len(buf) >= want:
+                yield np.frombuffer(bytes(buf[:want]), dtype=dtype)
+                del buf[:want]
+        if dobj is not None and not dobj.eof:
+            raise CorruptInputError("zstd stream is truncated (its last frame never ends)", file=name)
+    if header_left != 0:
+        raise CorruptInputError("file ends inside its metadata header", file=name)
+    if len(buf) % dtype.itemsize:
+        raise CorruptInputError(
+            f"file is truncated: {len(buf) % dtype.itemsize} trailing bytes of an incomplete record", file=name
+        )
+    if buf:
+        yield np.frombuffer(bytes(buf), dtype=dtype)
 
 
 def _upgraded(store: db.DBNStore, cls: Any, chunk: int) -> Iterator[np.ndarray[Any, Any]]:

@@ -22,11 +22,13 @@ class Placed:
 def place(path: str | Path) -> tuple[layout.RawKind, dt.date]:
     """Where a DBN file belongs in ``raw/``, from its metadata alone.
 
+    The date is the trading session the file's window overlaps most (a per-UTC-day request
+    covers one ET session and the first hours of the next).
+
     Raises
     ------
     BadInputError
-        Empty, corrupt, an unknown dataset or schema, symbols of no ES product, or a file
-        spanning more than one trading session.
+        Empty, corrupt, an unknown dataset or schema, or symbols of no ES product.
     """
     info = dbnread.inspect(path)
     if info.dataset != layout.DATASET:
@@ -44,16 +46,6 @@ def place(path: str | Path) -> tuple[layout.RawKind, dt.date]:
         raise UnknownDatasetError(str(exc), file=str(path), schema=info.schema) from exc
     date = dbnread.trading_date_of(info)
     dbnread.check_placement(info, kind, date)
-    if info.end is not None:
-        end_date = dbnread.trading_date_of(
-            dbnread.DbnInfo(**{**info.__dict__, "start": info.end - dt.timedelta(microseconds=1)})
-        )
-        if end_date != date:
-            raise MislabelledInputError(
-                f"spans trading dates {date} to {end_date}; split it per day first",
-                file=str(path),
-                schema=info.schema,
-            )
     return kind, date
 
 

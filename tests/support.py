@@ -1,0 +1,32 @@
+"""Helpers shared by tests (importable, unlike conftest)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from spymaster.settings import StorageSettings
+
+DATA = Path(__file__).parent / "data"
+S3_BUCKET = "spymaster-test"
+
+
+def fixture_files() -> list[Path]:
+    """Every real Databento DBN test file copied from shared/fixtures/dbn."""
+    return sorted(p for p in DATA.rglob("*.dbn*") if p.is_file())
+
+
+def s3_settings(endpoint: str, prefix: str) -> StorageSettings:
+    return StorageSettings(
+        lake_uri=f"s3://{S3_BUCKET}/{prefix}",
+        endpoint_url=endpoint,
+        access_key_id="testing",
+        secret_access_key="testing",
+        region="us-east-1",
+    )
+
+
+def fixture(schema: str, version: str | None = None, dataset: str = "GLBX.MDP3") -> Path:
+    """A real Databento fixture: ``fixture("trades")``, ``fixture("mbp-10", "v1")``."""
+    if version is None:
+        return DATA / dataset / f"test_data.{schema}.dbn.zst"
+    return DATA / "versions" / f"test_data.{schema}.{version}.dbn.zst"

@@ -1,0 +1,118 @@
+"""Bronze decoding of every real Databento fixture, field for field against DBNStore.to_df()."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import databento as db
+import databento_dbn as dbn
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from tests.support import DATA, fixture, fixture_files
+
+from spymaster import dbnread
+
+# Fields whose meaning changed between DBN versions: the decoder upgrades them to the current
+# layout (DBN v1 statistics carry i32 quantities whose "undefined" sentinel becomes the i64 one).
+_UPGRADED = {("statistics", "v1"): {"quantity"}}
+
+
+def _to_df(path: Path) -> pd.DataFrame:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return db.DBNStore.from_file(path).to_df().reset_index()
+
+
+def _dropped_by_upgrade(schema: str, version: str) -> set[str]:
+    """Fields an old DBN version has that the current layout no longer carries."""
+    if version == "v3":
+        return set()
+    cls = dbnread._SCHEMA_CLASSES[schema]
+    old = getattr(getattr(dbn, version), cls.__name__, cls)
+    return {n for n, _ in old._dtypes} - {n for n, _ in cls._dtypes}
+
+
+def _same(a: object, b: object) -> bool:
+    if a is None or (isinstance(a, float) and math.isnan(a)) or a is pd.NaT:
+        return b is None or (isinstance(b, float) and math.isnan(b)) or b is pd.NaT
+    return bool(a == b)
+
+
+@pytest.mark.parametrize("path", fixture_files(), ids=lambda p: str(p.relative_to(DATA)))
+def test_fixture_matches_to_df_field_for_field(path: Path) -> None:
+    # Given a real Databento file, When bronze decodes it
+    table = pa.Table.from_batches(list(dbnread.decode(path)))
+    ref = _to_df(path)
+    ours = table.to_pylist()
+    # Then every to_df column exists with equal values, row for row
+    assert table.num_rows == len(ref) > 0
+    version = path.name.split(".")[-3] if ".v" in path.name else "v3"
+    schema = path.name.split(".")[1]
+    skip = _UPGRADED.get((schema, version), set())
+    dropped = _dropped_by_upgrade(schema, version)
+    for col in ref.columns:
+        if col in dropped:
+            assert col not in table.column_names
+            continue
+        assert col in table.column_names, col
+        if col in skip:
+            continue
+        for i, expected in enumerate(ref[col].tolist()):
+            got = ours[i][col]
+            if isinstance(expected, pd.Timestamp):
+                expected = expected.value
+                got = None if got is None else pd.Timestamp(got).value
+            assert _same(expected, got), (col, i, expected, got)
+
+
+@pytest.mark.parametrize(
+    ("schema", "old"),
+    [
+        ("trades", "v1"),
+        ("trades", "v2"),
+        ("mbp-10", "v1"),
+        ("mbp-10", "v2"),
+        ("mbp-1", "v1"),
+        ("definition", "v1"),
+        ("definition", "v2"),
+    ],
+)
+def test_older_versions_decode_to_the_current_layout(schema: str, old: str) -> None:
+    # Given the same records in an old and the current DBN version
+    new = pa.Table.from_batches(list(dbnread.decode(fixture(schema, "v3"))))
+    prev = pa.Table.from_batches(list(dbnread.decode(fixture(schema, old))))
+    # Then both give one schema (the current one), and the same values in every field the old one had
+    assert prev.schema == new.schema == dbnread.arrow_schema(schema)
+    old_fields = set(_to_df(fixture(schema, old)).columns) - _dropped_by_upgrade(schema, old)
+    for col in old_fields:
+        assert prev.column(col).to_pylist() == new.column(col).to_pylist(), col
+
+
+def test_arrow_schema_is_explicit_and_typed() -> None:
+    s = dbnread.arrow_schema("mbp-10")
+    assert s.field("ts_recv").type == pa.timestamp("ns", tz="UTC")
+    assert s.field("ts_event").type == pa.timestamp("ns", tz="UTC")
+    assert s.field("bid_px_09").type == pa.float64()
+    assert s.field("ask_sz_00").type == pa.uint32()
+    assert s.field("side").type == pa.string()
+    assert s.field("symbol").type == pa.string()
+    assert s.names[0] == "ts_recv"
+    assert len([n for n in s.names if n.startswith(("bid_px_", "ask_px_"))]) == 20
+    assert s.metadata[b"dbn_schema"] == b"mbp-10"
+
+
+def test_chunks_are_bounded() -> None:
+    path = fixture("mbp-10")
+    batches = list(dbnread.decode(path, chunk=1))
+    assert [b.num_rows for b in batches] == [1, 1, 1, 1]
+
+
+def test_undefined_prices_are_null_not_sentinels() -> None:
+    t = pa.Table.from_batches(list(dbnread.decode(fixture("definition"))))
+    strike = t.column("strike_price").to_pylist()
+    assert strike == [None]  # a future has no strike: UNDEF_PRICE must not leak as 9.2e9
+    assert np.isclose(t.column("min_price_increment")[0].as_py(), 0.25)
