@@ -118,8 +118,8 @@ def download(
         _fail(exc)
         return
     typer.echo(f"fetched {len(report.fetched)}, skipped {len(report.skipped)}, failed {len(report.failed)}")
-    for d, kind, why in report.failed:
-        typer.secho(f"failed {d} {kind.product.value} {kind.schema}: {why}", fg="red", err=True)
+    for _d, _kind, why in report.failed:
+        typer.secho(f"failed: {why}", fg="red", err=True)
     if report.failed:
         raise typer.Exit(1)
 
