@@ -10,7 +10,7 @@ SEED ?= 7
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-slow lint typecheck check bench bench-bronze clean
+.PHONY: help install demo test test-slow lint typecheck bench bench-bronze lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -23,9 +23,10 @@ $(BIN)/spymaster: pyproject.toml constraints.txt
 
 install: $(BIN)/spymaster ## Create .venv and install Spymaster with its pinned dependencies
 
-demo: install ## Generate sample days into ./lake and run the pipeline on them
+demo: install ## Generate sample days into ./lake (both DST changes, a roll week) and build bronze
 	$(BIN)/spymaster --lake $(LAKE) generate --start $(START) --days $(DAYS) --scale $(SCALE) --seed $(SEED)
-	$(BIN)/spymaster --lake $(LAKE) bronze --start $(START) --days $(DAYS)
+	$(BIN)/spymaster --lake $(LAKE) generate --start 2026-10-29 --days 4 --scale $(SCALE) --seed $(SEED)
+	$(BIN)/spymaster --lake $(LAKE) bronze
 	$(BIN)/spymaster --lake $(LAKE) status
 
 test: install ## Run lint, type checks and the test suite (what CI runs)
@@ -48,6 +49,10 @@ bench-bronze: install ## Bronze decode vs DBNStore.to_parquet on a full-scale ge
 	$(BIN)/python bench/bench_bronze.py --scale 1.0
 
 bench: bench-bronze ## All benchmarks
+
+lock: ## Re-pin constraints.txt from the current .venv
+	{ echo "# Versions checked to install together (pip check clean). Regenerate: make lock"; \
+	  $(BIN)/uv pip freeze --python $(BIN)/python | grep -v -E "^(-e|spymaster)"; } > constraints.txt
 
 clean: ## Remove the venv, the demo lake and caches
 	rm -rf $(VENV) $(LAKE) .pytest_cache .mypy_cache .ruff_cache

@@ -37,7 +37,9 @@ def _child(mode: str, src: str, dst: str) -> None:
         info = dbnread.inspect(src)
         assert info.schema is not None
         rows = 0
-        with pq.ParquetWriter(dst, dbnread.arrow_schema(info.schema), compression="zstd", compression_level=1) as w:
+        with pq.ParquetWriter(
+            dst, dbnread.arrow_schema(info.schema), compression="zstd", compression_level=1
+        ) as w:
             for batch in dbnread.decode(src):
                 w.write_batch(batch)
                 rows += batch.num_rows
@@ -55,7 +57,10 @@ def _child(mode: str, src: str, dst: str) -> None:
 def _measure(mode: str, src: Path, work: Path) -> dict[str, float]:
     dst = work / f"{mode}-{src.name}.parquet"
     out = subprocess.run(
-        [sys.executable, __file__, "--child", mode, str(src), str(dst)], check=True, capture_output=True, text=True
+        [sys.executable, __file__, "--child", mode, str(src), str(dst)],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     res: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     dst.unlink(missing_ok=True)
@@ -117,7 +122,10 @@ def main() -> None:
         )
     OUT.mkdir(exist_ok=True)
     with open(OUT / "bronze.jsonl", "a") as f:
-        f.write(json.dumps({"at": dt.datetime.now(dt.UTC).isoformat(), "scale": args.scale, "results": results}) + "\n")
+        f.write(
+            json.dumps({"at": dt.datetime.now(dt.UTC).isoformat(), "scale": args.scale, "results": results})
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from tqdm import tqdm
 
-from spymaster import bronze, layout, sessions
+from spymaster import layout, sessions
 from spymaster.errors import SpymasterError
 from spymaster.lake import Lake, is_committed
 from spymaster.layout import Layer
@@ -132,16 +132,18 @@ def bronze_cmd(
     force: Annotated[bool, typer.Option(help="Rebuild partitions already committed")] = False,
 ) -> None:
     """Decode raw DBN into committed bronze Parquet, per (date, schema); all landed dates by default."""
+    from spymaster import bronze
     from spymaster.status import landed_raw
 
     lake = _lake()
     landed = landed_raw(lake)
     dates = _dates(start, end, days) or sorted(landed)
+    wanted = [(d, k) for d in dates for k in layout.REQUIRED_RAW]
+    missing = [(d, k) for d, k in wanted if k not in landed.get(d, set())]
     jobs = [
         (d, k)
-        for d in dates
-        for k in layout.REQUIRED_RAW
-        if force or not is_committed(lake, Layer.BRONZE, k.bronze_table, d)
+        for d, k in wanted
+        if k in landed.get(d, set()) and (force or not is_committed(lake, Layer.BRONZE, k.bronze_table, d))
     ]
     failures: list[str] = []
     rows = 0
@@ -151,6 +153,8 @@ def bronze_cmd(
         except SpymasterError as exc:
             failures.append(str(exc))
     typer.echo(f"bronze: {len(jobs) - len(failures)} of {len(jobs)} file(s) committed, {rows:,} rows")
+    if missing:
+        typer.echo(f"bronze: {len(missing)} raw file(s) of these dates have not landed yet")
     for f in failures:
         typer.secho(f"failed: {f}", fg="red", err=True)
     if failures:
@@ -175,7 +179,9 @@ def status() -> None:
     if qs:
         typer.echo("quarantine:")
         for item in qs:
-            typer.echo(f"  {item.date} {item.product} {item.schema}: {item.error}: {item.reason}  ({item.file})")
+            typer.echo(
+                f"  {item.date} {item.product} {item.schema}: {item.error}: {item.reason}  ({item.file})"
+            )
 
 
 @app.command()

@@ -10,7 +10,6 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import zstandard
-from tests.support import fixture
 
 from spymaster import bronze, dbnfmt, dbnread, layout, quarantine
 from spymaster.errors import (
@@ -23,6 +22,7 @@ from spymaster.errors import (
 from spymaster.ingest import ingest
 from spymaster.lake import Lake, committed_dates, read_committed, read_manifest
 from spymaster.layout import Layer, Product, RawKind
+from tests.support import fixture
 
 FIX_DATE = dt.date(2020, 12, 28)  # the trading date of the GLBX.MDP3 fixtures (ESH1)
 BAD_DATE = dt.date(2020, 12, 29)
@@ -79,7 +79,12 @@ def _bad_cases() -> dict[str, tuple[RawKind, Callable[[], bytes], type[BadInputE
             "no records",
         ),
         "wrong-schema": (FUT_MBP10, big, MislabelledInputError, "schema is trades"),
-        "wrong-date": (FUT_TRADES, lambda: fixture("trades").read_bytes(), MislabelledInputError, "not the 2020-12-29 session"),
+        "wrong-date": (
+            FUT_TRADES,
+            lambda: fixture("trades").read_bytes(),
+            MislabelledInputError,
+            "not the 2020-12-29 session",
+        ),
         "unknown-dataset": (
             FUT_DEF,
             lambda: fixture("definition", "v3").read_bytes(),
@@ -105,7 +110,9 @@ def test_real_fixtures_ingest_and_build_bronze(lake: Lake) -> None:
         got = read_committed(lake, Layer.BRONZE, kind.bronze_table, FIX_DATE)
         want = pa.Table.from_batches(list(dbnread.decode(fixture(schema))))
         assert got.equals(want)
-        assert result.rows == got.num_rows == read_manifest(lake, Layer.BRONZE, kind.bronze_table, FIX_DATE).rows
+        assert (
+            result.rows == got.num_rows == read_manifest(lake, Layer.BRONZE, kind.bronze_table, FIX_DATE).rows
+        )
         assert set(got.column("symbol").to_pylist()) == {"ESH1"}
         assert got.schema == dbnread.arrow_schema(schema)
 
@@ -152,16 +159,24 @@ def test_rerun_replaces_and_a_failed_rerun_keeps_the_previous_commit(local_lake:
     second = bronze.build(lake, FUT_TRADES, BAD_DATE)
     # Re-running replaces: the same rows, only the latest run's files remain
     assert first.manifest.run_id != second.manifest.run_id
-    assert lake.list_files(layout.table_dir(Layer.BRONZE, FUT_TRADES.bronze_table, BAD_DATE)) == second.manifest.files
+    assert (
+        lake.list_files(layout.table_dir(Layer.BRONZE, FUT_TRADES.bronze_table, BAD_DATE))
+        == second.manifest.files
+    )
     before = read_committed(lake, Layer.BRONZE, FUT_TRADES.bronze_table, BAD_DATE)
     assert before.num_rows == 200_000
     # A failing re-run (the raw file replaced by a truncated one) leaves the last commit intact
     lake.write_bytes(key, big[: len(big) // 2])
     with pytest.raises(CorruptInputError):
         bronze.build(lake, FUT_TRADES, BAD_DATE)
-    assert read_manifest(lake, Layer.BRONZE, FUT_TRADES.bronze_table, BAD_DATE).run_id == second.manifest.run_id
+    assert (
+        read_manifest(lake, Layer.BRONZE, FUT_TRADES.bronze_table, BAD_DATE).run_id == second.manifest.run_id
+    )
     assert read_committed(lake, Layer.BRONZE, FUT_TRADES.bronze_table, BAD_DATE).equals(before)
-    assert lake.list_files(layout.table_dir(Layer.BRONZE, FUT_TRADES.bronze_table, BAD_DATE)) == second.manifest.files
+    assert (
+        lake.list_files(layout.table_dir(Layer.BRONZE, FUT_TRADES.bronze_table, BAD_DATE))
+        == second.manifest.files
+    )
 
 
 def test_row_groups_follow_decode_chunks(local_lake: Lake) -> None:

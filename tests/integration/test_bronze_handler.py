@@ -18,7 +18,9 @@ EVENT = Path(__file__).parents[2] / "events" / "bronze_s3_put.json"
 
 
 @pytest.mark.s3
-def test_s3_put_event_builds_bronze_and_replay_is_idempotent(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_s3_put_event_builds_bronze_and_replay_is_idempotent(
+    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given the handler configured for s3://spymaster-test/lake and a real fixture landed at the event's key
     lake = Lake(s3_settings(s3_endpoint, "lake"))
     monkeypatch.setattr(app, "_lake", lake)  # the handler's cold-start cache, not boto: S3 is real
@@ -42,5 +44,9 @@ def test_s3_put_event_builds_bronze_and_replay_is_idempotent(s3_endpoint: str, m
 @pytest.mark.s3
 def test_event_for_other_keys_is_ignored(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(app, "_lake", Lake(s3_settings(s3_endpoint, "lake2")))
-    event = {"Records": [{"s3": {"bucket": {"name": "spymaster-test"}, "object": {"key": "lake2/notes/readme.txt"}}}]}
+    event = {
+        "Records": [
+            {"s3": {"bucket": {"name": "spymaster-test"}, "object": {"key": "lake2/notes/readme.txt"}}}
+        ]
+    }
     assert app.handler(event) == {"results": [{"key": "lake2/notes/readme.txt", "status": "ignored"}]}

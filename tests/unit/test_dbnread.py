@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from tests.support import DATA, fixture, fixture_files
 
 from spymaster import dbnread
+from tests.support import DATA, fixture, fixture_files
 
 # Fields whose meaning changed between DBN versions: the decoder upgrades them to the current
 # layout (DBN v1 statistics carry i32 quantities whose "undefined" sentinel becomes the i64 one).
