@@ -279,7 +279,8 @@ def _stream(path: Path, dtype: np.dtype[Any], chunk: int, name: str) -> Iterator
         raise CorruptInputError("file ends inside its metadata header", file=name)
     if len(buf) % dtype.itemsize:
         raise CorruptInputError(
-            f"file is truncated: {len(buf) % dtype.itemsize} trailing bytes of an incomplete record", file=name
+            f"file is truncated: {len(buf) % dtype.itemsize} trailing bytes of an incomplete record",
+            file=name,
         )
     if buf:
         yield np.frombuffer(bytes(buf), dtype=dtype)
