@@ -44,8 +44,9 @@ def _main(lake: LakeOpt = None) -> None:
     _state.lake_uri = lake
 
 
-def _lake() -> Lake:
-    return Lake(storage_settings_for(_state.lake_uri))
+def _lake(override: str | None = None) -> Lake:
+    """``--lake`` may come before the command or after it; the later one wins."""
+    return Lake(storage_settings_for(override or _state.lake_uri))
 
 
 def _dates(start: dt.datetime | None, end: dt.datetime | None, days: int | None) -> list[dt.date] | None:
@@ -74,11 +75,12 @@ def generate(
     days: Annotated[int, typer.Option("--days", min=1, help="Trading days to generate")] = 1,
     scale: Annotated[float, typer.Option("--scale", min=0.001, max=4.0, help="1.0 = a realistic day")] = 1.0,
     seed: Annotated[int, typer.Option("--seed", help="Random seed")] = 0,
+    lake: LakeOpt = None,
 ) -> None:
     """Write synthetic ES futures + 0DTE options days as real DBN files into raw/."""
     from spymaster.synth import generate as gen
 
-    dates = gen(_lake(), start.date(), days, scale=scale, seed=seed, progress=True)
+    dates = gen(_lake(lake), start.date(), days, scale=scale, seed=seed, progress=True)
     typer.echo(f"generated {len(dates)} day(s): {dates[0]} … {dates[-1]}")
 
 
@@ -86,11 +88,12 @@ def generate(
 def ingest(
     files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="DBN files")],
     force: Annotated[bool, typer.Option(help="Replace files already in raw/")] = False,
+    lake: LakeOpt = None,
 ) -> None:
     """Place Databento DBN files into raw/ by their own metadata; refuse what cannot be placed."""
     from spymaster.ingest import ingest as run
 
-    placed, refused = run(_lake(), files, force=force)
+    placed, refused = run(_lake(lake), files, force=force)
     for p in placed:
         typer.echo(f"placed {p.source} -> {p.key}")
     for r in refused:
@@ -105,6 +108,7 @@ def download(
     end: Annotated[dt.datetime, typer.Option("--end", formats=["%Y-%m-%d"])],
     workers: Annotated[int, typer.Option(min=1, max=32)] = 4,
     force: Annotated[bool, typer.Option(help="Refetch files already in raw/")] = False,
+    lake: LakeOpt = None,
 ) -> None:
     """Fetch the needed schemas per day from Databento (DATABENTO_API_KEY), in parallel, resumably."""
     from spymaster.download import download as run
@@ -112,7 +116,7 @@ def download(
 
     try:
         report = run(
-            _lake(), start.date(), end.date(), settings=DatabentoSettings(), workers=workers, force=force
+            _lake(lake), start.date(), end.date(), settings=DatabentoSettings(), workers=workers, force=force
         )
     except SpymasterError as exc:
         _fail(exc)
@@ -130,26 +134,27 @@ def bronze_cmd(
     end: EndOpt = None,
     days: DaysOpt = None,
     force: Annotated[bool, typer.Option(help="Rebuild partitions already committed")] = False,
+    lake: LakeOpt = None,
 ) -> None:
     """Decode raw DBN into committed bronze Parquet, per (date, schema); all landed dates by default."""
     from spymaster import bronze
     from spymaster.status import landed_raw
 
-    lake = _lake()
-    landed = landed_raw(lake)
+    store = _lake(lake)
+    landed = landed_raw(store)
     dates = _dates(start, end, days) or sorted(landed)
     wanted = [(d, k) for d in dates for k in layout.REQUIRED_RAW]
     missing = [(d, k) for d, k in wanted if k not in landed.get(d, set())]
     jobs = [
         (d, k)
         for d, k in wanted
-        if k in landed.get(d, set()) and (force or not is_committed(lake, Layer.BRONZE, k.bronze_table, d))
+        if k in landed.get(d, set()) and (force or not is_committed(store, Layer.BRONZE, k.bronze_table, d))
     ]
     failures: list[str] = []
     rows = 0
     for d, k in tqdm(jobs, desc="bronze", unit="file", disable=not jobs):
         try:
-            rows += bronze.build(lake, k, d).rows
+            rows += bronze.build(store, k, d).rows
         except SpymasterError as exc:
             failures.append(str(exc))
     typer.echo(f"bronze: {len(jobs) - len(failures)} of {len(jobs)} file(s) committed, {rows:,} rows")
@@ -162,20 +167,20 @@ def bronze_cmd(
 
 
 @app.command()
-def status() -> None:
+def status(lake: LakeOpt = None) -> None:
     """Which dates are at which layer, and what is quarantined."""
     from spymaster import quarantine
     from spymaster.status import collect
 
-    lake = _lake()
-    rows = collect(lake)
-    typer.echo(f"lake: {lake.uri}")
+    store = _lake(lake)
+    rows = collect(store)
+    typer.echo(f"lake: {store.uri}")
     typer.echo(f"{'date':<12}{'raw':>6}{'bronze':>8}  layer")
     for s in rows:
         q = f"  quarantined: {len(s.quarantined)}" if s.quarantined else ""
         n_raw, n_br, n_all = len(s.raw), len(s.bronze), len(layout.REQUIRED_RAW)
         typer.echo(f"{s.date.isoformat():<12}{n_raw:>3}/{n_all}{n_br:>5}/{n_all}  {s.layer}{q}")
-    qs = quarantine.list_all(lake)
+    qs = quarantine.list_all(store)
     if qs:
         typer.echo("quarantine:")
         for item in qs:
@@ -189,6 +194,7 @@ def sql(
     statement: Annotated[
         str, typer.Argument(help="A DuckDB SQL statement, e.g. SELECT … FROM bronze.fut_trades")
     ],
+    lake: LakeOpt = None,
 ) -> None:
     """Query the committed lake with DuckDB (views bronze.*, silver.*, gold.*)."""
     import duckdb
@@ -196,7 +202,7 @@ def sql(
     from spymaster.sql import query
 
     try:
-        cols, rows = query(_lake(), statement)
+        cols, rows = query(_lake(lake), statement)
     except duckdb.Error as exc:
         typer.secho(f"error: {str(exc).splitlines()[0]}", fg="red", err=True)
         raise typer.Exit(2) from None

@@ -85,7 +85,7 @@ def test_bronze_exits_nonzero_and_status_shows_quarantine(tmp_path: Path) -> Non
     assert "corrupt" in r.stderr
     assert "Traceback" not in r.stderr
 
-    r = _cli(["--lake", uri, "status"])
+    r = _cli(["status", "--lake", uri])  # --lake also works after the command
     assert "quarantined: 1" in r.stdout
     assert "CorruptInputError" in r.stdout
 
