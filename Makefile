@@ -23,10 +23,11 @@ $(BIN)/spymaster: pyproject.toml constraints.txt
 
 install: $(BIN)/spymaster ## Create .venv and install Spymaster with its pinned dependencies
 
-demo: install ## Generate sample days into ./lake (both DST changes, a roll week) and build bronze
+demo: install ## Generate sample days into ./lake (both DST changes, a roll week) and build bronze and silver
 	$(BIN)/spymaster --lake $(LAKE) generate --start $(START) --days $(DAYS) --scale $(SCALE) --seed $(SEED)
 	$(BIN)/spymaster --lake $(LAKE) generate --start 2026-10-29 --days 4 --scale $(SCALE) --seed $(SEED)
 	$(BIN)/spymaster --lake $(LAKE) bronze
+	$(BIN)/spymaster --lake $(LAKE) silver
 	$(BIN)/spymaster --lake $(LAKE) status
 
 test: install ## Run lint, type checks and the test suite (what CI runs)

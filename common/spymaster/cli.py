@@ -166,6 +166,37 @@ def bronze_cmd(
         raise typer.Exit(1)
 
 
+@app.command("silver")
+def silver_cmd(
+    start: StartOpt = None,
+    end: EndOpt = None,
+    days: DaysOpt = None,
+    force: Annotated[bool, typer.Option(help="Rebuild dates already committed")] = False,
+    lake: LakeOpt = None,
+) -> None:
+    """Bars, the six levels and the level-relative state table per date (needs committed bronze)."""
+    from spymaster import silver
+    from spymaster.lake import committed_dates
+
+    store = _lake(lake)
+    ready = set(committed_dates(store, Layer.BRONZE, "fut_trades")) & set(
+        committed_dates(store, Layer.BRONZE, "fut_mbp10")
+    )
+    dates = _dates(start, end, days) or sorted(ready)
+    jobs = [d for d in dates if force or not is_committed(store, Layer.SILVER, "state", d)]
+    failures: list[str] = []
+    for d in tqdm(jobs, desc="silver", unit="day", disable=not jobs):
+        try:
+            silver.build(store, d)
+        except SpymasterError as exc:
+            failures.append(str(exc))
+    typer.echo(f"silver: {len(jobs) - len(failures)} of {len(jobs)} date(s) committed")
+    for f in failures:
+        typer.secho(f"failed: {f}", fg="red", err=True)
+    if failures:
+        raise typer.Exit(1)
+
+
 @app.command()
 def status(lake: LakeOpt = None) -> None:
     """Which dates are at which layer, and what is quarantined."""
@@ -175,11 +206,12 @@ def status(lake: LakeOpt = None) -> None:
     store = _lake(lake)
     rows = collect(store)
     typer.echo(f"lake: {store.uri}")
-    typer.echo(f"{'date':<12}{'raw':>6}{'bronze':>8}  layer")
+    typer.echo(f"{'date':<12}{'raw':>6}{'bronze':>8}{'silver':>8}  layer")
     for s in rows:
         q = f"  quarantined: {len(s.quarantined)}" if s.quarantined else ""
         n_raw, n_br, n_all = len(s.raw), len(s.bronze), len(layout.REQUIRED_RAW)
-        typer.echo(f"{s.date.isoformat():<12}{n_raw:>3}/{n_all}{n_br:>5}/{n_all}  {s.layer}{q}")
+        sv = "yes" if s.silver else "-"
+        typer.echo(f"{s.date.isoformat():<12}{n_raw:>3}/{n_all}{n_br:>5}/{n_all}{sv:>8}  {s.layer}{q}")
     qs = quarantine.list_all(store)
     if qs:
         typer.echo("quarantine:")

@@ -76,11 +76,18 @@ def metadata(
     date: dt.date | None = None,
     dataset: str = "GLBX.MDP3",
 ) -> dbn.Metadata:
-    """DBN metadata for a parent-symbology request, with raw symbol → instrument id mappings."""
+    """DBN metadata for a parent-symbology request, with raw symbol → instrument id mappings.
+
+    Mapping intervals are UTC dates (as Databento's are) covering [start, end]: a Globex session
+    opens on the previous UTC date, so one date alone would leave the evening records unmapped.
+    """
     maps: list[_Mapping] = []
-    if mappings and date is not None:
-        nxt = date + dt.timedelta(days=1)
-        maps = [_Mapping(sym, [_Interval(date, nxt, str(iid))]) for sym, iid in sorted(mappings.items())]
+    if mappings:
+        first = dt.datetime.fromtimestamp(start_ns / 1e9, dt.UTC).date()
+        last = dt.datetime.fromtimestamp(end_ns / 1e9, dt.UTC).date() + dt.timedelta(days=1)
+        if date is not None:
+            first, last = min(first, date), max(last, date + dt.timedelta(days=1))
+        maps = [_Mapping(sym, [_Interval(first, last, str(iid))]) for sym, iid in sorted(mappings.items())]
     return dbn.Metadata(
         dataset=dataset,
         start=start_ns,

@@ -75,7 +75,7 @@ class Lake:
 
     def read_bytes(self, rel: str) -> bytes:
         try:
-            with self.fs.open_input_stream(self.path(rel)) as f:
+            with self.fs.open_input_stream(self.path(rel), compression=None) as f:
                 return bytes(f.read())
         except (FileNotFoundError, OSError) as exc:
             raise LakeError(f"cannot read lake file: {exc}", file=rel) from exc
@@ -83,7 +83,7 @@ class Lake:
     def write_bytes(self, rel: str, data: bytes) -> None:
         """Write a whole object atomically: readers see the old bytes or the new, never a part."""
         if self.is_s3:
-            with self.fs.open_output_stream(self.path(rel)) as f:
+            with self.fs.open_output_stream(self.path(rel), compression=None) as f:
                 f.write(data)
             return
         target = Path(self.path(rel))
@@ -113,7 +113,7 @@ class Lake:
             shutil.copyfile(local, tmp)
             os.replace(tmp, target)
             return
-        with open(local, "rb") as src, self.fs.open_output_stream(self.path(rel)) as dst:
+        with open(local, "rb") as src, self.fs.open_output_stream(self.path(rel), compression=None) as dst:
             _copy(src, dst)
 
     @contextlib.contextmanager
@@ -127,7 +127,10 @@ class Lake:
         suffix = "".join(Path(rel).suffixes[-2:])
         fd, tmp = tempfile.mkstemp(dir=tmp_dir, suffix=suffix)
         try:
-            with os.fdopen(fd, "wb") as dst, self.fs.open_input_stream(self.path(rel)) as src:
+            with (
+                os.fdopen(fd, "wb") as dst,
+                self.fs.open_input_stream(self.path(rel), compression=None) as src,
+            ):
                 _copy(src, dst)
             yield Path(tmp)
         finally:
@@ -163,21 +166,33 @@ class Lake:
             Path(self.path(rel)).parent.mkdir(parents=True, exist_ok=True)
         kwargs.setdefault("compression", "zstd")
         with (
-            self.fs.open_output_stream(self.path(rel)) as sink,
+            self.fs.open_output_stream(self.path(rel), compression=None) as sink,
             pq.ParquetWriter(sink, schema, **kwargs) as writer,
         ):
             yield writer
 
-    def write_parquet(self, rel: str, table: pa.Table, **kwargs: Any) -> None:
+    def write_parquet(
+        self, rel: str, table: pa.Table, *, row_group_size: int | None = None, **kwargs: Any
+    ) -> None:
         with self.parquet_writer(rel, table.schema, **kwargs) as w:
-            w.write_table(table)
+            w.write_table(table, row_group_size=row_group_size)
 
-    def read_parquet(self, rels: list[str], schema: pa.Schema | None = None) -> pa.Table:
+    def read_parquet(
+        self,
+        rels: list[str],
+        schema: pa.Schema | None = None,
+        columns: list[str] | None = None,
+        filters: Any = None,
+    ) -> pa.Table:
+        """Read committed files; ``filters`` prune row groups by their statistics before reading."""
         if not rels:
             if schema is None:
                 raise LakeError("no files to read and no schema given")
             return schema.empty_table()
-        tables = [pq.read_table(self.path(r), filesystem=self.fs, schema=schema) for r in rels]
+        tables = [
+            pq.read_table(self.path(r), filesystem=self.fs, schema=schema, columns=columns, filters=filters)
+            for r in rels
+        ]
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
     def fsspec(self) -> Any:

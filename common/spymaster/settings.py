@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -74,3 +74,35 @@ def storage_settings_for(lake_uri: str | None) -> StorageSettings:
     if lake_uri is None:
         return base
     return base.model_copy(update={"lake_uri": StorageSettings._no_trailing_slash(lake_uri)})
+
+
+class PipelineSettings(BaseSettings):
+    """Definitions the silver/gold layers are computed with (``SPYMASTER_`` env prefix).
+
+    Changing one changes the meaning of stored features, so each is recorded in the manifests.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SPYMASTER_", extra="ignore", frozen=True)
+
+    premarket_start: str = "04:00"
+    """Start of the pre-market window (ET) whose high/low are PM_HIGH/PM_LOW; it ends at 09:30."""
+    atr_bars: int = 14
+    """Wilder ATR length, in 2-minute bars: the unit of every distance."""
+    zone_atr: float = 2.0
+    """|distance| at or below this many ATR is the approach zone."""
+    barrier_ticks: int = 4
+    """Book depth within this many ticks of a level counts as its barrier."""
+    tape_near_atr: float = 0.5
+    """Trades within this many ATR of a level count as traded near it."""
+    gex_convention: Literal["calls_long", "dealer_short"] = "calls_long"
+    """Dealer sign convention: +calls/−puts (dealers long calls, short puts) or −Γ·OI for all."""
+    risk_free_rate: float = 0.0
+    """Discount rate for Black-76; for 0DTE options its effect on gamma is ~1e-5 relative."""
+
+    @field_validator("premarket_start")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        import datetime as _dt
+
+        _dt.time.fromisoformat(v)
+        return v

@@ -16,6 +16,7 @@ class DateStatus:
     raw: set[layout.RawKind] = field(default_factory=set)
     bronze: set[str] = field(default_factory=set)
     quarantined: set[layout.RawKind] = field(default_factory=set)
+    silver: bool = False
 
     @property
     def raw_ready(self) -> bool:
@@ -28,6 +29,8 @@ class DateStatus:
     @property
     def layer(self) -> str:
         """The furthest layer complete for this date."""
+        if self.silver:
+            return "silver"
         if self.bronze_done:
             return "bronze"
         if self.raw_ready:
@@ -58,6 +61,8 @@ def collect(lake: Lake) -> list[DateStatus]:
     for table in layout.BRONZE_TABLES:
         for d in committed_dates(lake, Layer.BRONZE, table):
             get(d).bronze.add(table)
+    for d in committed_dates(lake, Layer.SILVER, "state"):
+        get(d).silver = True
     for q in quarantine.list_all(lake):
         get(dt.date.fromisoformat(q.date)).quarantined.add(layout.raw_kind(q.product, q.schema))
     return [by_date[d] for d in sorted(by_date)]

@@ -11,7 +11,10 @@ ROOT = Path(__file__).parents[2]
 
 def test_cfn_lint_passes() -> None:
     r = subprocess.run(
-        [str(Path(sys.executable).parent / "cfn-lint"), str(ROOT / "template.yaml")], capture_output=True, text=True, check=False
+        [str(Path(sys.executable).parent / "cfn-lint"), str(ROOT / "template.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert r.returncode == 0, r.stdout + r.stderr
 

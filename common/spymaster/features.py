@@ -1,0 +1,163 @@
+"""The state-table feature registry: every feature's name, group and one-line definition.
+
+Conventions: ``distance = (price − level) / ATR`` (positive above the level); ``direction`` is UP
+when price is below the level (approaching from below) and DOWN when above. Features marked
+*signed into the level* are multiplied by +1 for UP and −1 for DOWN, so positive always means
+"pushing toward / through the level". ATR is Wilder-14 of 2-minute bars, as of the step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+LEVEL_KINDS: tuple[str, ...] = ("PM_HIGH", "PM_LOW", "OR_HIGH", "OR_LOW", "SMA_90", "EMA_20")
+DIRECTIONS: tuple[str, ...] = ("UP", "DOWN")
+TIME_BUCKETS: tuple[tuple[int, int], ...] = ((0, 15), (15, 30), (30, 60), (60, 120), (120, 180))
+"""Minutes since 09:30 ET; bucket i holds [lo, hi), the last one also holds 180 (12:30)."""
+GROUPS: tuple[str, ...] = ("geometry", "kinematics", "flow", "barrier", "tape", "dealer", "context")
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    group: str
+    definition: str
+
+
+def _f(group: str, name: str, definition: str) -> Feature:
+    assert group in GROUPS, group
+    return Feature(name, group, definition)
+
+
+_KIN = [
+    _f(
+        "kinematics",
+        f"kin_{kind}_{m}m",
+        {
+            "vel": f"velocity of price relative to the level over {m} min, ATR/min, signed into the level",
+            "acc": f"change of the {m}-min velocity over {m} min, ATR/min², signed into the level",
+            "jerk": f"change of the {m}-min acceleration over {m} min, ATR/min³, signed into the level",
+        }[kind],
+    )
+    for m in (1, 2, 5, 10, 20)
+    for kind in ("vel", "acc", "jerk")
+]
+
+FEATURES: tuple[Feature, ...] = (
+    _f(
+        "geometry",
+        "distance",
+        "(price − level) / ATR; price is the last front-month trade at or before the step",
+    ),
+    _f("geometry", "abs_distance", "|distance|"),
+    _f("geometry", "in_zone", "1 if |distance| ≤ 2 ATR (the approach zone), else 0"),
+    _f(
+        "geometry",
+        "touches",
+        "30-s bars so far today (closed by the step) whose high–low range held the level",
+    ),
+    _f("geometry", "confluence_n", "other active levels within 1 ATR of this level"),
+    _f("geometry", "nearest_other_atr", "(nearest other active level − this level) / ATR"),
+    _f("geometry", "or_width_atr", "(OR_HIGH − OR_LOW) / ATR; NaN before 09:45"),
+    _f("geometry", "gap_atr", "(first RTH trade price − first Globex-session trade price) / ATR"),
+    *_KIN,
+    *[
+        _f(
+            "flow",
+            f"flow_ofi_{w}s",
+            f"best-level Cont–Kukanov–Stoikov OFI over the last {w} s / mean best-level depth, signed into the level",
+        )
+        for w in (30, 60, 120, 300)
+    ],
+    *[
+        _f(
+            "flow",
+            f"flow_mlofi_{w}s",
+            f"10-level OFI summed over levels over the last {w} s / mean depth per level, signed into the level",
+        )
+        for w in (30, 60, 120, 300)
+    ],
+    _f(
+        "barrier",
+        "barrier_depth",
+        "resting size within ±4 ticks of the level on the side to consume (ask if UP, bid if DOWN)",
+    ),
+    _f("barrier", "barrier_log", "log(1 + barrier_depth)"),
+    _f(
+        "barrier",
+        "barrier_change_60s",
+        "barrier_log now − barrier_log 60 s ago (replenishment > 0, depletion < 0)",
+    ),
+    _f("barrier", "barrier_change_120s", "barrier_log now − barrier_log 120 s ago"),
+    _f("tape", "tape_near_vol_60s", "log(1 + contracts traded within 0.5 ATR of the level in the last 60 s)"),
+    _f(
+        "tape",
+        "tape_near_vol_300s",
+        "log(1 + contracts traded within 0.5 ATR of the level in the last 300 s)",
+    ),
+    _f(
+        "tape",
+        "tape_imbalance_60s",
+        "(buy − sell aggressor volume) / total over the last 60 s, signed into the level",
+    ),
+    _f(
+        "tape",
+        "tape_imbalance_300s",
+        "(buy − sell aggressor volume) / total over the last 300 s, signed into the level",
+    ),
+    _f("tape", "tape_rate_60s", "front-month trades per second over the last 60 s"),
+    *[
+        _f(
+            "dealer",
+            f"dealer_gex_{w}",
+            f"net 0DTE gamma exposure of strikes within ±{w} points of the level, $bn per 1 % move",
+        )
+        for w in (5, 10, 15)
+    ],
+    _f("dealer", "dealer_gex_total", "net 0DTE gamma exposure of the whole chain, $bn per 1 % move"),
+    _f("dealer", "dealer_call_wall_atr", "(strike of the largest call |GEX| − level) / ATR"),
+    _f("dealer", "dealer_put_wall_atr", "(strike of the largest put |GEX| − level) / ATR"),
+    _f("dealer", "dealer_missing", "1 if the day's options files are missing (dealer features are then NaN)"),
+    _f("context", "ctx_minutes", "minutes since 09:30 ET"),
+    _f("context", "ctx_atr_points", "ATR in index points"),
+    _f("context", "ctx_rth_range_atr", "(RTH high − RTH low so far) / ATR"),
+    _f("context", "ctx_level_is_dynamic", "1 for SMA_90 / EMA_20 (moving levels), 0 for fixed levels"),
+)
+FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+
+
+def by_group(group: str) -> tuple[str, ...]:
+    return tuple(f.name for f in FEATURES if f.group == group)
+
+
+KEY_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("date", pa.date32(), nullable=False),
+    pa.field("ts", pa.timestamp("ns", tz="UTC"), nullable=False),
+    pa.field("level_kind", pa.string(), nullable=False),
+    pa.field("direction", pa.string(), nullable=False),
+    pa.field("time_bucket", pa.int8(), nullable=False),
+    pa.field("level_price", pa.float64(), nullable=False),
+    pa.field("price", pa.float64(), nullable=False),
+)
+STATE_SCHEMA = pa.schema(
+    [*KEY_FIELDS, *(pa.field(f.name, pa.float64(), metadata={"group": f.group}) for f in FEATURES)],
+    metadata={"conventions": __doc__.split("\n\n", 1)[1].strip() if __doc__ else ""},
+)
+
+
+def time_bucket(minutes: npt.ArrayLike) -> npt.NDArray[np.int8]:
+    """Index of the time bucket holding each minutes-since-open value (180 goes to the last)."""
+    m = np.asarray(minutes, dtype=np.float64)
+    edges = np.array([lo for lo, _ in TIME_BUCKETS[1:]], dtype=np.float64)
+    return np.searchsorted(edges, m, side="right").astype(np.int8)
+
+
+def markdown() -> str:
+    """The feature list as a markdown table (kept in docs/FEATURES.md by a test)."""
+    lines = ["| group | feature | definition |", "|---|---|---|"]
+    lines += [f"| {f.group} | `{f.name}` | {f.definition} |" for f in FEATURES]
+    return "\n".join(lines) + "\n"

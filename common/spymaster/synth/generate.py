@@ -1,0 +1,98 @@
+"""Generate synthetic trading days: the seven raw DBN files of each date plus its planted truth.
+
+Order matters only through the random streams, which are keyed by (seed, date, component): the
+open interest is drawn first (it is prior-day data), the path is simulated with G computed from
+it, and the futures and options records are rendered from the path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+from tqdm import tqdm
+
+from spymaster import layout, sessions
+from spymaster.lake import Lake
+from spymaster.layout import Product, RawKind
+from spymaster.synth import futures, market, options
+
+TRUTH_SCHEMA = pa.schema(
+    [
+        pa.field("date", pa.date32()),
+        pa.field("start_ts", pa.int64()),
+        pa.field("arrival_ts", pa.int64()),
+        pa.field("end_ts", pa.int64()),
+        pa.field("level_kind", pa.string()),
+        pa.field("level_price", pa.float64()),
+        pa.field("level_price_start", pa.float64()),
+        pa.field("direction", pa.string()),
+        pa.field("F", pa.float64()),
+        pa.field("B", pa.float64()),
+        pa.field("G", pa.float64()),
+        pa.field("p_break", pa.float64()),
+        pa.field("p_reject", pa.float64()),
+        pa.field("p_chop", pa.float64()),
+        pa.field("outcome", pa.string()),
+        pa.field("atr", pa.float64()),
+        pa.field("barrier_price", pa.float64()),
+        pa.field("barrier_mult", pa.float64()),
+    ]
+)
+"""One row per planted interaction; timestamps are ns since the epoch, UTC (docs/SYNTHETIC.md)."""
+
+
+@dataclass
+class DayFiles:
+    """A generated date: zstd DBN bytes per raw kind, and the planted truth."""
+
+    date: dt.date
+    files: dict[RawKind, bytes]
+    truth: pa.Table
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def generate_day(date: dt.date, *, scale: float = 1.0, seed: int = 0) -> DayFiles:
+    """One trading date's seven raw files and truth; byte-identical for the same arguments."""
+    if not sessions.is_trading_day(date):
+        raise ValueError(f"{date} is not a trading day")
+    if scale <= 0:
+        raise ValueError("scale must be positive")
+    params = market.day_params(seed, date)
+    chain = options.build_chain(date, seed, params.open_price, params.atm_iv)
+    day = market.simulate(date, seed=seed, scale=scale, gamma_z=chain.gamma_z)
+    fut = futures.render(day)
+    opt = options.render(chain, day)
+    files = {
+        RawKind(Product.FUT, "definition"): fut.definition,
+        RawKind(Product.FUT, "trades"): fut.trades,
+        RawKind(Product.FUT, "mbp-10"): fut.mbp10,
+        RawKind(Product.OPT, "definition"): opt.definition,
+        RawKind(Product.OPT, "trades"): opt.trades,
+        RawKind(Product.OPT, "mbp-1"): opt.mbp1,
+        RawKind(Product.OPT, "statistics"): opt.statistics,
+    }
+    assert set(files) == set(layout.REQUIRED_RAW)
+    rows = [{**row, "date": date} for row in day.truth]
+    truth = pa.Table.from_pylist(rows, schema=TRUTH_SCHEMA)
+    counts = {
+        "fut_trades": fut.counts["trades"],
+        "fut_mbp10": fut.counts["mbp-10"],
+        **{f"opt_{k}": v for k, v in opt.counts.items()},
+        "interactions": truth.num_rows,
+    }
+    return DayFiles(date=date, files=files, truth=truth, counts=counts)
+
+
+def generate(
+    lake: Lake, start: dt.date, days: int, *, scale: float, seed: int, progress: bool = True
+) -> list[dt.date]:
+    """Generate ``days`` trading days from ``start`` into the lake's raw/ and synthetic/truth/."""
+    dates = sessions.trading_days(start, days)
+    for date in tqdm(dates, desc="generate", unit="day", disable=not progress):
+        day = generate_day(date, scale=scale, seed=seed)
+        for kind, data in day.files.items():
+            lake.write_bytes(layout.raw_file(kind, date), data)
+        lake.write_parquet(layout.truth_file(date), day.truth)
+    return dates
