@@ -30,3 +30,17 @@ def fixture(schema: str, version: str | None = None, dataset: str = "GLBX.MDP3")
     if version is None:
         return DATA / dataset / f"test_data.{schema}.dbn.zst"
     return DATA / "versions" / f"test_data.{schema}.{version}.dbn.zst"
+
+
+def decode_day_files(files: dict[object, bytes], tmp: Path) -> dict[str, object]:
+    """Decode generated DBN bytes the way bronze does, keyed by bronze table name."""
+    import pyarrow as pa
+
+    from spymaster import dbnread
+
+    out: dict[str, object] = {}
+    for kind, data in files.items():
+        path = tmp / f"{kind.bronze_table}.dbn.zst"  # type: ignore[attr-defined]
+        path.write_bytes(data)
+        out[kind.bronze_table] = pa.Table.from_batches(list(dbnread.decode(path)))  # type: ignore[attr-defined]
+    return out

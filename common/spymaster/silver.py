@@ -396,17 +396,36 @@ def compute(inp: SilverInputs, s: PipelineSettings | None = None) -> SilverTable
         rows["price"].extend(price[sel].tolist())
         for f in FEATURES:
             rows[f.name].extend(np.asarray(feats[f.name], dtype=np.float64)[sel].tolist())
-    state = pa.Table.from_pydict(rows, schema=STATE_SCHEMA)
+    # Missing is null, never NaN: nulls survive Parquet and compare equal, NaN does neither.
+    state = pa.table(
+        {f.name: pa.array(rows[f.name], type=f.type, from_pandas=True) for f in STATE_SCHEMA},
+        schema=STATE_SCHEMA,
+    )
     state = state.sort_by([("ts", "ascending"), ("level_kind", "ascending")])
     levels_tbl = pa.table(
         {
             "ts": pa.array(q, pa.timestamp("ns", tz="UTC")),
-            **{k: pa.array(v[back:]) for k, v in lv_grid.items()},
-            "price": pa.array(price),
-            "atr": pa.array(atr),
+            **{k: pa.array(v[back:], from_pandas=True) for k, v in lv_grid.items()},
+            "price": pa.array(price, from_pandas=True),
+            "atr": pa.array(atr, from_pandas=True),
         }
     )
-    return SilverTables(bars_30s=b30, bars_2m=b2, levels=levels_tbl, state=state, front_month=symbol)
+    return SilverTables(
+        bars_30s=_nan_to_null(b30),
+        bars_2m=_nan_to_null(b2),
+        levels=levels_tbl,
+        state=state,
+        front_month=symbol,
+    )
+
+
+def _nan_to_null(table: pa.Table) -> pa.Table:
+    """Missing is null in stored tables (NaN never compares equal, and means "computed, invalid")."""
+    cols = [
+        pa.array(c.to_numpy(), type=c.type, from_pandas=True) if pa.types.is_floating(c.type) else c
+        for c in table.columns
+    ]
+    return pa.table(cols, schema=table.schema)
 
 
 def _rel_move(
