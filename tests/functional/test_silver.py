@@ -207,7 +207,7 @@ def test_levels_match_an_independent_pandas_computation() -> None:
     # OR is not known before 09:45; PM is fixed from 09:30
     assert pd.isna(lv.loc[at_1000 - pd.Timedelta(minutes=16), "OR_HIGH"])
     # SMA-90 / EMA-20 of 2-minute closes (bars labelled by their close, carried when empty)
-    lo, hi = sessions.globex_session(DAY)
+    lo, _ = sessions.globex_session(DAY)
     closes = (
         tr.price.resample("2min", closed="left", label="right", origin=pd.Timestamp(lo, tz="UTC"))
         .last()
