@@ -50,8 +50,17 @@ def _child(mode: str, src: str, dst: str) -> None:
         db.DBNStore.from_file(src).to_parquet(dst)
         rows = pq.ParquetFile(dst).metadata.num_rows
     secs = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _vm_hwm()
     print(json.dumps({"secs": secs, "rows": rows, "peak_rss": peak}))
+
+
+def _vm_hwm() -> int:
+    """Peak RSS of this process image. ``ru_maxrss`` survives exec on Linux and would report the
+    (large) parent that spawned us; ``VmHWM`` belongs to this image alone."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _measure(mode: str, src: Path, work: Path) -> dict[str, float]:
