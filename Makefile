@@ -10,7 +10,7 @@ SEED ?= 7
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-slow lint typecheck bench bench-bronze lock clean
+.PHONY: help install demo test test-slow lint typecheck bench bench-bronze bench-silver lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -49,7 +49,10 @@ typecheck: install ## mypy (strict on common/)
 bench-bronze: install ## Bronze decode vs DBNStore.to_parquet on a full-scale generated day
 	$(BIN)/python bench/bench_bronze.py --scale 1.0
 
-bench: bench-bronze ## All benchmarks
+bench-silver: install ## Silver seconds and peak RSS for one full-scale day on one core
+	$(BIN)/python bench/bench_silver.py --scale 1.0
+
+bench: bench-bronze bench-silver ## All benchmarks
 
 lock: ## Re-pin constraints.txt from the current .venv
 	{ echo "# Versions checked to install together (pip check clean). Regenerate: make lock"; \

@@ -288,7 +288,8 @@ def _stream(path: Path, dtype: np.dtype[Any], chunk: int, name: str) -> Iterator
     tail = b"".join(pieces)
     if len(tail) % dtype.itemsize:
         raise CorruptInputError(
-            f"file is truncated: {len(tail) % dtype.itemsize} trailing bytes of an incomplete record", file=name
+            f"file is truncated: {len(tail) % dtype.itemsize} trailing bytes of an incomplete record",
+            file=name,
         )
     if tail:
         yield np.frombuffer(tail, dtype=dtype)

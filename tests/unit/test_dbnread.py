@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import databento as db
@@ -116,3 +117,27 @@ def test_undefined_prices_are_null_not_sentinels() -> None:
     strike = t.column("strike_price").to_pylist()
     assert strike == [None]  # a future has no strike: UNDEF_PRICE must not leak as 9.2e9
     assert np.isclose(t.column("min_price_increment")[0].as_py(), 0.25)
+
+
+def test_prefetch_keeps_order_and_forwards_errors() -> None:
+    from spymaster.bronze import prefetch
+
+    def gen(fail_at: int | None) -> Iterator[pa.RecordBatch]:
+        for i in range(7):
+            if i == fail_at:
+                raise ValueError("decode failed")
+            yield pa.record_batch({"i": [i]})
+
+    assert [b.column(0)[0].as_py() for b in prefetch(gen(None))] == list(range(7))
+    got: list[int] = []
+
+    def consume() -> None:
+        got.extend(b.column(0)[0].as_py() for b in prefetch(gen(4)))
+
+    with pytest.raises(ValueError, match="decode failed"):
+        consume()
+    assert got == [0, 1, 2, 3]
+    # A consumer that stops early does not leave the producer blocked
+    it = prefetch(gen(None), depth=1)
+    next(it)
+    it.close()
