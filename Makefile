@@ -3,8 +3,8 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 LAKE ?= ./lake
-START ?= 2026-03-05
-DAYS ?= 6
+START ?= 2026-02-20
+DAYS ?= 16
 SCALE ?= 0.05
 SEED ?= 7
 export PYTHONDONTWRITEBYTECODE := 1
@@ -23,11 +23,10 @@ $(BIN)/spymaster: pyproject.toml constraints.txt
 
 install: $(BIN)/spymaster ## Create .venv and install Spymaster with its pinned dependencies
 
-demo: install ## Generate sample days into ./lake (both DST changes, a roll week) and build bronze and silver
+demo: install ## Generate sample days into ./lake (both DST changes, a roll week) and run bronze → silver → gold → index
 	$(BIN)/spymaster --lake $(LAKE) generate --start $(START) --days $(DAYS) --scale $(SCALE) --seed $(SEED)
 	$(BIN)/spymaster --lake $(LAKE) generate --start 2026-10-29 --days 4 --scale $(SCALE) --seed $(SEED)
-	$(BIN)/spymaster --lake $(LAKE) bronze
-	$(BIN)/spymaster --lake $(LAKE) silver
+	$(BIN)/spymaster --lake $(LAKE) run --workers 2
 	$(BIN)/spymaster --lake $(LAKE) status
 
 test: install ## Run lint, type checks and the test suite (what CI runs)

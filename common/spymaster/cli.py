@@ -197,6 +197,87 @@ def silver_cmd(
         raise typer.Exit(1)
 
 
+@app.command("gold")
+def gold_cmd(
+    start: StartOpt = None,
+    end: EndOpt = None,
+    days: DaysOpt = None,
+    force: Annotated[bool, typer.Option(help="Rebuild dates already committed")] = False,
+    lake: LakeOpt = None,
+) -> None:
+    """Approach episodes with raw vectors and first-crossing outcomes per date (needs silver)."""
+    from spymaster import gold
+    from spymaster.lake import committed_dates
+
+    store = _lake(lake)
+    dates = _dates(start, end, days) or committed_dates(store, Layer.SILVER, "state")
+    jobs = [d for d in dates if force or not is_committed(store, Layer.GOLD, gold.EPISODES_TABLE, d)]
+    failures: list[str] = []
+    n = 0
+    for d in tqdm(jobs, desc="gold", unit="day", disable=not jobs):
+        try:
+            n += gold.build(store, d).num_rows
+        except SpymasterError as exc:
+            failures.append(str(exc))
+    typer.echo(f"gold: {len(jobs) - len(failures)} of {len(jobs)} date(s) committed, {n:,} episodes")
+    for f in failures:
+        typer.secho(f"failed: {f}", fg="red", err=True)
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command("index")
+def index_cmd(
+    force: Annotated[bool, typer.Option(help="Re-index dates already indexed")] = False,
+    lake: LakeOpt = None,
+) -> None:
+    """Upsert committed gold into the LanceDB vector table (the table's only writer)."""
+    from spymaster import vectordb
+
+    res = vectordb.index(_lake(lake), force=force)
+    done = [r for r in res if not r.skipped]
+    typer.echo(
+        f"index: {len(done)} date(s) upserted, {len(res) - len(done)} unchanged, {sum(r.rows for r in res):,} episodes"
+    )
+
+
+@app.command("run")
+def run_cmd(
+    start: StartOpt = None,
+    end: EndOpt = None,
+    days: DaysOpt = None,
+    workers: Annotated[int, typer.Option(min=1, max=32, help="Dates processed in parallel")] = 1,
+    force: Annotated[bool, typer.Option(help="Recompute layers already committed")] = False,
+    lake: LakeOpt = None,
+) -> None:
+    """bronze → silver → gold per date (in parallel), then index; resumable, failures per date."""
+    from spymaster import pipeline, vectordb
+    from spymaster.status import landed_raw
+
+    store = _lake(lake)
+    dates = _dates(start, end, days) or sorted(landed_raw(store))
+    bar = tqdm(total=len(dates), desc="run", unit="day", disable=not dates)
+    failed: list[pipeline.DateResult] = []
+
+    def done(r: pipeline.DateResult) -> None:
+        bar.update(1)
+        if not r.ok:
+            failed.append(r)
+
+    results = pipeline.run(store.settings, dates, workers=workers, force=force, on_result=done)
+    bar.close()
+    ok = [r.date for r in results if r.ok]
+    idx = vectordb.index(store, ok, force=force) if ok else []
+    typer.echo(
+        f"run: {len(ok)} of {len(dates)} date(s) at gold; indexed {sum(1 for r in idx if not r.skipped)}, "
+        f"{sum(r.rows for r in idx):,} episodes in the vector table"
+    )
+    for r in failed:
+        typer.secho(f"failed {r.date} at {r.failed_stage}: {r.error}", fg="red", err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
 @app.command()
 def status(lake: LakeOpt = None) -> None:
     """Which dates are at which layer, and what is quarantined."""
@@ -206,12 +287,15 @@ def status(lake: LakeOpt = None) -> None:
     store = _lake(lake)
     rows = collect(store)
     typer.echo(f"lake: {store.uri}")
-    typer.echo(f"{'date':<12}{'raw':>6}{'bronze':>8}{'silver':>8}  layer")
+    typer.echo(f"{'date':<12}{'raw':>6}{'bronze':>8}{'silver':>8}{'gold':>7}{'indexed':>9}  layer")
     for s in rows:
         q = f"  quarantined: {len(s.quarantined)}" if s.quarantined else ""
         n_raw, n_br, n_all = len(s.raw), len(s.bronze), len(layout.REQUIRED_RAW)
-        sv = "yes" if s.silver else "-"
-        typer.echo(f"{s.date.isoformat():<12}{n_raw:>3}/{n_all}{n_br:>5}/{n_all}{sv:>8}  {s.layer}{q}")
+        sv, gd = ("yes" if s.silver else "-"), (f"{s.episodes}" if s.gold else "-")
+        ix = "yes" if s.indexed else "-"
+        typer.echo(
+            f"{s.date.isoformat():<12}{n_raw:>3}/{n_all}{n_br:>5}/{n_all}{sv:>8}{gd:>7}{ix:>9}  {s.layer}{q}"
+        )
     qs = quarantine.list_all(store)
     if qs:
         typer.echo("quarantine:")

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from spymaster import layout, quarantine
-from spymaster.lake import Lake, committed_dates
+from spymaster.lake import Lake, committed_dates, read_manifest
 from spymaster.layout import Layer
 
 
@@ -17,6 +17,9 @@ class DateStatus:
     bronze: set[str] = field(default_factory=set)
     quarantined: set[layout.RawKind] = field(default_factory=set)
     silver: bool = False
+    gold: bool = False
+    episodes: int = 0
+    indexed: bool = False
 
     @property
     def raw_ready(self) -> bool:
@@ -29,6 +32,10 @@ class DateStatus:
     @property
     def layer(self) -> str:
         """The furthest layer complete for this date."""
+        if self.indexed:
+            return "indexed"
+        if self.gold:
+            return "gold"
         if self.silver:
             return "silver"
         if self.bronze_done:
@@ -63,6 +70,11 @@ def collect(lake: Lake) -> list[DateStatus]:
             get(d).bronze.add(table)
     for d in committed_dates(lake, Layer.SILVER, "state"):
         get(d).silver = True
+    for d in committed_dates(lake, Layer.GOLD, "episodes"):
+        get(d).gold = True
+        get(d).episodes = read_manifest(lake, Layer.GOLD, "episodes", d).rows
+    for f in lake.list_files("_manifests/index"):
+        get(layout.date_from_partition(f)).indexed = True
     for q in quarantine.list_all(lake):
         get(dt.date.fromisoformat(q.date)).quarantined.add(layout.raw_kind(q.product, q.schema))
     return [by_date[d] for d in sorted(by_date)]

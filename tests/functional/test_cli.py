@@ -50,7 +50,7 @@ def test_ingest_bronze_status_sql(lake_cli: tuple[str, dict[str, str]]) -> None:
     r = _cli(["--lake", uri, "status"], env)
     assert r.returncode == 0, r.stderr
     assert "2020-12-28" in r.stdout
-    assert "3/7    3/7       -" in r.stdout
+    assert "3/7    3/7       -      -        -" in r.stdout
 
     r = _cli(["--lake", uri, "sql", "SELECT count(*) AS n, min(symbol) AS s FROM bronze.fut_trades"], env)
     assert r.returncode == 0, r.stderr
