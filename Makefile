@@ -10,7 +10,7 @@ SEED ?= 7
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-slow lint typecheck bench bench-bronze bench-silver lock clean
+.PHONY: help install browser demo test test-slow lint typecheck bench bench-bronze bench-silver bench-gold lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -29,7 +29,12 @@ demo: install ## Generate sample days into ./lake (both DST changes, a roll week
 	$(BIN)/spymaster --lake $(LAKE) run --workers 2
 	$(BIN)/spymaster --lake $(LAKE) status
 
-test: install ## Run lint, type checks and the test suite (what CI runs)
+browser: ## Debian chromium for the page's browser test (apt-get; needs root)
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; fi; }
+
+test: install browser ## Run lint, type checks and the test suite (what CI runs)
 	$(BIN)/ruff check common functions tests bench
 	$(BIN)/ruff format --check common functions tests bench
 	$(BIN)/mypy
@@ -51,7 +56,10 @@ bench-bronze: install ## Bronze decode vs DBNStore.to_parquet on a full-scale ge
 bench-silver: install ## Silver seconds and peak RSS for one full-scale day on one core
 	$(BIN)/python bench/bench_silver.py --scale 1.0
 
-bench: bench-bronze bench-silver ## All benchmarks
+bench-gold: install ## Gold and vector-table figures over 20 generated days, one table vs 60
+	$(BIN)/python bench/bench_gold_index.py --days 20 --scale 0.05
+
+bench: bench-bronze bench-silver bench-gold ## All benchmarks
 
 lock: ## Re-pin constraints.txt from the current .venv
 	{ echo "# Versions checked to install together (pip check clean). Regenerate: make lock"; \

@@ -46,20 +46,22 @@ F32Array = npt.NDArray[np.float32]
 
 __all__ = [
     "ANCHOR_KEYS",
+    "LAYOUT_VERSION",
     "STATS_METHOD",
     "VECTOR_DIM",
     "VECTOR_GROUPS",
     "VECTOR_LAYOUT",
-    "LAYOUT_VERSION",
     "OutcomeLeakError",
     "Stats",
     "apply",
     "build_vectors",
+    "definition",
     "fit_stats",
     "fit_stats_before",
     "group_mask",
     "group_weights",
     "is_outcome_name",
+    "layout_markdown",
     "load_stats",
     "save_stats",
     "stats_for_date",
@@ -98,7 +100,10 @@ VECTOR_GROUPS: tuple[str, ...] = (
 # -- the layout ------------------------------------------------------------------------------------
 
 _GROUP_OF = {f.name: f.group for f in FEATURES}
-SIGNED_INTO_LEVEL: frozenset[str] = frozenset(f.name for f in FEATURES if "signed into the level" in f.definition)
+_FEATURE_DEF = {f.name: f.definition for f in FEATURES}
+SIGNED_INTO_LEVEL: frozenset[str] = frozenset(
+    f.name for f in FEATURES if "signed into the level" in f.definition
+)
 """Registry features signed by the step's direction; histories are re-signed to the anchor's."""
 
 SNAPSHOT: tuple[str, ...] = tuple(n for n in FEATURE_NAMES if n not in {"in_zone", "barrier_depth"})
@@ -174,6 +179,77 @@ def group_mask(*groups: str) -> npt.NDArray[np.bool_]:
     return np.array([g in groups for _, g in VECTOR_LAYOUT], dtype=bool)
 
 
+_SERIES_TEXT = {
+    "distance_into": "distance signed into the level (ATR; < 0 on the approach side)",
+    "kin_vel_1m": "`kin_vel_1m`",
+    "flow_ofi_30s": "`flow_ofi_30s` (best-level OFI of that 30-s step)",
+    "flow_mlofi_30s": "`flow_mlofi_30s`",
+    "barrier_log": "`barrier_log`",
+    "tape_imbalance_60s": "`tape_imbalance_60s`",
+    "tape_near_vol_60s": "`tape_near_vol_60s`",
+}
+_DEFINITIONS: dict[str, str] = {
+    **{
+        f"dyn_closest_{m}m": f"max distance-into-level over the last {m} min (closest approach)"
+        for m in (5, 10, 20)
+    },
+    **{f"dyn_farthest_{m}m": f"min distance-into-level over the last {m} min" for m in (5, 10, 20)},
+    "dyn_dx_std_10m": "std of the 30-s changes of distance-into-level over the last 10 min",
+    "dyn_ofi_sum_10m": "sum of `flow_ofi_30s` over the last 10 min (20 steps)",
+    "dyn_ofi_sum_20m": "sum of `flow_ofi_30s` over the last 20 min (40 steps)",
+    "dyn_tape_imb_mean_10m": "mean of `tape_imbalance_60s` over the last 10 min",
+    "dyn_tape_imb_mean_20m": "mean of `tape_imbalance_60s` over the last 20 min",
+    "dyn_barrier_change_5m": "`barrier_log` now − 5 min ago",
+    "dyn_barrier_change_10m": "`barrier_log` now − 10 min ago",
+    "ctx_zone_minutes": "minutes since this zone visit began (0 at the entry)",
+    "ctx_zone_visits": "zone entries of this level so far today (this one included)",
+    "ctx_history_frac": "share of the 40-step window with a state row (1/40 at 09:30)",
+    "phys_ttl_2m": f"time to level: `abs_distance` / `kin_vel_2m`, min; {TTL_CAP_MIN:g} if not approaching",
+    "phys_ttl_5m": f"time to level with `kin_vel_5m`, min; capped at {TTL_CAP_MIN:g}",
+    "phys_ofi_x_barrier": "`flow_ofi_60s` × `barrier_log` (pressure against resting size)",
+    "phys_mlofi_x_barrier": "`flow_mlofi_60s` × `barrier_log`",
+    "phys_tape_x_barrier": "`tape_imbalance_60s` × `barrier_log`",
+    "phys_ofi_over_barrier": "`flow_ofi_120s` / (1 + `barrier_log`)",
+    "phys_vel_x_ofi": "`kin_vel_2m` × `flow_ofi_60s` (momentum backed by flow)",
+    "phys_momentum": "`kin_vel_1m` × |`kin_vel_1m`|",
+    "phys_vel_agreement": "mean sign of `kin_vel_{1,2,5,10}m` (−1 … 1)",
+    "phys_gex_near_share": "`dealer_gex_10` / (|`dealer_gex_total`| + 0.001)",
+    "phys_near_vol_share": "`tape_near_vol_60s` − log(1 + 60·`tape_rate_60s`) (log share traded near the level)",
+    "phys_touch_rate": "`touches` / max(`ctx_minutes`, 0.5)",
+}
+_TRAJ_TEXT = {
+    "distance": "distance into the level",
+    "ofi": "`flow_ofi_30s`",
+    "barrier": "`barrier_log`",
+    "tape": "`tape_imbalance_60s`",
+}
+
+
+def definition(name: str) -> str:
+    """One-line definition of a vector dimension."""
+    if name in SNAPSHOT:
+        return f"at the anchor: {_FEATURE_DEF[name]}"
+    if name.startswith("hist_"):
+        series, lag = name[5:].rsplit("_lag", 1)
+        return f"{_SERIES_TEXT[series]} {lag} step(s) ({int(lag) * STEP_S} s) before the anchor"
+    if name.startswith("traj_"):
+        series, k = name[5:].rsplit("_c", 1)
+        return (
+            f"DCT-II (ortho) coefficient {k} of {_TRAJ_TEXT[series]} over the 40 steps ending at the anchor"
+        )
+    return _DEFINITIONS[name]
+
+
+def layout_markdown() -> str:
+    """The vector layout as a markdown table (kept in docs/GOLD.md by a test)."""
+    lines = ["| # | dimension | group | definition |", "|---|---|---|---|"]
+    lines += [
+        f"| {i} | `{n}` | {g} | {definition(n).replace('|', chr(92) + '|')} |"
+        for i, (n, g) in enumerate(VECTOR_LAYOUT)
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def group_weights(weights: Mapping[str, float], default: float = 1.0) -> F32Array:
     """A per-dimension weight vector from per-group weights (0 ablates a group)."""
     unknown = set(weights) - set(VECTOR_GROUPS)
@@ -231,7 +307,9 @@ def build_vectors(state: pa.Table, anchors: pa.Table) -> F32Array:
     for need in ("date", "ts", "level_kind"):
         if need not in anchors.column_names:
             raise ValueError(f"anchors need a {need!r} column")
-    missing = [c for c in ("date", "ts", "level_kind", "direction", *FEATURE_NAMES) if c not in state.column_names]
+    missing = [
+        c for c in ("date", "ts", "level_kind", "direction", *FEATURE_NAMES) if c not in state.column_names
+    ]
     if missing:
         raise ValueError(f"state lacks columns {missing}")
     out = np.full((anchors.num_rows, VECTOR_DIM), np.nan, dtype=np.float32)
@@ -284,8 +362,11 @@ class _History:
         pad = TRAJ_WINDOW
         n = (int(k.max()) + 1 if k.size else 0) + pad
         feats = np.full((n, len(FEATURE_NAMES)), np.nan)
-        cols = [np.asarray(rows.column(c).to_numpy(zero_copy_only=False), dtype=np.float64) for c in FEATURE_NAMES]
-        feats[k + pad] = np.stack(cols, axis=1) if cols and k.size else feats[k + pad]
+        cols = [
+            np.asarray(rows.column(c).to_numpy(zero_copy_only=False), dtype=np.float64) for c in FEATURE_NAMES
+        ]
+        if k.size:
+            feats[k + pad] = np.stack(cols, axis=1)
         sign = np.full(n, np.nan)
         dirs = np.asarray(rows.column("direction").to_pylist(), dtype=object)
         sign[k + pad] = np.where(dirs == "UP", 1.0, -1.0)
@@ -347,7 +428,7 @@ def _vector_from_window(w: FloatArray, sign: FloatArray, zone_steps: float, visi
         _nanmean(tape[-40:]),
         bar[-1] - bar[-11],
         bar[-1] - bar[-21],
-        zone_steps * STEP_S / 60.0,
+        max(zone_steps - 1.0, 0.0) * STEP_S / 60.0,  # minutes since the zone entry
         visits,
         float(np.isfinite(sign).sum()) / TRAJ_WINDOW,
     ]
@@ -492,7 +573,9 @@ class Stats:
         return s
 
 
-def fallback_stats(window_days: int = DEFAULT_WINDOW_DAYS, window: Sequence[dt.date] = (), n_rows: int = 0) -> Stats:
+def fallback_stats(
+    window_days: int = DEFAULT_WINDOW_DAYS, window: Sequence[dt.date] = (), n_rows: int = 0
+) -> Stats:
     """Identity scaling (centre 0, scale 1, no clipping; NaN → 0) for dates without enough history."""
     return Stats(
         center=(0.0,) * VECTOR_DIM,
@@ -549,7 +632,9 @@ def fit_stats(
     )
 
 
-def stats_window(dates: Sequence[dt.date], query_date: dt.date, window_days: int = DEFAULT_WINDOW_DAYS) -> list[dt.date]:
+def stats_window(
+    dates: Sequence[dt.date], query_date: dt.date, window_days: int = DEFAULT_WINDOW_DAYS
+) -> list[dt.date]:
     """The last ``window_days`` of ``dates`` strictly before ``query_date`` (ascending)."""
     return sorted(d for d in set(dates) if d < query_date)[-window_days:] if window_days > 0 else []
 
