@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from tqdm import tqdm
@@ -16,6 +17,7 @@ from spymaster.lake import Lake, is_committed
 from spymaster.layout import Layer
 from spymaster.settings import storage_settings_for
 
+T = TypeVar("T")
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
 LakeOpt = Annotated[
@@ -62,6 +64,24 @@ def _dates(start: dt.datetime | None, end: dt.datetime | None, days: int | None)
     if last < start.date():
         raise typer.BadParameter("--end is before --start")
     return sessions.trading_days_between(start.date(), last)
+
+
+def _each(jobs: Sequence[T], desc: str, unit: str, job: Callable[[T], int]) -> tuple[int, list[str]]:
+    """Run jobs with a progress bar; one failing never stops the rest. Returns (sum, failures)."""
+    total, failures = 0, []
+    for item in tqdm(jobs, desc=desc, unit=unit, disable=not jobs):
+        try:
+            total += job(item)
+        except SpymasterError as exc:
+            failures.append(str(exc))
+    return total, failures
+
+
+def _exit_on(failures: list[str]) -> None:
+    for f in failures:
+        typer.secho(f"failed: {f}", fg="red", err=True)
+    if failures:
+        raise typer.Exit(1)
 
 
 def _fail(exc: SpymasterError) -> None:
@@ -150,20 +170,11 @@ def bronze_cmd(
         for d, k in wanted
         if k in landed.get(d, set()) and (force or not is_committed(store, Layer.BRONZE, k.bronze_table, d))
     ]
-    failures: list[str] = []
-    rows = 0
-    for d, k in tqdm(jobs, desc="bronze", unit="file", disable=not jobs):
-        try:
-            rows += bronze.build(store, k, d).rows
-        except SpymasterError as exc:
-            failures.append(str(exc))
+    rows, failures = _each(jobs, "bronze", "file", lambda j: bronze.build(store, j[1], j[0]).rows)
     typer.echo(f"bronze: {len(jobs) - len(failures)} of {len(jobs)} file(s) committed, {rows:,} rows")
     if missing:
         typer.echo(f"bronze: {len(missing)} raw file(s) of these dates have not landed yet")
-    for f in failures:
-        typer.secho(f"failed: {f}", fg="red", err=True)
-    if failures:
-        raise typer.Exit(1)
+    _exit_on(failures)
 
 
 @app.command("silver")
@@ -184,17 +195,9 @@ def silver_cmd(
     )
     dates = _dates(start, end, days) or sorted(ready)
     jobs = [d for d in dates if force or not is_committed(store, Layer.SILVER, "state", d)]
-    failures: list[str] = []
-    for d in tqdm(jobs, desc="silver", unit="day", disable=not jobs):
-        try:
-            silver.build(store, d)
-        except SpymasterError as exc:
-            failures.append(str(exc))
-    typer.echo(f"silver: {len(jobs) - len(failures)} of {len(jobs)} date(s) committed")
-    for f in failures:
-        typer.secho(f"failed: {f}", fg="red", err=True)
-    if failures:
-        raise typer.Exit(1)
+    rows, failures = _each(jobs, "silver", "day", lambda d: silver.build(store, d).state.num_rows)
+    typer.echo(f"silver: {len(jobs) - len(failures)} of {len(jobs)} date(s) committed, {rows:,} state rows")
+    _exit_on(failures)
 
 
 @app.command("gold")
@@ -212,18 +215,9 @@ def gold_cmd(
     store = _lake(lake)
     dates = _dates(start, end, days) or committed_dates(store, Layer.SILVER, "state")
     jobs = [d for d in dates if force or not is_committed(store, Layer.GOLD, gold.EPISODES_TABLE, d)]
-    failures: list[str] = []
-    n = 0
-    for d in tqdm(jobs, desc="gold", unit="day", disable=not jobs):
-        try:
-            n += gold.build(store, d).num_rows
-        except SpymasterError as exc:
-            failures.append(str(exc))
+    n, failures = _each(jobs, "gold", "day", lambda d: gold.build(store, d).num_rows)
     typer.echo(f"gold: {len(jobs) - len(failures)} of {len(jobs)} date(s) committed, {n:,} episodes")
-    for f in failures:
-        typer.secho(f"failed: {f}", fg="red", err=True)
-    if failures:
-        raise typer.Exit(1)
+    _exit_on(failures)
 
 
 @app.command("index")
