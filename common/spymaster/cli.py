@@ -273,6 +273,72 @@ def run_cmd(
 
 
 @app.command()
+def query(
+    date: Annotated[dt.datetime, typer.Option("--date", formats=["%Y-%m-%d"], help="Trading date")],
+    time: Annotated[str, typer.Option("--time", help="ET wall-clock time, HH:MM[:SS], 09:30–12:30")],
+    level: Annotated[str, typer.Option("--level", help="PM_HIGH, PM_LOW, OR_HIGH, OR_LOW, SMA_90 or EMA_20")],
+    k: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    horizon: Annotated[int, typer.Option(help="Minutes: 2, 4, 8 or 20")] = 8,
+    as_of: Annotated[dt.datetime | None, typer.Option("--as-of", formats=["%Y-%m-%d"])] = None,
+    show: Annotated[int, typer.Option(help="Neighbours to print")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON answer")] = False,
+    lake: LakeOpt = None,
+) -> None:
+    """The answer POST /v1/similar gives, in the terminal: neighbours and the outcome distribution."""
+    import json
+
+    from spymaster.service import Service
+
+    try:
+        at = dt.time.fromisoformat(time)
+    except ValueError:
+        raise typer.BadParameter(f"not a time: {time!r} (HH:MM or HH:MM:SS)") from None
+    ans = Service(_lake(lake)).similar(
+        date=date.date(),
+        time=at,
+        level_kind=level,
+        k=k,
+        horizon=horizon,
+        as_of=as_of.date() if as_of else None,
+    )
+    if as_json:
+        typer.echo(json.dumps(ans, indent=1, default=str))
+        return
+    q, d = ans["query"], ans["distribution"]
+    typer.echo(
+        f"{q['date']} {q['time']} ET  {q['level_kind']} from {'below' if q['direction'] == 'UP' else 'above'}"
+        f"  (partition {q['partition']}, neighbours before {q['as_of']})"
+    )
+    typer.echo(f"horizon {d['horizon']} min, n = {d['n']}, n_eff = {d['n_eff']:.1f}")
+    for o in ("BREAK", "REJECT", "CHOP"):
+        lo, hi = d["interval"][o]
+        typer.echo(
+            f"  P({o:<6}) = {d['p'][o]:.2f}   80 % [{lo:.2f}, {hi:.2f}]   base rate {d['base_rate'][o]:.2f}"
+        )
+    mfe, mae = d["expected_mfe"], d["expected_mae"]
+    if mfe is not None and mae is not None:
+        typer.echo(f"  expected excursion: favourable {mfe:.2f} ATR, adverse {mae:.2f} ATR")
+    for nb in ans["neighbours"][:show]:
+        typer.echo(f"  {nb['date']} {nb['time']}  sim {nb['similarity']:.3f}  {nb['outcome']}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    lake: LakeOpt = None,
+) -> None:
+    """Serve the API and the trader's page (uvicorn)."""
+    import uvicorn
+
+    from spymaster.api import create_app
+
+    store = _lake(lake)
+    typer.echo(f"Spymaster on http://{host}:{port}/  (API docs http://{host}:{port}/docs, lake {store.uri})")
+    uvicorn.run(create_app(lake=store), host=host, port=port, log_level="warning")
+
+
+@app.command()
 def status(lake: LakeOpt = None) -> None:
     """Which dates are at which layer, and what is quarantined."""
     from spymaster import quarantine

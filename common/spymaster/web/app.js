@@ -1,0 +1,1068 @@
+// Spymaster page: a day's ES chart with its six levels, a bar-by-bar replay, and for each level in
+// its zone the outcome probabilities as the trader would have seen them at that bar. Plain ES
+// module, no build step; plotly.js comes from the app (static/vendor/plotly.min.js).
+// Every request goes to the page's own origin, relative to the page's URL (so a path prefix works).
+
+const LEVELS = ["PM_HIGH", "PM_LOW", "OR_HIGH", "OR_LOW", "SMA_90", "EMA_20"];
+const OUTCOMES = ["BREAK", "REJECT", "CHOP"];
+const HORIZON = 8;
+const SIGNAL_K = 50;
+const SIMILAR_K = 10;
+const START_MIN = 9 * 60 + 30; // 09:30 ET
+const END_MIN = 12 * 60 + 30; // 12:30 ET
+const CHART_FROM_MIN = 9 * 60; // bars start at 09:00 ET
+const BAR_MIN = 2;
+// Minutes since 09:30 → time bucket (features.TIME_BUCKETS: [0,15) [15,30) [30,60) [60,120) [120,180]).
+const BUCKET_EDGES = [15, 30, 60, 120];
+
+const COLORS = {
+  up: "#26a69a",
+  down: "#ef5350",
+  grid: "#1f2630",
+  axis: "#8a93a3",
+  text: "#d1d4dc",
+  bg: "#0d1117",
+  now: "#e6edf3",
+  focus: "#58a6ff",
+};
+const LEVEL_STYLE = {
+  PM_HIGH: { color: "#b0b7c3", dash: "dot", width: 1.6, label: "PM high" },
+  PM_LOW: { color: "#b0b7c3", dash: "dot", width: 1.6, label: "PM low" },
+  OR_HIGH: { color: "#3fb950", dash: "solid", width: 1.8, label: "OR high" },
+  OR_LOW: { color: "#f85149", dash: "solid", width: 1.8, label: "OR low" },
+  SMA_90: { color: "#e3b341", dash: "dot", width: 1.8, label: "SMA 90" },
+  EMA_20: { color: "#bc8cff", dash: "dot", width: 1.8, label: "EMA 20" },
+};
+const OUTCOME_TEXT = {
+  BREAK: "price went ≥ 1 ATR through the level first",
+  REJECT: "price went ≥ 1 ATR back away from the level first",
+  CHOP: "neither (or both in one step) within the horizon",
+};
+const PLAY_ICON = '<svg viewBox="0 0 16 16" aria-hidden="true"><path d="M4 2.5v11L13 8z"/></svg>';
+const PAUSE_ICON =
+  '<svg viewBox="0 0 16 16" aria-hidden="true"><rect x="3.5" y="2.5" width="3" height="11"/><rect x="9.5" y="2.5" width="3" height="11"/></svg>';
+const N_EFF_TIP =
+  "n_eff — effective sample size: (Σw)² / Σw² over the similarity weights of the n nearest " +
+  "historical setups. It says how many equally-weighted setups the estimate is worth; " +
+  "a small n_eff means the probabilities lean on the base rate and the interval is wide.";
+const BASE_TIP =
+  "Base rate — how often each outcome happened over all earlier setups of the same level, " +
+  "direction and time of day (before this day). Compare the probability with it.";
+
+// ---------------------------------------------------------------------------------------------
+// State
+
+const params = new URLSearchParams(window.location.search);
+const state = {
+  key: params.get("key") || null,
+  days: [],
+  date: null,
+  now: END_MIN, // replay time, minutes since ET midnight, on the 2-minute grid
+  bars: [],
+  levels: {}, // kind → [{min, x, value}]
+  signals: [], // sorted by time
+  loadToken: 0,
+  playing: false,
+  timer: null,
+  baseRates: new Map(), // "date|kind|direction|bucket" → {BREAK, REJECT, CHOP} | "pending" | "none"
+  selection: null, // {kind, outcome, time}
+  similarToken: 0,
+  focus: null, // {date, time, kind} of a neighbour opened from the list
+};
+
+const $ = (id) => document.getElementById(id);
+const el = (tag, attrs = {}, ...children) => {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k === "style") node.style.cssText = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (k === "dataset") Object.assign(node.dataset, v);
+    else node.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Time: the API speaks UTC ("…Z"); the trader reads New York wall-clock.
+
+const etParts = new Intl.DateTimeFormat("en-US", {
+  timeZone: "America/New_York",
+  hourCycle: "h23",
+  year: "numeric",
+  month: "2-digit",
+  day: "2-digit",
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+});
+
+function toET(iso) {
+  const parts = {};
+  for (const p of etParts.formatToParts(new Date(iso))) parts[p.type] = p.value;
+  const hh = Number(parts.hour) % 24;
+  const mm = Number(parts.minute);
+  const ss = Number(parts.second);
+  const date = `${parts.year}-${parts.month}-${parts.day}`;
+  const hms = `${pad(hh)}:${pad(mm)}:${pad(ss)}`;
+  // A naive wall-clock string: plotly draws it as is, so the axis reads ET.
+  return { date, min: hh * 60 + mm + ss / 60, hms, wall: `${date} ${hms}` };
+}
+
+const pad = (n) => String(n).padStart(2, "0");
+const hhmm = (min) => `${pad(Math.floor(min / 60))}:${pad(Math.floor(min % 60))}`;
+const wallAt = (date, min) => `${date} ${hhmm(min)}:${pad(Math.round((min % 1) * 60))}`;
+
+function parseTime(text) {
+  const m = /^(\d{1,2}):(\d{2})(?::(\d{2}))?$/.exec(text || "");
+  if (!m) return null;
+  const min = Number(m[1]) * 60 + Number(m[2]) + (m[3] ? Number(m[3]) / 60 : 0);
+  return Number.isFinite(min) ? min : null;
+}
+
+/** The replay grid: 09:30, 09:32, … 12:30; a time between bar closes goes to the close before it. */
+function snap(min) {
+  const s = START_MIN + Math.floor((min - START_MIN + 1e-9) / BAR_MIN) * BAR_MIN;
+  return Math.min(END_MIN, Math.max(START_MIN, s));
+}
+
+function bucketOf(min) {
+  const m = min - START_MIN;
+  let b = 0;
+  while (b < BUCKET_EDGES.length && m >= BUCKET_EDGES[b]) b += 1;
+  return b;
+}
+
+// ---------------------------------------------------------------------------------------------
+// API
+
+class ApiError extends Error {
+  constructor(status, detail) {
+    super(detail);
+    this.status = status;
+  }
+}
+
+function detailText(body, fallback) {
+  const d = body && body.detail;
+  if (typeof d === "string") return d;
+  if (Array.isArray(d)) return d.map((e) => e.msg || JSON.stringify(e)).join("; ");
+  return fallback;
+}
+
+async function api(path, { method = "GET", body } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (state.key) headers["X-API-Key"] = state.key;
+  const resp = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: "same-origin",
+  });
+  let data = null;
+  try {
+    data = await resp.json();
+  } catch {
+    data = null;
+  }
+  if (!resp.ok) throw new ApiError(resp.status, detailText(data, `${resp.status} ${resp.statusText}`));
+  return data;
+}
+
+function showBanner(text) {
+  const b = $("banner");
+  if (!text) {
+    b.hidden = true;
+    b.textContent = "";
+    return;
+  }
+  b.textContent = text;
+  b.hidden = false;
+}
+
+function explain(err) {
+  if (err instanceof ApiError) {
+    if (err.status === 401) return "The API wants a key: open the page with ?key=… in its URL.";
+    return `API ${err.status}: ${err.message}`;
+  }
+  return `Request failed: ${err && err.message ? err.message : err}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// URL: ?date=YYYY-MM-DD&t=HH:MM (and ?key=… kept as given)
+
+function urlFor(date, min) {
+  const p = new URLSearchParams(window.location.search);
+  if (date) p.set("date", date);
+  p.set("t", hhmm(min));
+  // ":" is legal in a query; keep "t=10:14" readable.
+  return `${window.location.pathname}?${p.toString().replace(/%3A/gi, ":")}`;
+}
+
+function syncUrl(push = false) {
+  const url = urlFor(state.date, state.now);
+  if (url === `${window.location.pathname}${window.location.search}`) return;
+  const st = { date: state.date, t: hhmm(state.now) };
+  if (push) history.pushState(st, "", url);
+  else history.replaceState(st, "", url);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+
+async function loadHealth() {
+  try {
+    const h = await api("health");
+    const n = Number(h.episodes || 0).toLocaleString("en-US");
+    const v = h.table_version === null || h.table_version === undefined ? "—" : `v${h.table_version}`;
+    $("health").replaceChildren(el("span", { class: "dot ok" }), `${n} episodes · table ${v}`);
+  } catch (err) {
+    $("health").replaceChildren(el("span", { class: "dot bad" }), "API unavailable");
+    showBanner(explain(err));
+  }
+}
+
+async function loadDays() {
+  const data = await api("v1/days");
+  state.days = [...(data.days || [])].sort((a, b) => (a.date < b.date ? 1 : -1));
+  const sel = $("date-select");
+  sel.replaceChildren(
+    ...state.days.map((d) =>
+      el(
+        "option",
+        { value: d.date },
+        `${d.date} ${weekday(d.date)}${d.indexed ? "" : " · not indexed"} · ${d.episodes} ep`,
+      ),
+    ),
+  );
+}
+
+function weekday(date) {
+  const [y, m, d] = date.split("-").map(Number);
+  return ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"][new Date(Date.UTC(y, m - 1, d)).getUTCDay()];
+}
+
+async function openDay(date, min, { push = false } = {}) {
+  stop();
+  const token = ++state.loadToken;
+  const changed = date !== state.date || !state.bars.length;
+  state.date = date;
+  state.now = snap(min);
+  $("date-select").value = date;
+  syncUrl(push);
+  if (!changed) {
+    render();
+    return;
+  }
+  state.bars = [];
+  state.levels = {};
+  state.signals = [];
+  setEmpty("Loading " + date + " …");
+  render();
+  try {
+    const q = encodeURIComponent(date);
+    // The chart does not wait on the signals, and a day without them still draws.
+    let signalsError = null;
+    const [bars, levels, signals] = await Promise.all([
+      api(`v1/days/${q}/bars`),
+      api(`v1/days/${q}/levels`),
+      api(`v1/days/${q}/signals?horizon=${HORIZON}&k=${SIGNAL_K}`).catch((err) => {
+        signalsError = err;
+        return { signals: [] };
+      }),
+    ]);
+    if (token !== state.loadToken) return; // a newer day was asked for meanwhile
+    state.bars = (bars.bars || []).map((b) => {
+      const et = toET(b.t);
+      return { ...b, min: et.min, x: wallAt(et.date, et.min - BAR_MIN), close_x: et.wall };
+    });
+    state.levels = {};
+    for (const lv of levels.levels || []) {
+      state.levels[lv.kind] = (lv.points || []).map((p) => {
+        const et = toET(p.t);
+        return { min: et.min, x: et.wall, value: p.value };
+      });
+    }
+    state.signals = (signals.signals || [])
+      .map((s) => {
+        const et = toET(s.t);
+        return { ...s, min: et.min, hms: et.hms };
+      })
+      .sort((a, b) => a.min - b.min);
+    showBanner(signalsError ? `No probabilities for ${date}: ${explain(signalsError)}` : null);
+    setEmpty(state.bars.length ? null : `No bars for ${date}.`);
+  } catch (err) {
+    if (token !== state.loadToken) return;
+    setEmpty(`Could not load ${date}.`);
+    showBanner(explain(err));
+  }
+  render();
+}
+
+function setEmpty(text) {
+  const e = $("chart-empty");
+  e.hidden = !text;
+  e.textContent = text || "";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replay
+
+function setNow(min, { url = true } = {}) {
+  const s = snap(min);
+  if (s === state.now) return;
+  state.now = s;
+  if (url) syncUrl(false);
+  render();
+}
+
+function step(delta) {
+  setNow(state.now + delta * BAR_MIN);
+}
+
+function play() {
+  if (state.playing) return;
+  if (state.now >= END_MIN) setNow(START_MIN);
+  state.playing = true;
+  $("btn-play").innerHTML = PAUSE_ICON;
+  $("btn-play").setAttribute("aria-label", "Pause");
+  $("btn-play").classList.add("on");
+  const tick = () => {
+    if (state.now >= END_MIN) {
+      stop();
+      return;
+    }
+    step(1);
+  };
+  state.timer = setInterval(tick, 900 / Number($("speed").value || 1));
+}
+
+function stop() {
+  if (state.timer) clearInterval(state.timer);
+  state.timer = null;
+  state.playing = false;
+  $("btn-play").innerHTML = PLAY_ICON;
+  $("btn-play").setAttribute("aria-label", "Play");
+  $("btn-play").classList.remove("on");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+
+function render() {
+  $("time-slider").value = String(state.now);
+  $("time-label").textContent = hhmm(state.now);
+  $("panels-time").textContent = hhmm(state.now);
+  $("btn-back").disabled = state.now <= START_MIN;
+  $("btn-start").disabled = state.now <= START_MIN;
+  $("btn-fwd").disabled = state.now >= END_MIN;
+  $("btn-end").disabled = state.now >= END_MIN;
+  renderChart();
+  renderPanels();
+}
+
+function visibleBars() {
+  return state.bars.filter((b) => b.min <= state.now + 1e-6);
+}
+
+function yRange(bars, levelValues) {
+  if (!bars.length) return undefined;
+  let lo = Math.min(...bars.map((b) => b.low));
+  let hi = Math.max(...bars.map((b) => b.high));
+  // Levels near price widen the view (a trader wants the PM high a few points away on screen);
+  // a level far away does not squash the candles.
+  const reach = Math.max(1.5 * (hi - lo), 0.0025 * hi);
+  for (const v of levelValues) {
+    if (v >= lo - reach && v <= hi + reach) {
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+    }
+  }
+  const padding = Math.max((hi - lo) * 0.06, 0.5);
+  return [lo - padding, hi + padding];
+}
+
+/** The volume axis top: the largest bar, unless one spike would flatten the rest (then it is clipped). */
+function volumeTop(bars) {
+  const vols = bars.map((b) => b.volume || 0).sort((a, b) => a - b);
+  if (!vols.length) return 1;
+  const max = vols[vols.length - 1];
+  const p90 = vols[Math.floor(0.9 * (vols.length - 1))];
+  return Math.max(1, Math.min(max, 2.5 * p90));
+}
+
+function renderChart() {
+  const gd = $("chart");
+  if (!window.Plotly || !state.date) return;
+  const date = state.date;
+  const bars = visibleBars();
+  const traces = [
+    {
+      type: "candlestick",
+      name: "ES 2m",
+      x: bars.map((b) => b.x),
+      open: bars.map((b) => b.open),
+      high: bars.map((b) => b.high),
+      low: bars.map((b) => b.low),
+      close: bars.map((b) => b.close),
+      xperiod: BAR_MIN * 60 * 1000,
+      xperiodalignment: "middle",
+      increasing: { line: { color: COLORS.up, width: 1 }, fillcolor: COLORS.up },
+      decreasing: { line: { color: COLORS.down, width: 1 }, fillcolor: COLORS.down },
+      whiskerwidth: 0,
+      showlegend: false,
+      hoverlabel: { namelength: 0 },
+      yaxis: "y",
+    },
+    {
+      type: "bar",
+      name: "Volume",
+      x: bars.map((b) => b.x),
+      y: bars.map((b) => b.volume),
+      xperiod: BAR_MIN * 60 * 1000,
+      xperiodalignment: "middle",
+      marker: {
+        color: bars.map((b) => (b.close >= b.open ? COLORS.up : COLORS.down)),
+        opacity: 0.45,
+        line: { width: 0 },
+      },
+      showlegend: false,
+      hovertemplate: "vol %{y:,}<extra></extra>",
+      yaxis: "y2",
+    },
+  ];
+  const levelValues = [];
+  const inZone = liveKinds();
+  for (const kind of LEVELS) {
+    const st = LEVEL_STYLE[kind];
+    const pts = (state.levels[kind] || []).filter((p) => p.min <= state.now + 1e-6);
+    if (kind.startsWith("PM_")) {
+      // The pre-market high/low is known from 09:30 on: draw it across the pre-market it summarises.
+      const first = pts.find((p) => p.value !== null && p.value !== undefined);
+      if (first) pts.unshift({ min: CHART_FROM_MIN, x: wallAt(date, CHART_FROM_MIN), value: first.value });
+    }
+    for (const p of pts) if (p.value !== null && p.value !== undefined) levelValues.push(p.value);
+    traces.push({
+      type: "scatter",
+      mode: "lines",
+      name: kind,
+      meta: kind,
+      x: pts.map((p) => p.x),
+      y: pts.map((p) => (p.value === null || p.value === undefined ? null : p.value)),
+      connectgaps: false,
+      // Fixed levels step; the moving averages are drawn as lines. A level in its zone is drawn bolder.
+      line: {
+        color: st.color,
+        dash: st.dash,
+        width: st.width + (inZone.has(kind) ? 1.2 : 0),
+        shape: kind.startsWith("SMA") || kind.startsWith("EMA") ? "linear" : "hv",
+      },
+      opacity: inZone.size && !inZone.has(kind) ? 0.7 : 1,
+      hovertemplate: `${kind} %{y:.2f}<extra></extra>`,
+      yaxis: "y",
+    });
+  }
+  const maxVol = volumeTop(bars);
+  const nowX = wallAt(date, state.now);
+  const shapes = [
+    {
+      type: "line",
+      xref: "x",
+      yref: "paper",
+      x0: nowX,
+      x1: nowX,
+      y0: 0,
+      y1: 1,
+      line: { color: COLORS.now, width: 1, dash: "dash" },
+    },
+    {
+      // The hidden future, shaded.
+      type: "rect",
+      xref: "x",
+      yref: "paper",
+      x0: nowX,
+      x1: wallAt(date, END_MIN + 3),
+      y0: 0,
+      y1: 1,
+      fillcolor: "rgba(255,255,255,0.025)",
+      line: { width: 0 },
+      layer: "below",
+    },
+  ];
+  const annotations = [
+    {
+      x: nowX,
+      y: 1,
+      xref: "x",
+      yref: "paper",
+      yanchor: "top",
+      xanchor: "left",
+      text: `now ${hhmm(state.now)}`,
+      showarrow: false,
+      font: { color: COLORS.bg, size: 11 },
+      bgcolor: COLORS.now,
+      borderpad: 2,
+    },
+  ];
+  const last = bars[bars.length - 1];
+  if (last) {
+    shapes.push({
+      type: "line",
+      xref: "paper",
+      yref: "y",
+      x0: 0,
+      x1: 1,
+      y0: last.close,
+      y1: last.close,
+      line: { color: last.close >= last.open ? COLORS.up : COLORS.down, width: 1, dash: "dot" },
+      opacity: 0.6,
+    });
+    annotations.push({
+      x: 1,
+      xref: "paper",
+      xanchor: "left",
+      y: last.close,
+      yref: "y",
+      text: last.close.toFixed(2),
+      showarrow: false,
+      font: { color: "#fff", size: 11 },
+      bgcolor: last.close >= last.open ? COLORS.up : COLORS.down,
+      borderpad: 2,
+    });
+  }
+  const f = state.focus;
+  if (f && f.date === date) {
+    const fx = wallAt(date, f.min);
+    shapes.push({
+      type: "line",
+      xref: "x",
+      yref: "paper",
+      x0: fx,
+      x1: fx,
+      y0: 0,
+      y1: 1,
+      line: { color: COLORS.focus, width: 1, dash: "dot" },
+    });
+    annotations.push({
+      x: fx,
+      y: 0.97,
+      xref: "x",
+      yref: "paper",
+      xanchor: "right",
+      text: `setup ${f.hms} ${f.kind}`,
+      showarrow: false,
+      font: { color: COLORS.focus, size: 10 },
+    });
+  }
+  const axisFont = { color: COLORS.axis, size: 11 };
+  const layout = {
+    paper_bgcolor: COLORS.bg,
+    plot_bgcolor: COLORS.bg,
+    font: { color: COLORS.text, family: "ui-sans-serif, system-ui, -apple-system, Segoe UI, sans-serif" },
+    margin: { l: 12, r: 64, t: 36, b: 36 },
+    showlegend: true,
+    legend: {
+      orientation: "h",
+      x: 0,
+      y: 1.0,
+      xanchor: "left",
+      yanchor: "bottom",
+      font: { size: 11, color: COLORS.text },
+      bgcolor: "rgba(0,0,0,0)",
+      itemclick: "toggle",
+    },
+    hovermode: "x unified",
+    hoverlabel: { bgcolor: "#161b22", bordercolor: "#30363d", font: { color: COLORS.text, size: 11 } },
+    dragmode: "pan",
+    bargap: 0.15,
+    xaxis: {
+      type: "date",
+      range: [wallAt(date, CHART_FROM_MIN), wallAt(date, END_MIN + 3)],
+      rangeslider: { visible: false },
+      tickformat: "%H:%M",
+      hoverformat: "%H:%M",
+      dtick: 30 * 60 * 1000,
+      gridcolor: COLORS.grid,
+      linecolor: "#30363d",
+      tickfont: axisFont,
+      showspikes: true,
+      spikemode: "across",
+      spikethickness: 1,
+      spikecolor: "#484f58",
+      spikedash: "solid",
+      anchor: "y2",
+      zeroline: false,
+    },
+    yaxis: {
+      domain: [0.24, 1],
+      side: "right",
+      range: yRange(bars, levelValues),
+      gridcolor: COLORS.grid,
+      tickfont: axisFont,
+      tickformat: ".2f",
+      zeroline: false,
+      fixedrange: false,
+    },
+    yaxis2: {
+      domain: [0, 0.18],
+      side: "right",
+      range: [0, maxVol * 1.15],
+      gridcolor: COLORS.grid,
+      tickfont: { ...axisFont, size: 10 },
+      nticks: 3,
+      tickformat: "~s",
+      zeroline: false,
+      fixedrange: true,
+    },
+    shapes,
+    annotations,
+    uirevision: date, // keeps a user's zoom while the replay moves; resets on another day
+  };
+  window.Plotly.react(gd, traces, layout, {
+    responsive: true,
+    displaylogo: false,
+    scrollZoom: true,
+    modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d", "toImage"],
+  });
+}
+
+function liveKinds() {
+  const live = new Set();
+  for (const [kind, s] of latestSignals()) if (state.now - s.min < BAR_MIN - 1e-6) live.add(kind);
+  return live;
+}
+
+function latestSignals() {
+  const byKind = new Map();
+  for (const s of state.signals) {
+    if (s.min > state.now + 1e-6) break;
+    byKind.set(s.level_kind, s);
+  }
+  return byKind;
+}
+
+function levelValueAt(kind, min) {
+  let v = null;
+  for (const p of state.levels[kind] || []) {
+    if (p.min > min + 1e-6) break;
+    if (p.value !== null && p.value !== undefined) v = p.value;
+    else v = null;
+  }
+  return v;
+}
+
+const pct = (x) => (x === null || x === undefined || !Number.isFinite(Number(x)) ? "—" : `${Math.round(Number(x) * 100)}`);
+const fmt = (x, d = 2) => (x === null || x === undefined || !Number.isFinite(Number(x)) ? "—" : Number(x).toFixed(d));
+
+function renderPanels() {
+  const box = $("panels");
+  if (!state.date) {
+    box.replaceChildren();
+    return;
+  }
+  const latest = latestSignals();
+  const live = [];
+  const quiet = [];
+  for (const kind of LEVELS) {
+    const s = latest.get(kind);
+    if (s && state.now - s.min < BAR_MIN - 1e-6) live.push(s);
+    else quiet.push({ kind, last: s || null });
+  }
+  const nodes = live.map(levelPanel);
+  if (!live.length) {
+    nodes.push(
+      el(
+        "div",
+        { class: "none-in-zone" },
+        state.signals.length
+          ? `No level in its zone at ${hhmm(state.now)} ET.`
+          : `No signals for ${state.date} (not indexed, or no level came into its zone).`,
+      ),
+    );
+  }
+  nodes.push(
+    el(
+      "div",
+      { class: "quiet" },
+      quiet.map(({ kind, last }) => {
+        const v = levelValueAt(kind, state.now);
+        return el(
+          "div",
+          { class: "quiet-row", dataset: { kind } },
+          el("span", { class: "swatch", style: `--c:${LEVEL_STYLE[kind].color}` }),
+          el("span", { class: "q-name" }, kind),
+          el("span", { class: "q-val num" }, v === null ? "not active" : fmt(v)),
+          el("span", { class: "q-state" }, last ? `out of zone · last ${hhmm(last.min)}` : "not in zone"),
+        );
+      }),
+    ),
+  );
+  box.replaceChildren(...nodes);
+}
+
+function baseKey(s) {
+  return `${state.date}|${s.level_kind}|${s.direction}|${bucketOf(s.min)}`;
+}
+
+function baseRateFor(s) {
+  if (s.base_rate && typeof s.base_rate === "object") return { rate: s.base_rate, n: s.base_n ?? null };
+  const hit = state.baseRates.get(baseKey(s));
+  if (hit && typeof hit === "object") return hit;
+  if (hit === "none") return { rate: null, n: null };
+  if (hit === undefined) fetchBaseRate(s);
+  return null;
+}
+
+/** The partition's base rate as of this day (the signals do not carry it): one /v1/similar per
+ * (day, level, direction, time bucket), cached. */
+async function fetchBaseRate(s) {
+  const key = baseKey(s);
+  state.baseRates.set(key, "pending");
+  try {
+    const ans = await api("v1/similar", {
+      method: "POST",
+      body: { date: state.date, time: s.hms.slice(0, 5), level_kind: s.level_kind, k: SIMILAR_K },
+    });
+    const dist = (ans && ans.distribution) || {};
+    const br = dist.base_rate;
+    state.baseRates.set(key, br && typeof br === "object" ? { rate: br, n: dist.base_n ?? null } : "none");
+  } catch {
+    state.baseRates.set(key, "none");
+  }
+  if (key.startsWith(`${state.date}|`)) renderPanels();
+}
+
+function levelPanel(s) {
+  const kind = s.level_kind;
+  const st = LEVEL_STYLE[kind];
+  const up = s.direction === "UP";
+  const dist = Number(s.distance);
+  const value = levelValueAt(kind, s.min);
+  const base = baseRateFor(s);
+  const selected = state.selection && state.selection.kind === kind && state.selection.min === s.min;
+  const rows = OUTCOMES.map((o) => probRow(s, o, base, selected && state.selection.outcome === o));
+  const smooth = s.smoothed
+    ? OUTCOMES.map((o) => pct(s.smoothed[o])).join(" / ")
+    : null;
+  return el(
+    "section",
+    { class: `level ${up ? "from-below" : "from-above"}`, dataset: { kind } },
+    el(
+      "header",
+      { class: "level-head" },
+      el("span", { class: "swatch", style: `--c:${st.color}` }),
+      el("span", { class: "level-name" }, kind),
+      el("span", { class: "level-val num" }, value === null ? "" : fmt(value)),
+      el(
+        "span",
+        { class: `dir ${up ? "up" : "down"}`, title: up ? "price below the level, approaching from below" : "price above the level, approaching from above" },
+        up ? "▲ from below" : "▼ from above",
+      ),
+      el(
+        "span",
+        { class: "dist num", title: "distance = (price − level) / ATR: negative below the level, positive above" },
+        Number.isFinite(dist) ? `${dist < 0 ? "−" : "+"}${Math.abs(dist).toFixed(2)} ATR` : "",
+      ),
+    ),
+    el("div", { class: "prows" }, rows),
+    el(
+      "footer",
+      { class: "level-foot" },
+      el("span", { class: "num" }, `n ${s.n ?? "—"}`),
+      el(
+        "span",
+        { class: "tip num", tabindex: "0", "data-tip": N_EFF_TIP, "aria-label": N_EFF_TIP },
+        `n_eff ${fmt(s.n_eff, 1)}`, el("span", { class: "i" }, "i"),
+      ),
+      thinNote(s),
+      base && base.n !== null
+        ? el("span", { class: "muted num", title: "earlier setups behind the base rate" }, `base n ${base.n}`)
+        : null,
+      smooth ? el("span", { class: "muted num", title: "BREAK / REJECT / CHOP %, smoothed across consecutive bars" }, `smoothed ${smooth}`) : null,
+    ),
+  );
+}
+
+/** Honest labelling: say when the numbers rest on few or no earlier setups. */
+function thinNote(s) {
+  const n = Number(s.n);
+  const neff = Number(s.n_eff);
+  if (n === 0)
+    return el(
+      "span",
+      { class: "thin tip", tabindex: "0", "data-tip": "No earlier setup of this level, direction and time of day: the numbers are the prior alone." },
+      "prior only",
+    );
+  if (Number.isFinite(neff) && Math.round(neff * 10) / 10 < 3)
+    return el(
+      "span",
+      { class: "thin tip", tabindex: "0", "data-tip": "Fewer than 3 effective setups: the estimate leans on the base rate; read the interval, not the point." },
+      "thin",
+    );
+  return null;
+}
+
+function probRow(s, outcome, base, selected) {
+  const p = Number(s.p && s.p[outcome]);
+  const iv = (s.interval && s.interval[outcome]) || [];
+  const lo = Number(iv[0]);
+  const hi = Number(iv[1]);
+  // No earlier setups behind it: the "base rate" would only be the prior, so none is shown.
+  const b = base && base.rate && base.n !== 0 ? Number(base.rate[outcome]) : NaN;
+  const w = (x) => `${Math.max(0, Math.min(100, x * 100)).toFixed(1)}%`;
+  const track = el(
+    "span",
+    { class: "track" },
+    el("span", { class: "fill", style: `width:${Number.isFinite(p) ? w(p) : "0%"}` }),
+    Number.isFinite(lo) && Number.isFinite(hi)
+      ? el("span", { class: "whisker", style: `left:${w(lo)};width:calc(${w(hi)} - ${w(lo)})` })
+      : null,
+    Number.isFinite(b) ? el("span", { class: "base", style: `left:${w(b)}`, title: `base rate ${pct(b)} %` }) : null,
+  );
+  const label = `P(${outcome}) ${pct(p)} %, 80 % interval ${pct(lo)}–${pct(hi)} %` + (Number.isFinite(b) ? `, base rate ${pct(b)} %` : "");
+  return el(
+    "button",
+    {
+      type: "button",
+      class: `prow o-${outcome.toLowerCase()}${selected ? " selected" : ""}`,
+      dataset: { outcome, kind: s.level_kind },
+      title: `${outcome}: ${OUTCOME_TEXT[outcome]}. Click for the nearest historical setups.`,
+      "aria-label": label,
+      onclick: () => openSimilar(s, outcome),
+    },
+    el("span", { class: "o-name" }, outcome),
+    track,
+    el("span", { class: "p-num num" }, `${pct(p)}%`),
+    el("span", { class: "ci num", title: "80 % interval" }, Number.isFinite(lo) ? `${pct(lo)}–${pct(hi)}` : ""),
+    el(
+      "span",
+      { class: "br num tip", "data-tip": BASE_TIP },
+      Number.isFinite(b) ? `base ${pct(b)}%` : base ? "base —" : "base …",
+    ),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nearest historical setups
+
+async function openSimilar(s, outcome) {
+  const token = ++state.similarToken;
+  state.selection = { kind: s.level_kind, min: s.min, outcome };
+  renderPanels();
+  const card = $("similar-card");
+  card.hidden = false;
+  const time = s.hms.slice(0, 5);
+  $("similar-title").textContent = `· ${s.level_kind} ${s.direction === "UP" ? "▲" : "▼"} at ${time} ET`;
+  $("similar-summary").replaceChildren(el("span", { class: "muted" }, "Searching …"));
+  $("similar").replaceChildren();
+  let ans;
+  try {
+    ans = await api("v1/similar", {
+      method: "POST",
+      body: { date: state.date, time, level_kind: s.level_kind, k: SIMILAR_K },
+    });
+  } catch (err) {
+    if (token !== state.similarToken) return;
+    $("similar-summary").replaceChildren(el("span", { class: "err" }, explain(err)));
+    return;
+  }
+  if (token !== state.similarToken) return;
+  const dist = ans.distribution || {};
+  if (dist.base_rate && typeof dist.base_rate === "object") {
+    state.baseRates.set(baseKey(s), { rate: dist.base_rate, n: dist.base_n ?? null });
+    renderPanels();
+  }
+  const summary = OUTCOMES.map((o) =>
+    el(
+      "span",
+      { class: `sum-o o-${o.toLowerCase()}${o === outcome ? " picked" : ""}`, title: `${o}: ${OUTCOME_TEXT[o]}` },
+      `${o} ${pct(dist.p && dist.p[o])}%`,
+      el("small", {}, ` base ${pct(dist.base_rate && dist.base_rate[o])}`),
+    ),
+  );
+  $("similar-summary").replaceChildren(
+    el("div", { class: "sum-line" }, summary),
+    el(
+      "div",
+      { class: "sum-line muted num" },
+      el(
+        "span",
+        {},
+        `n ${dist.n ?? "—"} · `,
+        el("span", { class: "tip", tabindex: "0", "data-tip": N_EFF_TIP }, `n_eff ${fmt(dist.n_eff, 1)}`, el("span", { class: "i" }, "i")),
+      ),
+      el(
+        "span",
+        { title: "similarity-weighted expected max favourable / adverse excursion, in ATR" },
+        `E[MFE] ${fmt(dist.expected_mfe)} · E[MAE] ${fmt(dist.expected_mae)} ATR`,
+      ),
+      el("span", {}, `${dist.horizon ?? HORIZON}-min horizon · days before ${state.date}`),
+    ),
+  );
+  const rows = (ans.neighbours || []).map((nb) => {
+    const o = String(nb.outcome || "—");
+    return el(
+      "tr",
+      {
+        class: "nb",
+        tabindex: "0",
+        role: "link",
+        title: `Open ${nb.date} at ${String(nb.time).slice(0, 5)} ET`,
+        dataset: { date: nb.date, time: nb.time, kind: nb.level_kind || "" },
+        onclick: () => openNeighbour(nb),
+        onkeydown: (e) => {
+          if (e.key === "Enter" || e.key === " ") {
+            e.preventDefault();
+            openNeighbour(nb);
+          }
+        },
+      },
+      el("td", { class: "num" }, nb.date),
+      el("td", { class: "num" }, String(nb.time || "").slice(0, 8)),
+      el("td", {}, el("span", { class: `outcome o-${o.toLowerCase()}` }, o)),
+      el("td", { class: "num" }, `${nb.level_kind || ""} ${nb.direction === "UP" ? "▲" : nb.direction === "DOWN" ? "▼" : ""}`),
+      el("td", { class: "num right" }, fmt(nb.similarity, 3)),
+      el("td", { class: "num right muted" }, `${fmt(nb.mfe, 1)} / ${fmt(nb.mae, 1)}`),
+    );
+  });
+  $("similar").replaceChildren(
+    rows.length
+      ? el(
+          "table",
+          { class: "nb-table" },
+          el(
+            "thead",
+            {},
+            el(
+              "tr",
+              {},
+              el("th", {}, "date"),
+              el("th", {}, "time ET"),
+              el("th", {}, "outcome"),
+              el("th", {}, "level"),
+              el("th", { class: "right" }, "sim"),
+              el("th", { class: "right", title: "max favourable / adverse excursion, ATR" }, "mfe / mae"),
+            ),
+          ),
+          el("tbody", {}, rows),
+        )
+      : el("div", { class: "muted" }, "No earlier setups in this partition."),
+  );
+}
+
+function openNeighbour(nb) {
+  const min = parseTime(String(nb.time));
+  if (min === null || !nb.date) return;
+  state.focus = { date: nb.date, min, hms: String(nb.time).slice(0, 8), kind: nb.level_kind || "" };
+  for (const tr of document.querySelectorAll("#similar tr.nb")) tr.classList.remove("visited-now");
+  const row = [...document.querySelectorAll("#similar tr.nb")].find(
+    (tr) => tr.dataset.date === nb.date && tr.dataset.time === String(nb.time),
+  );
+  if (row) row.classList.add("visited-now", "visited");
+  if (!state.days.some((d) => d.date === nb.date)) {
+    showBanner(`${nb.date} is not in the lake.`);
+    return;
+  }
+  openDay(nb.date, min, { push: true });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wiring
+
+function wire() {
+  $("date-select").addEventListener("change", (e) => {
+    state.focus = null;
+    openDay(e.target.value, state.now, { push: true });
+  });
+  $("btn-start").addEventListener("click", () => {
+    stop();
+    setNow(START_MIN);
+  });
+  $("btn-back").addEventListener("click", () => {
+    stop();
+    step(-1);
+  });
+  $("btn-fwd").addEventListener("click", () => {
+    stop();
+    step(1);
+  });
+  $("btn-end").addEventListener("click", () => {
+    stop();
+    setNow(END_MIN);
+  });
+  $("btn-play").addEventListener("click", () => (state.playing ? stop() : play()));
+  $("speed").addEventListener("change", () => {
+    if (state.playing) {
+      stop();
+      play();
+    }
+  });
+  const slider = $("time-slider");
+  slider.addEventListener("input", () => {
+    stop();
+    setNow(Number(slider.value));
+  });
+  document.addEventListener("keydown", (e) => {
+    const t = e.target;
+    if (t && (t.tagName === "INPUT" || t.tagName === "SELECT" || t.tagName === "TEXTAREA")) return;
+    if (e.key === "ArrowRight") {
+      stop();
+      step(1);
+    } else if (e.key === "ArrowLeft") {
+      stop();
+      step(-1);
+    } else if (e.key === " " && t && t.tagName !== "BUTTON" && t.tagName !== "TR") {
+      e.preventDefault();
+      state.playing ? stop() : play();
+    } else if (e.key === "Home") {
+      stop();
+      setNow(START_MIN);
+    } else if (e.key === "End") {
+      stop();
+      setNow(END_MIN);
+    } else return;
+  });
+  window.addEventListener("popstate", () => {
+    const p = new URLSearchParams(window.location.search);
+    const date = p.get("date") || state.date;
+    const min = parseTime(p.get("t"));
+    if (date) openDay(date, min === null ? END_MIN : min);
+  });
+}
+
+async function main() {
+  wire();
+  if (!window.Plotly) {
+    showBanner("The chart library did not load (static/vendor/plotly.min.js).");
+  }
+  loadHealth();
+  try {
+    await loadDays();
+  } catch (err) {
+    showBanner(explain(err));
+    setEmpty("No days to show.");
+    return;
+  }
+  if (!state.days.length) {
+    setEmpty("No days in the lake yet — generate some and run the pipeline.");
+    return;
+  }
+  const wanted = params.get("date");
+  const latestIndexed = state.days.find((d) => d.indexed) || state.days[0];
+  let date = latestIndexed.date;
+  if (wanted) {
+    if (state.days.some((d) => d.date === wanted)) date = wanted;
+    else showBanner(`${wanted} is not in the lake; showing ${date}.`);
+  }
+  const t = parseTime(params.get("t"));
+  await openDay(date, t === null ? END_MIN : t);
+  document.body.dataset.ready = "1";
+}
+
+main();

@@ -1,0 +1,262 @@
+"""The trader's page in headless Debian chromium, against the real app over HTTP on a generated lake.
+
+It loads, draws the candles, volume and the six levels, replays bar by bar with the future hidden,
+shows the outcome probabilities for a level in its zone, lists the nearest historical setups on a
+click and opens one of them; no console errors and no request leaves the app's origin. A
+screenshot lands in tests/artifacts/page.png.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ET = ZoneInfo("America/New_York")
+LEVELS = ("PM_HIGH", "PM_LOW", "OR_HIGH", "OR_LOW", "SMA_90", "EMA_20")
+START_MIN, END_MIN = 9 * 60 + 30, 12 * 60 + 30
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+TIMEOUT_MS = 15_000
+
+
+def _et(iso: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(ET)
+
+
+def _minutes(t: dt.datetime | dt.time) -> float:
+    return t.hour * 60 + t.minute + t.second / 60
+
+
+def _hhmm(minutes: float) -> str:
+    m = int(minutes)
+    return f"{m // 60:02d}:{m % 60:02d}"
+
+
+def _snap(minutes: float) -> int:
+    """The page's replay grid: the 2-minute bar close at or before ``minutes``, 09:30–12:30."""
+    s = START_MIN + int((minutes - START_MIN) // 2) * 2
+    return max(START_MIN, min(END_MIN, s))
+
+
+@dataclass
+class Browsing:
+    """What one page did: console messages, page errors and every request URL."""
+
+    origin: str
+    console: list[tuple[str, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+
+    def assert_clean(self) -> None:
+        bad = [text for kind, text in self.console if kind == "error"]
+        assert not bad, f"console errors: {bad}"
+        assert not self.errors, f"page errors: {self.errors}"
+        assert self.requests, "no requests seen"
+        foreign = [u for u in self.requests if f"{urlsplit(u).scheme}://{urlsplit(u).netloc}" != self.origin]
+        assert not foreign, f"requests outside {self.origin}: {foreign}"
+
+
+@pytest.fixture
+def page(browser: Any, app_url: str) -> Iterator[tuple[Any, Browsing]]:
+    # A browser far from New York: the page must still read ET.
+    context = browser.new_context(
+        viewport={"width": 1440, "height": 900}, device_scale_factor=1, timezone_id="Asia/Tokyo"
+    )
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    log = Browsing(origin=app_url)
+    pg.on("console", lambda m: log.console.append((m.type, m.text)))
+    pg.on("pageerror", lambda e: log.errors.append(str(e)))
+    pg.on("request", lambda r: log.requests.append(r.url))
+    yield pg, log
+    context.close()
+
+
+def _chart(pg: Any) -> dict[str, Any]:
+    """The plotly graph div's traces, as the browser holds them."""
+    return pg.evaluate(
+        """() => {
+            const gd = document.getElementById('chart');
+            return {traces: (gd.data || []).map(t => ({
+                type: t.type, name: t.name, yaxis: t.yaxis || 'y', x: t.x || [],
+                dash: t.line && t.line.dash, color: t.line && t.line.color,
+                y: t.y || [], close: t.close || []}))};
+        }"""
+    )
+
+
+def _candles(pg: Any) -> list[str]:
+    traces = _chart(pg)["traces"]
+    return next(t["x"] for t in traces if t["type"] == "candlestick")
+
+
+def _expected_candles(app_url: str, date: str, now_min: float) -> list[str]:
+    """The API's bars closed by the replay time, as the page must draw them: ET wall clock, at the
+    bar's open (t is the close)."""
+    bars = httpx.get(f"{app_url}/v1/days/{date}/bars", timeout=30).json()["bars"]
+    opens = [_et(b["t"]) - dt.timedelta(minutes=2) for b in bars if _minutes(_et(b["t"])) <= now_min]
+    return [o.strftime("%Y-%m-%d %H:%M:%S") for o in opens]
+
+
+def _wait_ready(pg: Any) -> None:
+    pg.wait_for_selector("body[data-ready='1']")
+    pg.wait_for_function("() => (document.getElementById('chart').data || []).length > 0")
+
+
+def _last_day(app_url: str) -> tuple[str, list[dict[str, Any]]]:
+    days = httpx.get(f"{app_url}/v1/days", timeout=30).json()["days"]
+    assert len(days) == 6, days
+    indexed = sorted(d["date"] for d in days if d["indexed"])
+    assert indexed, days
+    last = indexed[-1]
+    r = httpx.get(f"{app_url}/v1/days/{last}/signals", params={"horizon": 8, "k": 50}, timeout=60)
+    r.raise_for_status()
+    return last, r.json()["signals"]
+
+
+def _signal_with_neighbours(app_url: str, date: str, signals: list[dict[str, Any]]) -> dict[str, Any]:
+    """A signal after 09:30 whose level has earlier setups to list, preferring late morning (a
+    fuller chart for the screenshot) and at least three setups."""
+    assert signals, f"no signals on {date}"
+    late_morning = 11 * 60
+    candidates = sorted(
+        (s for s in signals if _minutes(_et(s["t"])) > START_MIN),
+        key=lambda s: abs(_minutes(_et(s["t"])) - late_morning),
+    )
+    fallback = None
+    for s in candidates[:40]:
+        body = {"date": date, "time": _et(s["t"]).strftime("%H:%M"), "level_kind": s["level_kind"], "k": 10}
+        r = httpx.post(f"{app_url}/v1/similar", json=body, timeout=30)
+        r.raise_for_status()
+        found = len(r.json()["neighbours"])
+        if found >= 3:
+            return s
+        if found and fallback is None:
+            fallback = s
+    if fallback is None:
+        pytest.fail(f"no signal on {date} after 09:30 has earlier setups")
+    return fallback
+
+
+def test_replay_probabilities_and_neighbours(page: tuple[Any, Browsing], app_url: str) -> None:
+    pg, log = page
+    date, signals = _last_day(app_url)
+    sig = _signal_with_neighbours(app_url, date, signals)
+    kind = sig["level_kind"]
+    sig_min = _minutes(_et(sig["t"]))
+    t0 = _snap(sig_min) - 2
+
+    # The page opens the day at the time in its URL: one bar before the signal.
+    pg.goto(f"{app_url}/?date={date}&t={_hhmm(t0)}")
+    _wait_ready(pg)
+    assert pg.input_value("#date-select") == date
+    assert pg.text_content("#time-label") == _hhmm(t0)
+
+    # Candles, volume and the six levels, styled as a trader's chart.
+    traces = _chart(pg)["traces"]
+    assert traces[0]["type"] == "candlestick"
+    assert any(t["type"] == "bar" and t["yaxis"] == "y2" for t in traces), "volume on its own axis"
+    by_name = {t["name"]: t for t in traces if t["type"] == "scatter"}
+    assert set(LEVELS) <= set(by_name), sorted(by_name)
+    assert by_name["PM_HIGH"]["dash"] == by_name["PM_LOW"]["dash"] == "dot"
+    assert by_name["OR_HIGH"]["dash"] == by_name["OR_LOW"]["dash"] == "solid"
+    assert by_name["SMA_90"]["dash"] == by_name["EMA_20"]["dash"] == "dot"
+    assert any(v is not None for v in by_name["PM_HIGH"]["y"]), "PM_HIGH drawn"
+
+    # The future is hidden: no candle closes after the replay time.
+    before = _candles(pg)
+    assert before, "candles drawn"
+    assert before == _expected_candles(app_url, date, t0), "candles in ET, none after the replay time"
+
+    # Step forward one bar: the clock moves and one more candle appears.
+    pg.click("#btn-fwd")
+    pg.wait_for_function(f"() => document.getElementById('time-label').textContent === '{_hhmm(t0 + 2)}'")
+    after = _candles(pg)
+    assert len(after) == len(before) + 1
+    assert parse_qs(urlsplit(pg.url).query)["t"] == [_hhmm(t0 + 2)]
+
+    # The level in its zone has a panel with the three probabilities, interval, n and n_eff.
+    panel = pg.locator(f"#panels .level[data-kind='{kind}']")
+    panel.wait_for()
+    rows = panel.locator(".prow")
+    assert rows.count() == 3
+    shown = {rows.nth(i).get_attribute("data-outcome"): rows.nth(i) for i in range(3)}
+    assert set(shown) == {"BREAK", "REJECT", "CHOP"}
+    for outcome, row in shown.items():
+        assert row.locator(".p-num").text_content() == f"{math.floor(sig['p'][outcome] * 100 + 0.5)}%"
+        assert row.locator(".whisker").count() == 1
+    foot = panel.locator(".level-foot").text_content() or ""
+    assert f"n {sig['n']}" in foot
+    assert "n_eff" in foot
+    tip = panel.locator(".level-foot [data-tip]").first.get_attribute("data-tip") or ""
+    assert "effective sample size" in tip
+    # The base rate arrives next to the probability.
+    pg.wait_for_function(
+        f"""() => [...document.querySelectorAll("#panels .level[data-kind='{kind}'] .br")]
+                  .every(e => /base \\d+%/.test(e.textContent))"""
+    )
+
+    # Clicking a probability lists the nearest historical setups.
+    shown["BREAK"].click()
+    pg.wait_for_selector("#similar tr.nb")
+    neighbours = pg.locator("#similar tr.nb")
+    assert 1 <= neighbours.count() <= 10
+    outcomes = neighbours.locator(".outcome")
+    for i in range(outcomes.count()):
+        cls = outcomes.nth(i).get_attribute("class") or ""
+        assert any(c in cls for c in ("o-break", "o-reject", "o-chop")), cls
+    pg.wait_for_timeout(150)  # let plotly settle before the picture
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(ARTIFACTS / "page.png"), full_page=False)
+
+    # Clicking a neighbour opens that day at that time.
+    first = neighbours.first
+    nb_date = first.get_attribute("data-date") or ""
+    nb_time = first.get_attribute("data-time") or ""
+    assert nb_date < date, "neighbours come from strictly earlier days"
+    nb_min = _snap(_minutes(dt.time.fromisoformat(nb_time)))
+    first.click()
+    pg.wait_for_function(
+        f"""() => document.getElementById('date-select').value === '{nb_date}'
+                  && document.getElementById('time-label').textContent === '{_hhmm(nb_min)}'
+                  && (document.getElementById('chart').data[0].x || []).every(x => x.startsWith('{nb_date}'))
+                  && (document.getElementById('chart').data[0].x || []).length > 0"""
+    )
+    # That day is in EST (the lake's last day is in EDT): still New York wall clock.
+    assert _candles(pg) == _expected_candles(app_url, nb_date, nb_min)
+    q = parse_qs(urlsplit(pg.url).query)
+    assert q["date"] == [nb_date]
+    assert q["t"] == [_hhmm(nb_min)]
+    # Back returns to the day we came from.
+    pg.go_back()
+    pg.wait_for_function(f"() => document.getElementById('date-select').value === '{date}'")
+
+    log.assert_clean()
+
+
+def test_opens_latest_indexed_day(page: tuple[Any, Browsing], app_url: str) -> None:
+    pg, log = page
+    date, _ = _last_day(app_url)
+    pg.goto(f"{app_url}/")
+    _wait_ready(pg)
+    assert pg.input_value("#date-select") == date
+    q = parse_qs(urlsplit(pg.url).query)
+    assert q["date"] == [date]
+    # Scrub the slider back to the open: fewer candles, the clock follows.
+    full = len(_candles(pg))
+    pg.eval_on_selector(
+        "#time-slider", "e => { e.value = '570'; e.dispatchEvent(new Event('input', {bubbles: true})); }"
+    )
+    pg.wait_for_function("() => document.getElementById('time-label').textContent === '09:30'")
+    assert len(_candles(pg)) < full
+    log.assert_clean()
