@@ -7,6 +7,7 @@ START ?= 2026-02-20
 DAYS ?= 16
 SCALE ?= 0.05
 SEED ?= 7
+PORT ?= 8000
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
@@ -23,11 +24,12 @@ $(BIN)/spymaster: pyproject.toml constraints.txt
 
 install: $(BIN)/spymaster ## Create .venv and install Spymaster with its pinned dependencies
 
-demo: install ## Generate sample days into ./lake (both DST changes, a roll week) and run bronze → silver → gold → index
+demo: install ## Generate sample days (both DST changes, a roll week), run the pipeline, serve the page on localhost:$(PORT)
 	$(BIN)/spymaster --lake $(LAKE) generate --start $(START) --days $(DAYS) --scale $(SCALE) --seed $(SEED)
 	$(BIN)/spymaster --lake $(LAKE) generate --start 2026-10-29 --days 4 --scale $(SCALE) --seed $(SEED)
 	$(BIN)/spymaster --lake $(LAKE) run --workers 2
 	$(BIN)/spymaster --lake $(LAKE) status
+	$(BIN)/spymaster --lake $(LAKE) serve --port $(PORT)
 
 browser: ## Debian chromium for the page's browser test (apt-get; needs root)
 	@test -x /usr/bin/chromium || { \
