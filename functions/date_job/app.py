@@ -1,0 +1,236 @@
+"""Lambda: the per-date job — bronze → silver → gold for one date (:func:`spymaster.pipeline.run_date`).
+
+Triggered by an SQS message from ``ready`` (the date-jobs FIFO queue, one message group per date)
+or invoked directly by the backfill state machine with ``{"date": "YYYY-MM-DD", ...}``
+(:class:`spymaster.events.DateRequest`).
+
+* Idempotent per request (date, force, reason): a redelivered message or a retried invocation that
+  already succeeded returns the stored result and does not run the job again.
+* On success it tells the indexer (a "gold committed" message to the indexer's FIFO queue).
+* On failure it reports the date (log, ``DatesFailed`` metric, a status record in the lake) and
+  raises, so SQS redelivers the message and moves it to the dead-letter queue after its retries,
+  and a backfill's Distributed Map counts the date as failed. Failures leave nothing visible: every
+  layer commits through its manifest, and a retry resumes from the last committed layer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    SqsFifoPartialProcessor,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
+from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from spymaster import events, gold, layout, pipeline
+from spymaster.events import DateRequest, GoldCommitted
+from spymaster.lake import Lake, is_committed, read_manifest
+from spymaster.layout import Layer
+from spymaster.settings import StorageSettings
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "spymaster-date-job"))
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Spymaster"))
+
+STATUS_ROOT = "_reports/date_jobs"
+"""The last outcome of each date's job: ``_reports/date_jobs/date=YYYY-MM-DD.json``."""
+
+
+def status_key(date: dt.date) -> str:
+    return f"{STATUS_ROOT}/date={date.isoformat()}.json"
+
+
+class DateJobSettings(BaseSettings):
+    """The function's configuration (``SPYMASTER_`` environment variables)."""
+
+    model_config = SettingsConfigDict(env_prefix="SPYMASTER_", extra="ignore")
+
+    gold_committed_queue_url: str
+    idempotency_table: str
+    idempotency_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+
+
+class DateJobError(Exception):
+    """A date's job did not commit gold (the Lambda error name the state machine sees)."""
+
+
+class Notify(Protocol):
+    """Announce committed gold to the indexer; returns an id of what was sent."""
+
+    def __call__(self, message: GoldCommitted) -> str: ...
+
+
+@dataclass(frozen=True)
+class SqsNotify:
+    queue_url: str
+    client: Any
+
+    def __call__(self, message: GoldCommitted) -> str:
+        kwargs: dict[str, str] = {}
+        if self.queue_url.endswith(".fifo"):
+            kwargs = {"MessageGroupId": GoldCommitted.GROUP, "MessageDeduplicationId": message.dedup_id()}
+        resp = self.client.send_message(
+            QueueUrl=self.queue_url, MessageBody=json.dumps(message.body()), **kwargs
+        )
+        return str(resp["MessageId"])
+
+
+def run_job(storage: StorageSettings, lake: Lake, notify: Notify, request: DateRequest) -> dict[str, Any]:
+    """The core: run the date, report its outcome, announce committed gold; raise on failure."""
+    date = request.date
+    outcome: dict[str, Any] = {"date": date.isoformat(), "reason": request.reason, "force": request.force}
+    try:
+        res = pipeline.run_date(storage, date, force=request.force)
+        outcome.update(done=res.done, skipped=res.skipped, error=res.error, stage=res.failed_stage)
+    except Exception as exc:  # storage failures are not data errors: pipeline.run_date lets them out
+        outcome.update(
+            done=[], skipped=[], error=f"{type(exc).__name__}: {exc}", stage=_stage_reached(lake, date)
+        )
+        _report(lake, request, {**outcome, "status": "failed"})
+        raise DateJobError(f"{date}: {outcome['error']}") from exc
+    if res.error is not None:
+        _report(lake, request, {**outcome, "status": "failed"})
+        raise DateJobError(f"{date}: {res.failed_stage} failed: {res.error}")
+    man = read_manifest(lake, Layer.GOLD, gold.EPISODES_TABLE, date)
+    outcome.update(status="committed", gold_run=man.run_id, rows=man.rows)
+    if request.notify:
+        outcome["notified"] = notify(GoldCommitted(date=date, gold_run=man.run_id, rows=man.rows))
+    _report(lake, request, outcome)
+    return outcome
+
+
+def _stage_reached(lake: Lake, date: dt.date) -> str:
+    """The first stage of the date not committed (where an unexpected error stopped the job)."""
+    try:
+        if not all(is_committed(lake, Layer.BRONZE, k.bronze_table, date) for k in layout.REQUIRED_RAW):
+            return "bronze"
+        if not is_committed(lake, Layer.SILVER, "state", date):
+            return "silver"
+        return "gold"
+    except Exception:  # storage may be what failed
+        return "unknown"
+
+
+def _report(lake: Lake, request: DateRequest, outcome: dict[str, Any]) -> None:
+    """Record the outcome in the lake (per date, and per backfill run); log and count it."""
+    ok = outcome.get("status") == "committed"
+    if ok:
+        metrics.add_metric(name="DatesCommitted", unit=MetricUnit.Count, value=1)
+        logger.info("date committed", extra=outcome)
+    else:
+        metrics.add_metric(name="DatesFailed", unit=MetricUnit.Count, value=1)
+        logger.error("date failed", extra=outcome)
+    record = {**outcome, "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    keys = [status_key(request.date)]
+    if request.run:
+        keys.append(events.backfill_result_key(request.run, request.date))
+    for key in keys:
+        try:
+            lake.write_json(key, record)
+        except Exception:  # the report must not hide the job's own outcome (storage may be failing)
+            if ok:
+                raise
+            logger.exception("could not record the failure in the lake", extra={"report_key": key})
+
+
+def _mark_replay(response: Any, idempotent_data: DataRecord) -> Any:
+    metrics.add_metric(name="ReplaysRecognised", unit=MetricUnit.Count, value=1)
+    logger.info("replayed request recognised", extra={"idempotency_key": idempotent_data.idempotency_key})
+    return {**response, "replay": True} if isinstance(response, dict) else response
+
+
+@dataclass
+class Runtime:
+    """Everything built once per container (cold start)."""
+
+    storage: StorageSettings
+    lake: Lake
+    idempotency: IdempotencyConfig
+    run: Callable[..., dict[str, Any]]
+    """``run(request={...})``: the idempotent :func:`run_job`."""
+
+
+def build_runtime(
+    storage: StorageSettings | None = None,
+    settings: DateJobSettings | None = None,
+    *,
+    notify: Notify | None = None,
+    persistence: BasePersistenceLayer | None = None,
+) -> Runtime:
+    """The handler's factory: settings from the environment unless given (tests hand their own)."""
+    storage = storage or StorageSettings()
+    settings = settings or DateJobSettings()  # type: ignore[call-arg]  # fields come from the environment
+    lake = Lake(storage)
+    if notify is None:
+        import boto3
+
+        notify = SqsNotify(settings.gold_committed_queue_url, boto3.client("sqs", region_name=storage.region))
+    persistence = persistence or DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
+    config = IdempotencyConfig(
+        event_key_jmespath="[date, force, reason]",
+        raise_on_no_idempotency_key=True,
+        expires_after_seconds=settings.idempotency_ttl_seconds,
+        response_hook=_mark_replay,
+    )
+    send: Notify = notify
+    env = storage
+
+    @idempotent_function(data_keyword_argument="request", persistence_store=persistence, config=config)
+    def run(request: dict[str, Any]) -> dict[str, Any]:
+        return run_job(env, lake, send, DateRequest.model_validate(request))
+
+    return Runtime(storage=storage, lake=lake, idempotency=config, run=run)
+
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    global _runtime  # noqa: PLW0603  # one runtime per container, built at first use (cold start)
+    if _runtime is None:
+        _runtime = build_runtime()
+    return _runtime
+
+
+def _run(rt: Runtime, request: DateRequest) -> dict[str, Any]:
+    with logger.append_context_keys(date=request.date.isoformat(), reason=request.reason):
+        return rt.run(request=request.body())
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    rt = runtime()
+    rt.idempotency.register_lambda_context(context)
+    if events.is_sqs_event(event):
+
+        def record_handler(record: SQSRecord) -> dict[str, Any]:
+            return _run(rt, DateRequest.model_validate(record.json_body))
+
+        # Records of a date's message group after a failed one are failed too (FIFO order).
+        return dict(
+            process_partial_response(
+                event=event,
+                record_handler=record_handler,
+                processor=SqsFifoPartialProcessor(skip_group_on_error=True),
+                context=context,
+            )
+        )
+    return _run(rt, DateRequest.model_validate(event))

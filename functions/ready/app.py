@@ -1,0 +1,198 @@
+"""Lambda: raw files landed → is their date ready? → dispatch the per-date job.
+
+A date is ready when every :data:`spymaster.layout.REQUIRED_RAW` file of it is in the lake. Each
+ObjectCreated record is handled once per (bucket, key, ETag): the check-and-dispatch step is
+idempotent (Powertools, DynamoDB persistence), so a replayed or duplicated S3 event never dispatches
+a job again — it gets the stored answer back, marked ``"replay": true``.
+
+Events: S3 notifications wrapped in SQS messages (the deployed path: bucket → raw-events queue →
+this function, partial batch failures reported) or direct S3 notifications (``events/ready_s3_put.json``).
+Dispatch is a small interface (:class:`Dispatch`); the deployed one sends a :class:`DateRequest`
+to the date-jobs FIFO queue, grouped by date so one date's jobs never overlap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
+from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from spymaster import events, gold, layout
+from spymaster.events import DateRequest, LandedObject
+from spymaster.lake import Lake, is_committed
+from spymaster.layout import Layer
+from spymaster.settings import StorageSettings
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "spymaster-ready"))
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Spymaster"))
+
+
+class ReadySettings(BaseSettings):
+    """The function's configuration (``SPYMASTER_`` environment variables)."""
+
+    model_config = SettingsConfigDict(env_prefix="SPYMASTER_", extra="ignore")
+
+    date_jobs_queue_url: str
+    idempotency_table: str
+    idempotency_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    """How long a (key, ETag) is remembered: longer than S3 and SQS ever redeliver."""
+
+
+class Dispatch(Protocol):
+    """Start the per-date job; returns an id of what was sent (a message id)."""
+
+    def __call__(self, request: DateRequest) -> str: ...
+
+
+@dataclass(frozen=True)
+class SqsDispatch:
+    """Send the request to the date-jobs queue (FIFO: grouped by date, deduplicated by request)."""
+
+    queue_url: str
+    client: Any
+
+    def __call__(self, request: DateRequest) -> str:
+        kwargs: dict[str, str] = {}
+        if self.queue_url.endswith(".fifo"):
+            kwargs = {"MessageGroupId": request.group, "MessageDeduplicationId": request.dedup_id()}
+        resp = self.client.send_message(
+            QueueUrl=self.queue_url, MessageBody=json.dumps(request.body()), **kwargs
+        )
+        return str(resp["MessageId"])
+
+
+def check_and_dispatch(lake: Lake, landed: events.RawLanded, dispatch: Dispatch) -> dict[str, Any]:
+    """The core: is the landed file's date complete? If so (and not built yet), dispatch its job."""
+    date = landed.raw.date
+    out: dict[str, Any] = {"key": landed.obj.key, "date": date.isoformat(), "replay": False}
+    missing = [k for k in layout.REQUIRED_RAW if not lake.exists(layout.raw_file(k, date))]
+    if missing:
+        out.update(status="waiting", missing=[f"{k.product.value} {k.schema}" for k in missing])
+        return out
+    if is_committed(lake, Layer.GOLD, gold.EPISODES_TABLE, date):
+        out.update(status="built")
+        return out
+    request = DateRequest(date=date, reason=f"{landed.obj.uri}#{landed.obj.etag}")
+    out.update(status="dispatched", message_id=dispatch(request), request=request.body())
+    return out
+
+
+def _mark_replay(response: Any, idempotent_data: DataRecord) -> Any:
+    """Idempotency hook: a stored answer is being returned instead of running the step again."""
+    metrics.add_metric(name="ReplaysRecognised", unit=MetricUnit.Count, value=1)
+    logger.info("replayed event recognised", extra={"idempotency_key": idempotent_data.idempotency_key})
+    return {**response, "replay": True} if isinstance(response, dict) else response
+
+
+@dataclass
+class Runtime:
+    """Everything built once per container (cold start)."""
+
+    lake: Lake
+    bucket: str
+    prefix: str
+    idempotency: IdempotencyConfig
+    on_landed: Callable[..., dict[str, Any]]
+    """``on_landed(obj={...})``: the idempotent check-and-dispatch of one landed raw file."""
+
+
+def build_runtime(
+    storage: StorageSettings | None = None,
+    settings: ReadySettings | None = None,
+    *,
+    dispatch: Dispatch | None = None,
+    persistence: BasePersistenceLayer | None = None,
+) -> Runtime:
+    """The handler's factory: settings from the environment unless given (tests hand their own)."""
+    storage = storage or StorageSettings()
+    settings = settings or ReadySettings()  # type: ignore[call-arg]  # fields come from the environment
+    lake = Lake(storage)
+    bucket, prefix = events.lake_location(storage.lake_uri)
+    if dispatch is None:
+        import boto3
+
+        dispatch = SqsDispatch(settings.date_jobs_queue_url, boto3.client("sqs", region_name=storage.region))
+    persistence = persistence or DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
+    config = IdempotencyConfig(
+        event_key_jmespath="[bucket, key, etag]",
+        raise_on_no_idempotency_key=True,
+        expires_after_seconds=settings.idempotency_ttl_seconds,
+        response_hook=_mark_replay,
+    )
+    send: Dispatch = dispatch
+
+    @idempotent_function(data_keyword_argument="obj", persistence_store=persistence, config=config)
+    def on_landed(obj: dict[str, Any]) -> dict[str, Any]:
+        landed = events.raw_landed(LandedObject(**obj), bucket, prefix)
+        assert landed is not None  # filtered before: only raw files of this lake get here
+        return check_and_dispatch(lake, landed, send)
+
+    return Runtime(lake=lake, bucket=bucket, prefix=prefix, idempotency=config, on_landed=on_landed)
+
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    global _runtime  # noqa: PLW0603  # one runtime per container, built at first use (cold start)
+    if _runtime is None:
+        _runtime = build_runtime()
+    return _runtime
+
+
+def _handle(rt: Runtime, objects: list[LandedObject]) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    for obj in objects:
+        landed = events.raw_landed(obj, rt.bucket, rt.prefix)
+        if landed is None:
+            logger.info("not a raw file of this lake; ignored", extra={"key": obj.key, "bucket": obj.bucket})
+            metrics.add_metric(name="ObjectsIgnored", unit=MetricUnit.Count, value=1)
+            results.append({"key": obj.key, "status": "ignored"})
+            continue
+        with logger.append_context_keys(key=obj.key, etag=obj.etag, date=landed.raw.date.isoformat()):
+            res = rt.on_landed(obj=asdict(obj))
+            if not res.get("replay"):
+                metrics.add_metric(name="RawFilesLanded", unit=MetricUnit.Count, value=1)
+                if res["status"] == "dispatched":
+                    metrics.add_metric(name="DatesDispatched", unit=MetricUnit.Count, value=1)
+            logger.info("raw file checked", extra={"status": res["status"], "replay": res.get("replay")})
+        results.append(res)
+    return results
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    rt = runtime()
+    rt.idempotency.register_lambda_context(context)
+    if events.is_sqs_event(event):
+
+        def record_handler(record: SQSRecord) -> list[dict[str, Any]]:
+            return _handle(rt, events.landed_objects_in_sqs(record))
+
+        return dict(
+            process_partial_response(
+                event=event,
+                record_handler=record_handler,
+                processor=BatchProcessor(event_type=EventType.SQS),
+                context=context,
+            )
+        )
+    return {"results": _handle(rt, events.landed_objects(event))}
