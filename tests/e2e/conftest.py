@@ -79,7 +79,7 @@ def app_url(page_lake: Lake) -> Iterator[str]:
     thread.join(timeout=10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # playwright's sync API holds the main thread's event loop while open
 def browser() -> Iterator[Any]:
     """Headless Debian chromium driven by playwright (never ``playwright install``)."""
     if not CHROMIUM.exists():
