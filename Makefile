@@ -11,7 +11,7 @@ PORT ?= 8000
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser demo test test-slow lint typecheck bench bench-bronze bench-silver bench-gold lock clean
+.PHONY: help install browser demo test test-slow lint typecheck bench bench-bronze bench-silver bench-gold evaluate lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ bench-silver: install ## Silver seconds and peak RSS for one full-scale day on o
 
 bench-gold: install ## Gold and vector-table figures over 20 generated days, one table vs 60
 	$(BIN)/python bench/bench_gold_index.py --days 20 --scale 0.05
+
+evaluate: install ## Walk-forward evaluation of the demo lake; the report lands in the lake
+	$(BIN)/spymaster --lake $(LAKE) evaluate
 
 bench: bench-bronze bench-silver bench-gold ## All benchmarks
 

@@ -323,6 +323,32 @@ def query(
 
 
 @app.command()
+def evaluate(
+    start: StartOpt = None,
+    end: EndOpt = None,
+    embargo: Annotated[
+        int, typer.Option("--embargo-days", min=1, help="Trading days between train and test")
+    ] = 1,
+    ablation: Annotated[bool, typer.Option(help="Also ablate feature groups (slower)")] = True,
+    lake: LakeOpt = None,
+) -> None:
+    """Walk-forward evaluation of the served kNN against baselines; writes the report to the lake."""
+    from spymaster import evaluation
+
+    store = _lake(lake)
+    rep = evaluation.evaluate(
+        store,
+        start.date() if start else None,
+        end.date() if end else None,
+        embargo_days=embargo,
+        run_ablation=ablation,
+        progress=lambda msg: typer.echo(msg, err=True),
+    )
+    typer.echo(rep.markdown)
+    typer.echo(f"report: {store.full_uri(rep.paths['report'])}")
+
+
+@app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
