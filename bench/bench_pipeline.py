@@ -1,0 +1,229 @@
+"""Whole-pipeline figures: a full-scale day raw → gold, backfill scaling, API cold start on S3.
+
+* ``day``: one full-scale generated day, bronze → silver → gold in a fresh process (both cores
+  available; bronze decodes on a second thread): wall seconds per stage and peak RSS (VmHWM).
+* ``backfill``: the same N small days run with ``--workers 1`` and ``--workers 2`` on two copies
+  of one raw lake; wall seconds and the scaling ratio.
+* ``coldstart``: a demo lake copied to S3 (moto server over HTTP); a fresh process imports the
+  API Lambda handler and answers its first ``POST /v1/similar`` through Mangum: seconds for the
+  import and for the first query (which loads the vector table from S3).
+
+    python bench/bench_pipeline.py [day] [backfill] [coldstart] --scale 1.0 --days 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+OUT = Path(__file__).parent / "out"
+DATE = dt.date(2026, 3, 5)
+
+
+def _vm_hwm() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _child_day(lake_dir: str) -> None:
+    from spymaster import bronze, gold, layout, silver
+    from spymaster.lake import Lake
+    from spymaster.settings import StorageSettings
+
+    lake = Lake(StorageSettings(lake_uri=lake_dir))
+    t = [time.perf_counter()]
+    for k in layout.REQUIRED_RAW:
+        bronze.build(lake, k, DATE)
+    t.append(time.perf_counter())
+    silver.build(lake, DATE)
+    t.append(time.perf_counter())
+    n = gold.build(lake, DATE).num_rows
+    t.append(time.perf_counter())
+    print(
+        json.dumps(
+            {
+                "bronze": t[1] - t[0],
+                "silver": t[2] - t[1],
+                "gold": t[3] - t[2],
+                "episodes": n,
+                "peak_rss": _vm_hwm(),
+            }
+        )
+    )
+
+
+def _child_coldstart(endpoint: str, lake_uri: str, body: str) -> None:
+    t0 = time.perf_counter()
+    os.environ.update(
+        {
+            "SPYMASTER_LAKE_URI": lake_uri,
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
+    sys.path.insert(0, str(Path(__file__).parents[1]))  # functions/ is deployed beside the package
+    from functions.api.app import handler
+
+    t1 = time.perf_counter()
+    event = json.loads((Path(__file__).parents[1] / "events" / "api_http_similar.json").read_text())
+    event["body"] = body
+    event["isBase64Encoded"] = False
+    res = handler(event, None)
+    t2 = time.perf_counter()
+    res2 = handler(event, None)
+    t3 = time.perf_counter()
+    assert res["statusCode"] == 200, res
+    assert res2["statusCode"] == 200
+    print(json.dumps({"import": t1 - t0, "first_query": t2 - t1, "second_query": t3 - t2}))
+
+
+def bench_day(scale: float) -> dict[str, float]:
+    from spymaster.lake import Lake
+    from spymaster.settings import StorageSettings
+    from spymaster.synth import generate
+
+    with tempfile.TemporaryDirectory(prefix="bench-day-") as tmp:
+        generate(Lake(StorageSettings(lake_uri=tmp)), DATE, 1, scale=scale, seed=7, progress=False)
+        t0 = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, __file__, "--child-day", tmp], check=True, capture_output=True, text=True
+        )
+        wall = time.perf_counter() - t0
+    res: dict[str, float] = json.loads(out.stdout.splitlines()[-1])
+    res["wall_incl_startup"] = wall
+    print(
+        f"full day (scale {scale}) raw → gold on 2 cores: bronze {res['bronze']:.1f} s, silver {res['silver']:.1f} s, "
+        f"gold {res['gold']:.2f} s = {res['bronze'] + res['silver'] + res['gold']:.1f} s "
+        f"({wall:.1f} s with interpreter start); peak RSS {res['peak_rss'] / 1e9:.2f} GB; {int(res['episodes'])} episodes"
+    )
+    return res
+
+
+def bench_backfill(days: int, scale: float) -> dict[str, float]:
+    from spymaster.lake import Lake
+    from spymaster.settings import StorageSettings
+    from spymaster.synth import generate
+
+    res: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
+        src = Path(tmp) / "src"
+        generate(Lake(StorageSettings(lake_uri=str(src))), DATE, days, scale=scale, seed=7, progress=False)
+        for w in (1, 2):
+            lake = Path(tmp) / f"w{w}"
+            shutil.copytree(src / "raw", lake / "raw")
+            t0 = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", "spymaster.cli", "--lake", str(lake), "run", "--workers", str(w)],
+                check=True,
+                capture_output=True,
+            )
+            res[f"workers_{w}"] = time.perf_counter() - t0
+    res["speedup"] = res["workers_1"] / res["workers_2"]
+    print(
+        f"backfill of {days} days (scale {scale}), raw → indexed: 1 worker {res['workers_1']:.1f} s, "
+        f"2 workers {res['workers_2']:.1f} s, speed-up {res['speedup']:.2f}x"
+    )
+    return res
+
+
+def bench_coldstart() -> dict[str, float]:
+    import socket
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from spymaster import gold, pipeline, vectordb
+    from spymaster.lake import Lake, committed_dates, read_committed
+    from spymaster.layout import Layer
+    from spymaster.settings import StorageSettings
+    from spymaster.synth import generate
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        s3.create_bucket(Bucket="bench")
+        with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
+            lake = Lake(StorageSettings(lake_uri=tmp))
+            dates = generate(lake, DATE, 6, scale=0.02, seed=7, progress=False)
+            pipeline.run(lake.settings, dates)
+            vectordb.index(lake)
+            for f in Path(tmp).rglob("*"):
+                if f.is_file():
+                    s3.upload_file(str(f), "bench", f"lake/{f.relative_to(tmp).as_posix()}")
+            last = committed_dates(lake, Layer.GOLD, gold.EPISODES_TABLE)[-1]
+            ep = read_committed(lake, Layer.GOLD, gold.EPISODES_TABLE, last).slice(0, 1).to_pylist()[0]
+        from spymaster.sessions import ET
+
+        at = ep["ts"].astimezone(ET).strftime("%H:%M:%S")
+        body = json.dumps({"date": last.isoformat(), "time": at, "level_kind": ep["level_kind"], "k": 50})
+        out = subprocess.run(
+            [sys.executable, __file__, "--child-coldstart", endpoint, "s3://bench/lake", body],
+            check=False,
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parents[1],
+        )
+        if out.returncode:
+            raise SystemExit(f"cold-start child failed:\n{out.stderr[-3000:]}")
+    finally:
+        server.stop()
+    res: dict[str, float] = json.loads(out.stdout.splitlines()[-1])
+    print(
+        f"API cold start with the lake on S3 (moto over HTTP): import {res['import']:.2f} s, first query "
+        f"{res['first_query']:.2f} s (loads the table), second query {res['second_query'] * 1000:.0f} ms"
+    )
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("what", nargs="*", default=["day", "backfill", "coldstart"])
+    ap.add_argument("--scale", type=float, default=1.0, help="scale of the full day")
+    ap.add_argument("--days", type=int, default=20, help="days in the backfill")
+    ap.add_argument("--backfill-scale", type=float, default=0.05)
+    ap.add_argument("--child-day")
+    ap.add_argument("--child-coldstart", nargs=3)
+    args = ap.parse_args()
+    if args.child_day:
+        _child_day(args.child_day)
+        return
+    if args.child_coldstart:
+        _child_coldstart(*args.child_coldstart)
+        return
+    results: dict[str, object] = {"at": dt.datetime.now(dt.UTC).isoformat(), "cores": os.cpu_count()}
+    if "day" in args.what:
+        results["day"] = bench_day(args.scale)
+    if "backfill" in args.what:
+        results["backfill"] = bench_backfill(args.days, args.backfill_scale)
+    if "coldstart" in args.what:
+        results["coldstart"] = bench_coldstart()
+    OUT.mkdir(exist_ok=True)
+    with open(OUT / "pipeline.jsonl", "a") as f:
+        f.write(json.dumps(results) + "\n")
+
+
+if __name__ == "__main__":
+    main()
