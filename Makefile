@@ -11,7 +11,7 @@ PORT ?= 8000
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser demo test test-slow lint typecheck bench bench-bronze bench-silver bench-gold evaluate lock clean
+.PHONY: help install browser demo test test-slow lint typecheck bench bench-bronze bench-silver bench-gold bench-pipeline bench-query evaluate lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -64,7 +64,14 @@ bench-gold: install ## Gold and vector-table figures over 20 generated days, one
 evaluate: install ## Walk-forward evaluation of the demo lake; the report lands in the lake
 	$(BIN)/spymaster --lake $(LAKE) evaluate
 
-bench: bench-bronze bench-silver bench-gold ## All benchmarks
+bench-pipeline: install ## Full day raw → gold, 20-day backfill with 1 vs 2 workers, API cold start on S3
+	$(BIN)/python bench/bench_pipeline.py --scale 1.0 --days 20
+
+bench-query: install ## Query latency in-process, ASGI and HTTP at demo size and 1 M episodes
+	$(BIN)/python bench/bench_query.py
+
+bench: install ## Run every benchmark and regenerate docs/BENCHMARKS.md (≈ 10 min)
+	$(BIN)/python bench/report.py
 
 lock: ## Re-pin constraints.txt from the current .venv
 	{ echo "# Versions checked to install together (pip check clean). Regenerate: make lock"; \
