@@ -37,10 +37,17 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from spymaster import retrieval, sessions, vectors
+from spymaster import calibration, retrieval, sessions, vectors
 from spymaster.errors import NotCommittedError, SpymasterError
 from spymaster.lake import Lake
-from spymaster.service import InvalidQueryError, NotFoundError, Service
+from spymaster.service import (
+    DEFAULT_K,
+    DEFAULT_MAX_PER_DAY,
+    REPORT_MEDIA_TYPES,
+    InvalidQueryError,
+    NotFoundError,
+    Service,
+)
 
 __all__ = ["ApiSettings", "create_app", "limit_blas_threads"]
 
@@ -162,10 +169,18 @@ class SimilarRequest(BaseModel):
         default=None,
         description="Neighbours strictly before this date; default (and latest) the query's date",
     )
-    k: int = Field(default=50, ge=1, description="Neighbours (at most the server's max_k, default 500)")
-    max_per_day: int = Field(default=2, ge=1, le=50)
+    k: int = Field(
+        default=DEFAULT_K, ge=1, description="Neighbours (at most the server's max_k, default 500)"
+    )
+    max_per_day: int = Field(default=DEFAULT_MAX_PER_DAY, ge=1, le=50)
     weights: dict[Group, Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = Field(
-        default=None, description="Feature-group weights (default 1 each; 0 ablates a group)"
+        default=None,
+        description=(
+            "Feature-group weights, each overriding the served default for its group (0 ablates a "
+            "group); served defaults: "
+            + (", ".join(f"{g} {w:g}" for g, w in sorted(calibration.SERVED_WEIGHTS.items())) or "none")
+            + ", every other group 1"
+        ),
     )
     horizon: Horizon = 8
 
@@ -260,6 +275,8 @@ class Signal(BaseModel):
     n: int
     n_eff: float
     smoothed: Probs
+    base_rate: Probs = Field(description="the partition's outcome rates over its rows before this date")
+    base_n: int = Field(description="labelled partition rows behind base_rate")
 
 
 class Signals(BaseModel):
@@ -328,6 +345,23 @@ class PartitionInfo(BaseModel):
 
 class Partitions(BaseModel):
     partitions: list[PartitionInfo]
+
+
+class ReportFile(BaseModel):
+    name: str = Field(description="served at /v1/report/files/{name}")
+    kind: Literal["report", "metrics", "plot"]
+    media_type: str
+
+
+class ReportOut(BaseModel):
+    run_id: str
+    created_at: str | None
+    start: str | None
+    end: str | None
+    markdown: str = Field(description="the report (its images are the files named in `plots`)")
+    metrics: dict[str, Any] = Field(description="every number of the run (metrics.json)")
+    plots: dict[str, str] = Field(description="plot (reliability, lift, coverage) → file name")
+    files: list[ReportFile]
 
 
 # -- errors ----------------------------------------------------------------------------------------
@@ -511,7 +545,7 @@ def create_app(
         horizon: Annotated[
             int, Query(json_schema_extra={"enum": list(retrieval.HORIZONS)})
         ] = retrieval.PRIMARY,
-        k: Annotated[int, Query(ge=1, description="Neighbours per signal (at most max_k)")] = 50,
+        k: Annotated[int, Query(ge=1, description="Neighbours per signal (at most max_k)")] = DEFAULT_K,
     ) -> dict[str, Any]:
         """Per 2-minute bar close and level in its zone: the outcome distribution as of that date."""
         return svc.signals(_date(date), horizon=horizon, k=k, max_k=max_k)
@@ -540,6 +574,24 @@ def create_app(
     def partitions() -> dict[str, Any]:
         """Episodes and primary-horizon base rates per partition."""
         return svc.partitions()
+
+    @v1.get("/report", response_model=ReportOut, tags=["evaluation"])
+    def report() -> dict[str, Any]:
+        """The latest walk-forward evaluation report: its metrics, markdown and files (404 if none)."""
+        return svc.report()
+
+    @v1.get(
+        "/report/files/{name}",
+        tags=["evaluation"],
+        response_class=Response,
+        responses={200: {"content": {t.split(";")[0]: {} for t in REPORT_MEDIA_TYPES.values()}}},
+    )
+    def report_file(
+        name: Annotated[str, Path(description="a file name listed by /v1/report", max_length=128)],
+    ) -> Response:
+        """A file of the latest evaluation report (only the names /v1/report lists)."""
+        data, media_type = svc.report_file(name)
+        return Response(content=data, media_type=media_type, headers={"Cache-Control": "no-cache"})
 
     app.include_router(v1)
 

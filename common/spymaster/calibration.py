@@ -5,7 +5,11 @@ This module holds what it found:
 
 * **Estimator settings** the API should use: :data:`RECOMMENDED_PARAMS` (a ``retrieval.Params``),
   :data:`RECOMMENDED_K`, :data:`RECOMMENDED_MAX_PER_DAY` and :data:`RECOMMENDED_WEIGHTS` (per feature
-  group, for ``vectors.group_weights``), chosen on one synthetic lake and checked on another.
+  group, for ``vectors.group_weights``), chosen on one synthetic lake and checked on another, plus
+  :data:`RECOMMENDED_POOLED_PRIOR` and :data:`RECOMMENDED_INTERVAL_TOTAL_CAP`. The evaluation reads
+  these constants; the API serves :data:`SERVED_PARAMS`, :data:`SERVED_WEIGHTS`, :data:`SERVED_K`
+  and :data:`SERVED_MAX_PER_DAY`, derived from the same constants here — the one place the served
+  defaults are set, so the API and the evaluation cannot drift apart.
 * **Recalibration**: a monotone map ``p ↦ p'`` of the kNN's raw P(BREAK), isotonic (scikit-learn
   ``IsotonicRegression``) or Platt (logistic on ``logit p``), fitted on (prediction, outcome) pairs
   of *earlier* days. :func:`walk_forward` refits it for every test day from the rows of days before
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -38,6 +42,10 @@ __all__ = [
     "RECOMMENDED_PARAMS",
     "RECOMMENDED_POOLED_PRIOR",
     "RECOMMENDED_WEIGHTS",
+    "SERVED_K",
+    "SERVED_MAX_PER_DAY",
+    "SERVED_PARAMS",
+    "SERVED_WEIGHTS",
     "Recalibration",
     "fit",
     "intervals",
@@ -67,6 +75,19 @@ RECOMMENDED_INTERVAL_TOTAL_CAP: float | None = 2.5
 """Upper bound on the Beta interval's total pseudo-count N = n_eff + prior strength (None: no cap).
 Uncapped, the 80 % interval held the planted probability of only ≈ 45 % of the oracle-matched
 episodes on two synthetic lakes; capped at 2.5 it holds ≈ 80 % (docs/EVALUATION.md)."""
+
+SERVED_PARAMS = replace(
+    RECOMMENDED_PARAMS,
+    pooled_prior=RECOMMENDED_POOLED_PRIOR,
+    interval_max_total=RECOMMENDED_INTERVAL_TOTAL_CAP,
+)
+"""What the API serves: :data:`RECOMMENDED_PARAMS` with the pooled prior and the interval cap applied
+inside ``retrieval`` (the evaluation applies the same two constants through ``KnnConfig.pooled_prior``
+and its ``interval_cap``)."""
+SERVED_K = RECOMMENDED_K
+SERVED_MAX_PER_DAY = RECOMMENDED_MAX_PER_DAY
+SERVED_WEIGHTS: Mapping[str, float] = RECOMMENDED_WEIGHTS
+"""Default feature-group weights of every API query (a request's weights override them per group)."""
 
 P_FLOOR = 0.005
 """Recalibrated probabilities are kept in [P_FLOOR, 1 − P_FLOOR] (an empty isotonic block is not

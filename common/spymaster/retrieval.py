@@ -34,11 +34,23 @@ partition at ≈ 0.2 ms):
   With no earlier rows the prior is exactly the published 1 / 1 / 0.5; with many it is the base
   rate; and a class not yet seen in a few earlier rows keeps a non-zero prior (a plain
   ``α · base_rate`` would give it p = 0 and a zero-width interval after a handful of rows).
-  Posterior mean ``p_k = (C_k + α_k) / (Σw + α)``; effective sample size ``n_eff = (Σw)² / Σw²``;
+* **Pooled prior** (``Params.pooled_prior`` = m > 0, the served setting): the partition's rate is
+  shrunk toward the split of *all* partitions' labelled rows strictly before ``as_of`` instead, with
+  m pseudo-counts: ``d = m · s`` (:func:`pooled_params`). The pooled split is itself shrunk toward
+  the published split: ``s_k = (P_k + d⁰_k) / (ΣP + Σd⁰)`` with ``P`` the pooled label counts
+  (:meth:`Index.pooled_counts`) and ``d⁰ = Params.default_prior`` — so with no earlier rows at all
+  the prior is still the published 1 / 1 / 0.5, and no class gets a zero prior even when every
+  earlier row of the whole table had one label (then ``p`` would reach 1.0 with a zero-width
+  interval). With thousands of pooled rows ``s`` is the pooled split to within ``Σd⁰ / ΣP``.
+* Posterior mean ``p_k = (C_k + α_k) / (Σw + α)``; effective sample size ``n_eff = (Σw)² / Σw²``;
   the 80 % interval is the 10 % / 90 % quantiles of the Beta marginal ``Beta(p_k·N, (1 − p_k)·N)``
   of a Dirichlet with mean ``p`` and total pseudo-count ``N = n_eff + α`` — the weighted evidence
   rescaled to its effective sample size, so the interval's Beta has the reported ``p`` as its mean
   and narrows like a sample of ``n_eff`` episodes (``scipy.special.betaincinv``, the Beta ppf).
+  ``Params.interval_max_total`` caps ``N`` (the served setting: 2.5, see docs/EVALUATION.md — the
+  interval is about "the probability of this situation", whose spread across similar-looking
+  situations does not shrink with more neighbours). Since every ``α_k > 0``, ``0 < p_k < 1`` and
+  every interval has positive width.
   Expected excursions are the ``w``-weighted means of the neighbours' ``mfe``/``mae`` at the horizon
   (ATR units). A partition with no earlier rows answers with the prior (``n = 0``).
 * Rows whose label at the chosen horizon is null (the horizon not covered by bars) are neither
@@ -50,7 +62,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -73,6 +85,7 @@ __all__ = [
     "distribution",
     "ema",
     "label_codes",
+    "pooled_params",
     "posterior",
     "prior_mean",
     "query",
@@ -94,14 +107,24 @@ _CODE = {o: i for i, o in enumerate(OUTCOMES)}
 
 @dataclass(frozen=True)
 class Params:
-    """Kernel and prior of the outcome distribution (defaults: the published baseline)."""
+    """Kernel, prior and interval of the outcome distribution (defaults: the published baseline).
+
+    The API serves ``calibration.SERVED_PARAMS`` (the evaluation's recommendation: a pooled prior
+    and a capped interval); ``Params()`` stays the published baseline the evaluation compares with.
+    """
 
     similarity_power: float = 4.0
     decay_days: float = 60.0
     prior_strength: float = 2.5
     default_prior: tuple[float, float, float] = (1.0, 1.0, 0.5)
-    """Pseudo-counts (BREAK, REJECT, CHOP) the base rate is shrunk toward: the published prior."""
+    """Pseudo-counts (BREAK, REJECT, CHOP) the base rate is shrunk toward: the published prior
+    (with ``pooled_prior`` > 0: what the pooled split is shrunk toward)."""
     interval: float = 0.8
+    pooled_prior: float = 0.0
+    """> 0: shrink the base rate toward the pooled split of all partitions' rows before as_of with
+    this many pseudo-counts instead of toward ``default_prior`` (see :func:`pooled_params`)."""
+    interval_max_total: float | None = None
+    """Upper bound on the interval's Beta total N = n_eff + prior strength (None: no cap)."""
 
     def __post_init__(self) -> None:
         if not (self.prior_strength > 0 and self.decay_days > 0 and self.similarity_power >= 0):
@@ -110,6 +133,34 @@ class Params:
             raise ValueError("interval must be in (0, 1)")
         if min(self.default_prior) < 0 or sum(self.default_prior) <= 0:
             raise ValueError("default prior must be non-negative with a positive sum")
+        if not (math.isfinite(self.pooled_prior) and self.pooled_prior >= 0):
+            raise ValueError("pooled prior must be finite and non-negative")
+        if self.interval_max_total is not None and not (
+            math.isfinite(self.interval_max_total) and self.interval_max_total > 0
+        ):
+            raise ValueError("interval_max_total must be positive (or None)")
+
+    def interval_total(self, n_eff: float) -> float:
+        """The interval's Beta total: ``n_eff + prior_strength``, capped at ``interval_max_total``."""
+        total = n_eff + self.prior_strength
+        return total if self.interval_max_total is None else min(total, self.interval_max_total)
+
+
+def pooled_params(params: Params, pooled_counts: npt.ArrayLike | None) -> Params:
+    """The ``Params`` of one query given the pooled label counts ``P`` of rows before its as_of.
+
+    With ``params.pooled_prior`` = m > 0 and counts given: ``default_prior = m · (P + d⁰) / (ΣP + Σd⁰)``
+    (``d⁰`` = ``params.default_prior``) and ``pooled_prior`` 0 (applied); otherwise ``params``.
+    """
+    if params.pooled_prior <= 0 or pooled_counts is None:
+        return params
+    c = np.asarray(pooled_counts, dtype=np.float64).reshape(-1)
+    if c.shape != (len(OUTCOMES),) or np.any(c < 0) or not np.all(np.isfinite(c)):
+        raise ValueError("pooled counts are three non-negative numbers (BREAK, REJECT, CHOP)")
+    d0 = np.asarray(params.default_prior, dtype=np.float64)
+    split = (c + d0) / (c.sum() + d0.sum())
+    b, r, ch = (float(params.pooled_prior * v) for v in split)
+    return replace(params, default_prior=(b, r, ch), pooled_prior=0.0)
 
 
 def label_codes(labels: Sequence[str | None]) -> npt.NDArray[np.int8]:
@@ -384,12 +435,15 @@ def posterior(
     prior_split: npt.ArrayLike,
     params: Params = Params(),
 ) -> tuple[F64, F64, float, F64]:
-    """(p, interval [3, 2], n_eff, prior α_k) from weighted counts and the prior's split π (sums to 1)."""
+    """(p, interval [3, 2], n_eff, prior α_k) from weighted counts and the prior's split π (sums to 1).
+
+    The interval's Beta total is ``params.interval_total(n_eff)`` (``n_eff + α``, capped).
+    """
     c = np.asarray(counts, dtype=np.float64)
     alpha = params.prior_strength * np.asarray(prior_split, dtype=np.float64)
     p = (c + alpha) / (w_sum + params.prior_strength)
     n_eff = w_sum * w_sum / w_sq_sum if w_sq_sum > 0 else 0.0
-    interval = beta_interval(p, n_eff + params.prior_strength, params.interval)
+    interval = beta_interval(p, params.interval_total(n_eff), params.interval)
     return p, interval, n_eff, alpha
 
 
@@ -404,9 +458,20 @@ def _weighted_mean(x: F64, w: F64) -> float | None:
 
 
 def distribution(
-    part: Partition, hits: Hits, *, as_of_day: int, horizon: int = PRIMARY, params: Params = Params()
+    part: Partition,
+    hits: Hits,
+    *,
+    as_of_day: int,
+    horizon: int = PRIMARY,
+    params: Params = Params(),
+    pooled_counts: npt.ArrayLike | None = None,
 ) -> tuple[Distribution, F64]:
-    """The distribution of the hits' outcomes and each hit's kernel weight."""
+    """The distribution of the hits' outcomes and each hit's kernel weight.
+
+    ``pooled_counts``: label counts of all partitions' rows strictly before ``as_of_day`` at this
+    horizon (:meth:`Index.pooled_counts`), used when ``params.pooled_prior`` > 0.
+    """
+    params = pooled_params(params, pooled_counts)
     h = _horizon_index(horizon)
     rows = hits.rows
     age = (as_of_day - part.day[rows]).astype(np.float64)
@@ -470,6 +535,7 @@ def query(
     horizon: int = PRIMARY,
     dim_weights: F32 | None = None,
     params: Params = Params(),
+    pooled_counts: npt.ArrayLike | None = None,
 ) -> Answer:
     """Neighbours and outcome distribution of a (normalised) query vector within a partition."""
     hits = search(
@@ -481,7 +547,9 @@ def query(
         horizon=horizon,
         dim_weights=dim_weights,
     )
-    dist, w = distribution(part, hits, as_of_day=as_of_day, horizon=horizon, params=params)
+    dist, w = distribution(
+        part, hits, as_of_day=as_of_day, horizon=horizon, params=params, pooled_counts=pooled_counts
+    )
     h = _horizon_index(horizon)
     nb = tuple(
         Neighbour(
@@ -515,10 +583,22 @@ class Index:
     id_row: npt.NDArray[np.int64]
     keys: tuple[str, ...]
     day_counts: Mapping[int, int]
+    pool_days: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, np.int32))
+    """Every day with rows, ascending."""
+    pool_cum: I64 = field(default_factory=lambda: np.zeros((len(HORIZONS), 1, len(OUTCOMES)), np.int64))
+    """[len(HORIZONS), len(pool_days) + 1, 3]: label counts of all partitions' rows on days before
+    ``pool_days[i]`` (row i; the last row counts every day)."""
 
     @property
     def episodes(self) -> int:
         return int(self.ids.shape[0])
+
+    def pooled_counts(self, as_of_day: int, horizon: int = PRIMARY) -> I64:
+        """Label counts (BREAK, REJECT, CHOP) of every partition's rows dated strictly before
+        ``as_of_day`` whose label at ``horizon`` is not null: the pooled prior's evidence."""
+        i = int(np.searchsorted(self.pool_days, as_of_day, side="left"))
+        out: I64 = self.pool_cum[_horizon_index(horizon), i].copy()
+        return out
 
     def locate(self, episode_id: str) -> tuple[Partition, int] | None:
         i = int(np.searchsorted(self.ids, episode_id))
@@ -593,7 +673,15 @@ class Index:
             id_part[rows] = ci
             id_row[rows] = np.arange(rows.size)
         order = np.argsort(ids, kind="stable")
-        days, counts = np.unique(d, return_counts=True)
+        days, day_code, counts = np.unique(d, return_inverse=True, return_counts=True)
+        n_out = len(OUTCOMES)
+        pool_cum = np.zeros((len(HORIZONS), days.size + 1, n_out), np.int64)
+        for h in range(len(HORIZONS)):
+            ok = (lab[h] >= 0) & (lab[h] < n_out)
+            per_day = np.bincount(
+                day_code[ok] * n_out + lab[h, ok].astype(np.int64), minlength=days.size * n_out
+            ).reshape(days.size, n_out)
+            pool_cum[h, 1:] = np.cumsum(per_day, axis=0)
         return Index(
             version=version,
             partitions=parts,
@@ -602,6 +690,8 @@ class Index:
             id_row=id_row[order],
             keys=tuple(keys.tolist()),
             day_counts=dict(zip(days.tolist(), counts.tolist(), strict=True)),
+            pool_days=days.astype(np.int32),
+            pool_cum=pool_cum,
         )
 
 

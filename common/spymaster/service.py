@@ -13,7 +13,16 @@
   ``stats_for_date(..., save=False)``, fitted on earlier dates only).
 * **As-of safety.** Every neighbour comes from a date strictly before ``as_of``; ``as_of``
   defaults to the query's date and may not be later than it (that would let the query date's own
-  outcomes, or later ones, in).
+  outcomes, or later ones, in). The pooled prior counts only rows dated strictly before ``as_of``
+  too (``Index.pooled_counts``).
+* **The estimator** is the evaluation's recommendation, set in one place
+  (:mod:`spymaster.calibration`): ``SERVED_PARAMS`` (the partition base rate shrunk toward the
+  pooled split of all partitions with 100 pseudo-counts, the interval's Beta total capped at 2.5),
+  ``SERVED_WEIGHTS`` (``dealer`` 0; a request's weights override them group by group),
+  ``SERVED_K`` and ``SERVED_MAX_PER_DAY``.
+* **The evaluation report** (``reports/evaluation/latest.json`` and the files it lists) is read
+  from the lake per request (``latest.json`` is small) and served as JSON and files; only files
+  named in ``latest.json`` and lying in its run's folder are ever read.
 
 Answers are plain JSON-ready dicts in the API's contract (times ISO-8601 UTC with ``Z``; ET
 wall-clock ``HH:MM:SS`` for neighbours' times). Domain errors are :class:`NotFoundError` and
@@ -23,8 +32,10 @@ wall-clock ``HH:MM:SS`` for neighbours' times). Domain errors are :class:`NotFou
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import math
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -37,8 +48,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from spymaster import gold, layout, retrieval, sessions, vectordb, vectors
-from spymaster.errors import NotCommittedError, SpymasterError
+from spymaster import calibration, gold, layout, retrieval, sessions, vectordb, vectors
+from spymaster.errors import LakeError, NotCommittedError, SpymasterError
 from spymaster.features import DIRECTIONS, LEVEL_KINDS, STATE_SCHEMA, TIME_BUCKETS
 from spymaster.lake import Lake, committed_dates, read_committed, read_manifest
 from spymaster.layout import Layer
@@ -60,8 +71,17 @@ log = logging.getLogger(__name__)
 NS = 1_000_000_000
 STEP_NS = 30 * NS
 BAR_CLOSE_S = 120
-DEFAULT_K = 50
-DEFAULT_MAX_PER_DAY = 2
+DEFAULT_K = calibration.SERVED_K
+DEFAULT_MAX_PER_DAY = calibration.SERVED_MAX_PER_DAY
+REPORT_MEDIA_TYPES: Mapping[str, str] = {
+    ".md": "text/markdown; charset=utf-8",
+    ".json": "application/json",
+    ".png": "image/png",
+}
+"""The evaluation report's files the API serves, by suffix."""
+_REPORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9]+)?$")
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NO_REPORT = "no evaluation report in the lake yet (run `spymaster evaluate`)"
 BARS_FROM = dt.time(9, 0)
 EPOCH = dt.date(1970, 1, 1)
 _INDEX_COLUMNS = [
@@ -227,13 +247,17 @@ class Service:
         table_check_seconds: float = 10.0,
         day_cache_size: int = 8,
         params: Params | None = None,
+        weights: Mapping[str, float] | None = None,
         index: Index | None = None,
         stats_by_day: Mapping[int, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.lake = lake
         self.check_s = float(table_check_seconds)
-        self.params = params or Params()
+        self.params = params or calibration.SERVED_PARAMS
+        self.default_weights: dict[str, float] = dict(
+            calibration.SERVED_WEIGHTS if weights is None else weights
+        )
         self._clock = clock
         self._fixed = index is not None
         self._snap: _Snapshot | None = (
@@ -250,6 +274,8 @@ class Service:
         self._stats: OrderedDict[Any, vectors.Stats] = OrderedDict()
         self._signals: OrderedDict[Any, dict[str, Any]] = OrderedDict()
         self._days_list: tuple[float, list[dict[str, Any]], int | None] | None = None
+        self._report: tuple[bytes, dict[str, Any]] | None = None
+        self._report_files: OrderedDict[str, bytes] = OrderedDict()
 
     # -- the vector table ------------------------------------------------------------------
     def _snapshot(self) -> _Snapshot:
@@ -595,6 +621,7 @@ class Service:
             horizon=horizon,
             dim_weights=g,
             params=self.params,
+            pooled_counts=idx.pooled_counts(day_number(as_of), horizon),
         )
         return {
             "query": {
@@ -630,8 +657,9 @@ class Service:
         }
 
     def _weights(self, weights: Mapping[str, float] | None) -> npt.NDArray[np.float32] | None:
-        if not weights:
-            return None
+        """Per-dimension weights: the service's default group weights, overridden group by group
+        by the request's; ``None`` when every group weighs 1 (plain cosine)."""
+        weights = weights or {}
         unknown = sorted(set(weights) - set(vectors.VECTOR_GROUPS))
         if unknown:
             raise InvalidQueryError(
@@ -639,7 +667,8 @@ class Service:
             )
         if any(not math.isfinite(float(v)) or float(v) < 0 for v in weights.values()):
             raise InvalidQueryError("weights must be finite and ≥ 0")
-        g = vectors.group_weights({k: float(v) for k, v in weights.items()})
+        merged = {**self.default_weights, **{k: float(v) for k, v in weights.items()}}
+        g = vectors.group_weights(merged)
         if not np.any(g > 0):
             raise InvalidQueryError("weights give every feature group weight 0")
         return None if np.all(g == 1.0) else g
@@ -685,6 +714,8 @@ class Service:
         )
         points = self.points(date, anchors)
         as_of = day_number(date)
+        g = self._weights(None)
+        pooled = idx.pooled_counts(as_of, horizon)
         signals: list[dict[str, Any]] = []
         last: dict[str, tuple[int, str, np.ndarray[Any, Any]]] = {}
         alpha = retrieval.DEFAULT_EMA_ALPHA
@@ -698,8 +729,11 @@ class Service:
                 k=k,
                 max_per_day=DEFAULT_MAX_PER_DAY,
                 horizon=horizon,
+                dim_weights=g,
             )
-            dist, _ = retrieval.distribution(part, hits, as_of_day=as_of, horizon=horizon, params=self.params)
+            dist, _ = retrieval.distribution(
+                part, hits, as_of_day=as_of, horizon=horizon, params=self.params, pooled_counts=pooled
+            )
             p = np.asarray(dist.p)
             prev = last.get(pt.level_kind)
             # The EMA runs over consecutive bar closes of the same level while it stays in its zone
@@ -720,9 +754,118 @@ class Service:
                     "n": dist.n,
                     "n_eff": dist.n_eff,
                     "smoothed": _named(smooth),
+                    "base_rate": _named(dist.base_rate),
+                    "base_n": dist.base_n,
                 }
             )
         return {"date": date.isoformat(), "horizon": horizon, "smoothing_alpha": alpha, "signals": signals}
+
+    # -- the evaluation report ----------------------------------------------------------------------
+    def _latest_report(self) -> tuple[bytes, dict[str, Any], dict[str, tuple[str, str]]]:
+        """``latest.json`` (bytes and parsed) and the files it lists: name → (lake path, kind).
+
+        A file counts only when its path is ``report_path(run_id, name)`` for a plain file name
+        with a served suffix: whatever ``latest.json`` says, nothing outside the run's folder is read.
+        """
+        from spymaster.evaluation import latest_path, report_path
+
+        if self.lake is None or not self.lake.exists(latest_path()):
+            raise NotFoundError(NO_REPORT)
+        raw = self.lake.read_bytes(latest_path())
+        try:
+            latest = json.loads(raw)
+        except ValueError:
+            latest = None
+        run = latest.get("run_id") if isinstance(latest, dict) else None
+        if not isinstance(latest, dict) or not isinstance(run, str) or not _RUN_ID.match(run):
+            raise NotFoundError("the latest evaluation report is malformed (latest.json)")
+        listed: list[tuple[Any, str]] = [(latest.get("report"), "report"), (latest.get("metrics"), "metrics")]
+        plots = latest.get("plots")
+        if isinstance(plots, dict):
+            listed += [(p, "plot") for p in plots.values()]
+        files: dict[str, tuple[str, str]] = {}
+        for path, kind in listed:
+            if not isinstance(path, str):
+                continue
+            name = path.rsplit("/", 1)[-1]
+            if (
+                _REPORT_NAME.match(name)
+                and _suffix(name) in REPORT_MEDIA_TYPES
+                and path == report_path(run, name)
+            ):
+                files[name] = (path, kind)
+        return raw, latest, files
+
+    def _report_bytes(self, path: str) -> bytes:
+        with self._cache_lock:
+            hit = self._report_files.get(path)
+        if hit is not None:
+            return hit
+        assert self.lake is not None
+        try:
+            data = self.lake.read_bytes(path)
+        except LakeError:
+            raise NotFoundError("a file of the latest evaluation report is missing from the lake") from None
+        with self._cache_lock:
+            self._report_files[path] = data
+            while len(self._report_files) > 16:
+                self._report_files.popitem(last=False)
+        return data
+
+    def report(self) -> dict[str, Any]:
+        """The latest evaluation report: its run, markdown, metrics and the files it lists."""
+        raw, latest, files = self._latest_report()
+        cached = self._report
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        by_kind = {kind: name for name, (_, kind) in files.items() if kind != "plot"}
+        if "report" not in by_kind:
+            raise NotFoundError("the latest evaluation report lists no markdown report")
+        markdown = self._report_bytes(files[by_kind["report"]][0]).decode("utf-8", errors="replace")
+        metrics: Any = {}
+        if "metrics" in by_kind:
+            try:
+                metrics = json.loads(self._report_bytes(files[by_kind["metrics"]][0]))
+            except ValueError:
+                metrics = {}
+        listed = latest.get("plots")
+        plots: dict[Any, Any] = listed if isinstance(listed, dict) else {}
+        out = {
+            "run_id": latest["run_id"],
+            "created_at": _str_or_none(latest.get("created_at")),
+            "start": _str_or_none(latest.get("start")),
+            "end": _str_or_none(latest.get("end")),
+            "markdown": markdown,
+            "metrics": metrics if isinstance(metrics, dict) else {},
+            "plots": {
+                str(key): path.rsplit("/", 1)[-1]
+                for key, path in plots.items()
+                if isinstance(path, str) and path.rsplit("/", 1)[-1] in files
+            },
+            "files": [
+                {"name": name, "kind": kind, "media_type": REPORT_MEDIA_TYPES[_suffix(name)]}
+                for name, (_, kind) in files.items()
+            ],
+        }
+        self._report = (raw, out)
+        return out
+
+    def report_file(self, name: str) -> tuple[bytes, str]:
+        """A file of the latest evaluation report (only names ``latest.json`` lists): bytes, media type."""
+        _, _, files = self._latest_report()
+        hit = files.get(name)
+        if hit is None:
+            raise NotFoundError("not a file of the latest evaluation report")
+        return self._report_bytes(hit[0]), REPORT_MEDIA_TYPES[_suffix(name)]
+
+
+def _suffix(name: str) -> str:
+    """``reliability.png`` → ``.png`` (``""`` without a suffix)."""
+    return name[name.rfind(".") :].lower() if "." in name else ""
+
+
+def _str_or_none(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
 
 
 def _check_as_of(as_of: dt.date | None, q_date: dt.date) -> None:
