@@ -3,7 +3,8 @@
 It loads, draws the candles, volume and the six levels, replays bar by bar with the future hidden,
 shows the outcome probabilities for a level in its zone, lists the nearest historical setups on a
 click and opens one of them; no console errors and no request leaves the app's origin. A
-screenshot lands in tests/artifacts/page.png.
+screenshot lands in tests/artifacts/page.png. The "Evaluation" panel shows the latest walk-forward
+report (or says there is none).
 """
 
 from __future__ import annotations
@@ -260,3 +261,47 @@ def test_opens_latest_indexed_day(page: tuple[Any, Browsing], app_url: str) -> N
     pg.wait_for_function("() => document.getElementById('time-label').textContent === '09:30'")
     assert len(_candles(pg)) < full
     log.assert_clean()
+
+
+def test_evaluation_report_panel(page: tuple[Any, Browsing], app_url: str, page_lake: Any) -> None:
+    from spymaster import evaluation
+
+    pg, log = page
+    pg.goto(f"{app_url}/")
+    _wait_ready(pg)
+
+    # No evaluation in the lake yet: the panel opens and says so (the API answers 404 with a reason).
+    pg.click("#btn-report")
+    pg.wait_for_selector("#report-panel:not([hidden]) .report-none")
+    assert "No evaluation report" in (pg.text_content("#report-body") or "")
+    pg.keyboard.press("Escape")
+    pg.wait_for_selector("#report-panel", state="hidden")
+
+    # A walk-forward evaluation writes its report to the lake; the page shows it.
+    days = httpx.get(f"{app_url}/v1/days", timeout=30).json()["days"]
+    last = dt.date.fromisoformat(max(d["date"] for d in days))
+    rep = evaluation.evaluate(page_lake, last, None, min_train_days=1, boosted=False, run_ablation=False)
+    pg.click("#btn-report")
+    pg.wait_for_selector("#report-md")
+    assert pg.text_content("#report-md") == rep.markdown
+    assert rep.run_id in (pg.text_content("#report-meta") or "")
+    assert pg.locator(".report-goals tbody tr").count() == len(rep.metrics["goals"])
+    assert "kNN served" in (pg.text_content(".report-scores") or "")
+    for plot in ("reliability", "lift"):
+        pg.wait_for_function(
+            f"""() => {{
+                const img = document.querySelector(".report-plot[data-plot='{plot}'] img");
+                return img && img.complete && img.naturalWidth > 100;
+            }}"""
+        )
+    pg.click("#report-close")
+    pg.wait_for_selector("#report-panel", state="hidden")
+    assert pg.evaluate("() => document.activeElement && document.activeElement.id") == "btn-report"
+
+    # The only console error is the browser's note of the expected 404 before the report existed.
+    errors = [text for kind, text in log.console if kind == "error"]
+    assert all("404" in text for text in errors), errors
+    assert len(errors) <= 1, errors
+    assert not log.errors, log.errors
+    origin = urlsplit(app_url)
+    assert all(urlsplit(u).netloc == origin.netloc for u in log.requests), log.requests

@@ -1,6 +1,7 @@
 """The API over real HTTP (uvicorn on 127.0.0.1, httpx) against a lake built from generated days:
 every endpoint, as-of safety, the per-day cap, bad inputs, auth, the query vector built exactly
-as the pipeline builds it, a table reload, and the same app over S3 (moto server)."""
+as the pipeline builds it, the served estimator (pooled prior, interval cap, default weights), the
+evaluation report and its files, a table reload, and the same app over S3 (moto server)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ import pyarrow as pa
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from scipy.stats import beta
 
-from spymaster import gold, pipeline, sessions, synth, vectordb, vectors
+from spymaster import calibration, evaluation, gold, pipeline, sessions, synth, vectordb, vectors
 from spymaster.api import ApiSettings, create_app
 from spymaster.lake import Lake, read_committed, read_manifest
 from spymaster.layout import Layer
@@ -310,6 +312,42 @@ def test_signals_are_cached_per_date_and_options(http: httpx.Client, demo: Demo)
         assert r.json()["detail"]
 
 
+def _labels_before(demo: Demo, date: dt.date, partition: str | None = None, h: int = 8) -> list[str]:
+    """Non-null labels at horizon ``h`` of the table's rows dated strictly before ``date``."""
+    pc = pa.compute
+    sel = pc.less(demo.episodes.column("date"), pa.scalar(date, pa.date32()))
+    if partition is not None:
+        sel = pc.and_(sel, pc.equal(demo.episodes.column("partition"), partition))
+    return [x for x in demo.episodes.filter(sel).column(f"label_{h}m").to_pylist() if x]
+
+
+def test_signals_carry_the_partition_base_rate(http: httpx.Client, demo: Demo) -> None:
+    date = demo.dates[-3]
+    sig = _signals(http, date)["signals"]
+    assert sig
+    buckets = {
+        (r["level_kind"], r["direction"], r["ts"]): r["time_bucket"] for r in demo.episodes.to_pylist()
+    }
+    state = read_committed(demo.lake, Layer.SILVER, "state", date).to_pylist()
+    bucket_of = {(r["level_kind"], r["direction"], r["ts"].to_pydatetime()): r["time_bucket"] for r in state}
+    assert buckets  # the episodes' partitions are the state's (level, direction, time bucket)
+    for s in sig:
+        t = dt.datetime.fromisoformat(s["t"].replace("Z", "+00:00"))
+        key = f"{s['level_kind']}|{s['direction']}|{bucket_of[(s['level_kind'], s['direction'], t)]}"
+        labels = _labels_before(demo, date, key)
+        assert s["base_n"] == len(labels)
+        assert sum(s["base_rate"].values()) == pytest.approx(1.0)
+        if labels:
+            for o in ("BREAK", "REJECT", "CHOP"):
+                assert s["base_rate"][o] == pytest.approx(labels.count(o) / len(labels))
+    # the same figures as /v1/similar at that instant
+    for s in sig[:: max(1, len(sig) // 4)]:
+        t = dt.datetime.fromisoformat(s["t"].replace("Z", "+00:00"))
+        q = {"date": date.isoformat(), "time": _et(t), "level_kind": s["level_kind"]}
+        d = _similar(http, q)["distribution"]
+        assert (d["base_rate"], d["base_n"]) == (pytest.approx(s["base_rate"]), s["base_n"])
+
+
 # -- /v1/similar --------------------------------------------------------------------------------------
 
 
@@ -470,6 +508,47 @@ def test_weights_and_horizons(http: httpx.Client, demo: Demo) -> None:
             assert n["outcome"] == rows[n["episode_id"]][f"label_{h}m"]
 
 
+def test_served_estimator_pooled_prior_and_capped_interval(http: httpx.Client, demo: Demo) -> None:
+    served = calibration.SERVED_PARAMS
+    d0 = np.array(served.default_prior)
+    order = ("BREAK", "REJECT", "CHOP")
+
+    def counts(labels: list[str]) -> np.ndarray:
+        return np.array([labels.count(o) for o in order], dtype=np.float64)
+
+    checked = 0
+    for ep in _sample(demo, 8, seed=17):
+        earlier = [d for d in demo.dates if d < ep["date"]]
+        for as_of in {ep["date"], earlier[len(earlier) // 2]}:
+            for h in (8, 20):
+                ans = _similar(
+                    http, {"episode_id": ep["episode_id"], "as_of": as_of.isoformat(), "horizon": h}
+                )
+                d = ans["distribution"]
+                # by hand, from the table's rows strictly before as_of: partition counts B, pooled P
+                b = counts(_labels_before(demo, as_of, ep["partition"], h))
+                pooled = counts(_labels_before(demo, as_of, None, h))
+                split = (pooled + d0) / (pooled.sum() + d0.sum())
+                pi = (b + served.pooled_prior * split) / (b.sum() + served.pooled_prior)
+                assert [d["prior"][o] for o in order] == pytest.approx(list(2.5 * pi), rel=1e-9)
+                assert d["base_n"] == int(b.sum())
+                # the interval: Beta with total min(n_eff + 2.5, 2.5) = 2.5 around p
+                for o in order:
+                    pk = d["p"][o]
+                    lo, hi = d["interval"][o]
+                    assert lo == pytest.approx(beta.ppf(0.1, 2.5 * pk, 2.5 * (1 - pk)), rel=1e-6, abs=1e-12)
+                    assert hi == pytest.approx(beta.ppf(0.9, 2.5 * pk, 2.5 * (1 - pk)), rel=1e-6)
+                    assert hi - lo > 0.05
+                checked += 1
+    assert checked >= 16
+    # default weights: dealer 0 (the request's weights override group by group)
+    ep = _sample(demo, 1, seed=19)[0]
+    base = _similar(http, {"episode_id": ep["episode_id"], "k": 10})
+    explicit = _similar(http, {"episode_id": ep["episode_id"], "k": 10, "weights": {"dealer": 0}})
+    assert explicit["neighbours"] == base["neighbours"]
+    assert explicit["distribution"] == base["distribution"]
+
+
 def test_partitions_cover_the_table(http: httpx.Client, demo: Demo) -> None:
     parts = http.get("/v1/partitions").json()["partitions"]
     assert sum(p["n"] for p in parts) == demo.episodes.num_rows
@@ -612,6 +691,9 @@ def test_api_key_guards_v1_but_not_health(demo: Demo) -> None:
             assert c.get(path).status_code == 401
             assert c.get(path, headers={"X-API-Key": "wrong"}).status_code == 401
             assert c.get(path, headers={"X-API-Key": "s3cret-key"}).status_code == 200
+        for path in ("/v1/report", "/v1/report/files/report.md"):
+            assert c.get(path).status_code == 401
+            assert c.get(path, headers={"X-API-Key": "s3cret-key"}).status_code == 404  # no report yet
         r = c.post("/v1/similar", json={"k": "garbage"})
         assert r.status_code == 401
         assert r.json() == {"detail": "missing or invalid API key"}
@@ -638,6 +720,8 @@ def test_openapi_docs_and_page_hooks(http: httpx.Client) -> None:
         "/v1/days/{date}/signals",
         "/v1/similar",
         "/v1/partitions",
+        "/v1/report",
+        "/v1/report/files/{name}",
     } <= paths
     for ops in spec["paths"].values():
         for op in ops.values():
@@ -649,6 +733,109 @@ def test_openapi_docs_and_page_hooks(http: httpx.Client) -> None:
     assert "javascript" in js.headers["content-type"]
     assert len(js.content) > 1_000_000
     assert http.get("/", follow_redirects=True).status_code == 200
+
+
+# -- the evaluation report ----------------------------------------------------------------------------
+
+
+def test_report_is_404_with_a_reason_when_there_is_none(http: httpx.Client, demo: Demo) -> None:
+    r = http.get("/v1/report")
+    assert r.status_code == 404
+    assert "no evaluation report" in r.json()["detail"]
+    _no_leak(r.text, demo)
+    for name in ("report.md", "reliability.png", "latest.json"):
+        r = http.get(f"/v1/report/files/{name}")
+        assert r.status_code == 404
+        _no_leak(r.text, demo)
+
+
+@pytest.fixture(scope="module")
+def report_lake(demo: Demo, tmp_path_factory: pytest.TempPathFactory) -> tuple[Lake, evaluation.Report]:
+    """A copy of the demo lake's gold with a real evaluation run written into it."""
+    root = tmp_path_factory.mktemp("report") / "lake"
+    for prefix in ("gold", "_manifests"):
+        shutil.copytree(Path(demo.lake.path(prefix)), root / prefix)
+    lake = Lake(StorageSettings(lake_uri=str(root)))
+    rep = evaluation.evaluate(lake, demo.dates[-1], None, min_train_days=1, boosted=False, run_ablation=False)
+    return lake, rep
+
+
+def test_report_serves_the_latest_run_and_its_files(report_lake: tuple[Lake, evaluation.Report]) -> None:
+    lake, rep = report_lake
+    served = Served(create_app(ApiSettings(), lake))
+    try:
+        c = served.client
+        r = c.get("/v1/report")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        latest = lake.read_json(evaluation.latest_path())
+        assert body["run_id"] == latest["run_id"] == rep.run_id
+        assert (body["created_at"], body["start"], body["end"]) == (
+            latest["created_at"],
+            latest["start"],
+            latest["end"],
+        )
+        assert body["markdown"] == rep.markdown == lake.read_bytes(latest["report"]).decode()
+        assert body["metrics"]["n_test"] == rep.metrics["n_test"] > 0
+        assert body["metrics"]["scores"]["all"][evaluation.SERVED]["n"] == rep.metrics["n_test"]
+        assert body["plots"] == {k: v.rsplit("/", 1)[-1] for k, v in latest["plots"].items()}
+        assert {"reliability", "lift"} <= set(body["plots"])
+        files = {f["name"]: f for f in body["files"]}
+        assert set(files) == {"report.md", "metrics.json", *body["plots"].values()}
+        # every listed file, with its media type and the lake's bytes
+        for name, f in files.items():
+            r = c.get(f"/v1/report/files/{name}")
+            assert r.status_code == 200, name
+            assert r.headers["content-type"] == f["media_type"]
+            assert r.content == lake.read_bytes(evaluation.report_path(rep.run_id, name))
+        png = c.get(f"/v1/report/files/{body['plots']['reliability']}")
+        assert png.headers["content-type"] == "image/png"
+        assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
+        assert c.get("/v1/report/files/report.md").headers["content-type"].startswith("text/markdown")
+        # nothing else: not latest.json, not a file the run folder holds but latest.json does not list,
+        # no path out of the folder however it is spelled
+        lake.write_bytes(evaluation.report_path(rep.run_id, "extra.png"), png.content)
+        for bad in (
+            "latest.json",
+            "extra.png",
+            "x.png",
+            "..%2Fx",
+            "..%2Flatest.json",
+            "..%2F..%2F..%2Fgold",
+            "%2E%2E%2Freport.md",
+            "%2E%2E",
+            "...",
+            "report.md%00.png",
+        ):
+            r = c.get(f"/v1/report/files/{bad}")
+            assert r.status_code == 404, (bad, r.text)
+            assert r.json()["detail"]
+            assert lake.root not in r.text
+        r = c.get("/v1/report/files/../x")  # the client resolves it to /v1/report/x: no such route
+        assert r.status_code == 404
+        # a latest.json naming files outside its run's folder: those are never served
+        tampered = dict(latest)
+        tampered["plots"] = {
+            "reliability": latest["plots"]["reliability"],
+            "escape": f"{evaluation.report_dir(rep.run_id)}/../other/lift.png",
+            "gold": "gold/secret.png",
+        }
+        lake.write_json(evaluation.latest_path(), tampered)
+        try:
+            body = c.get("/v1/report").json()
+            assert body["plots"] == {"reliability": "reliability.png"}
+            assert c.get("/v1/report/files/lift.png").status_code == 404
+            assert c.get("/v1/report/files/secret.png").status_code == 404
+            assert c.get("/v1/report/files/reliability.png").status_code == 200
+            lake.write_bytes(evaluation.latest_path(), b"{not json")
+            r = c.get("/v1/report")
+            assert r.status_code == 404
+            assert "malformed" in r.json()["detail"]
+        finally:
+            lake.write_json(evaluation.latest_path(), latest)
+        assert c.get("/v1/report").json()["run_id"] == rep.run_id
+    finally:
+        served.close()
 
 
 # -- table versions ---------------------------------------------------------------------------------

@@ -1,15 +1,18 @@
 """The query engine against hand-computed values: similarity, as-of cut, per-day cap, the kernel,
-the Dirichlet posterior, its interval, excursions, and the empty-history answer."""
+the Dirichlet posterior, its interval, excursions, and the empty-history answer; the served
+estimator's pooled prior (as-of safe) and interval cap, and no degenerate answer from a one-label
+history."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from scipy.stats import beta
 
-from spymaster import retrieval
+from spymaster import calibration, retrieval
 from spymaster.retrieval import HORIZONS, OUTCOMES, Index, Params, Partition
 
 B, R, C = 0, 1, 2
@@ -310,3 +313,223 @@ def test_weighted_norms_are_cached_and_consistent() -> None:
     hits = retrieval.search(p, [1, 2, 3], as_of_day=99, k=5, max_per_day=1, dim_weights=g)
     ref = retrieval.weighted_similarity(p.unit, [1, 2, 3], g)
     assert hits.similarity.tolist() == pytest.approx(np.sort(ref)[::-1][:5].tolist(), abs=1e-6)
+
+
+# -- the served estimator: pooled prior, interval cap, no degenerate answers --------------------------
+
+
+def _two_partitions(later: list[int] | None = None) -> Index:
+    """PM_HIGH|UP|0 and OR_LOW|DOWN|4 over days 1–5; ``later`` relabels every row dated ≥ 3."""
+    kinds = ["PM_HIGH", "PM_HIGH", "PM_HIGH", "PM_HIGH", "OR_LOW", "OR_LOW", "OR_LOW", "OR_LOW", "OR_LOW"]
+    dirs = ["UP"] * 4 + ["DOWN"] * 5
+    buckets = [0] * 4 + [4] * 5
+    day = [1, 2, 3, 4, 1, 1, 2, 3, 5]
+    lab = [B, R, B, C, R, R, C, B, B]
+    if later is not None:
+        lab = [later[i % len(later)] if d >= 3 else x for i, (x, d) in enumerate(zip(lab, day, strict=True))]
+    by_h = np.array([lab] * H, dtype=np.int8)
+    by_h[I8, 6] = -1  # OR_LOW's day-2 CHOP has no 8-minute label
+    vecs = np.array(
+        [[1, 0, 0], [0, 1, 0], [1, 0, 0], [1, 0, 0], [0, 0, 1], [0, 0, 1], [0, 1, 1], [1, 0, 0], [1, 0, 0]]
+    )
+    return Index.build(
+        1,
+        episode_id=[f"e{i}" for i in range(len(day))],
+        day=day,
+        ts=np.zeros(len(day)),
+        level_kind=kinds,
+        direction=dirs,
+        time_bucket=buckets,
+        vectors=vecs.astype(np.float32),
+        labels=by_h,
+        mfe=np.zeros((H, len(day))),
+        mae=np.zeros((H, len(day))),
+    )
+
+
+def test_index_pooled_counts_by_hand() -> None:
+    idx = _two_partitions()
+    # day 1: B (PM_HIGH), R R (OR_LOW); day 2: R (PM_HIGH), C (OR_LOW, null at 8 minutes);
+    # day 3: B, B; day 4: C; day 5: B — each as_of counts the days strictly before it
+    assert idx.pooled_counts(1).tolist() == [0, 0, 0]
+    assert idx.pooled_counts(2).tolist() == [1, 2, 0]
+    assert idx.pooled_counts(3).tolist() == [1, 3, 0]
+    assert idx.pooled_counts(3, horizon=2).tolist() == [1, 3, 1]
+    assert idx.pooled_counts(4).tolist() == [3, 3, 0]
+    assert idx.pooled_counts(5).tolist() == [3, 3, 1]
+    assert idx.pooled_counts(6).tolist() == idx.pooled_counts(99).tolist() == [4, 3, 1]
+    assert idx.pooled_counts(0).tolist() == [0, 0, 0]
+    assert Index.empty().pooled_counts(10).tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match="horizon"):
+        idx.pooled_counts(3, horizon=3)
+
+
+def test_pooled_params_by_hand() -> None:
+    params = Params(pooled_prior=100.0)
+    # s = (P + d⁰) / (ΣP + Σd⁰) with d⁰ = (1, 1, 0.5): (30+1, 50+1, 20+0.5) / 102.5
+    got = retrieval.pooled_params(params, [30, 50, 20])
+    assert got.default_prior == pytest.approx((100 * 31 / 102.5, 100 * 51 / 102.5, 100 * 20.5 / 102.5))
+    assert got.pooled_prior == 0.0  # applied once
+    # no pooled rows: the published split, scaled to the pooled strength → prior mean still 0.4/0.4/0.2
+    assert retrieval.pooled_params(params, [0, 0, 0]).default_prior == pytest.approx((40.0, 40.0, 20.0))
+    # off (m = 0) or no counts given: unchanged
+    assert retrieval.pooled_params(Params(), [30, 50, 20]) == Params()
+    assert retrieval.pooled_params(params, None) is params
+    with pytest.raises(ValueError, match="pooled counts"):
+        retrieval.pooled_params(params, [1, 2])
+    with pytest.raises(ValueError, match="pooled counts"):
+        retrieval.pooled_params(params, [1, -2, 3])
+    for bad in (-1.0, math.inf):
+        with pytest.raises(ValueError, match="pooled prior"):
+            Params(pooled_prior=bad)
+    with pytest.raises(ValueError, match="interval_max_total"):
+        Params(interval_max_total=0.0)
+
+
+def test_pooled_prior_distribution_by_hand() -> None:
+    idx = _two_partitions()
+    part_a = idx.partitions["PM_HIGH|UP|0"]
+    params = Params(pooled_prior=10.0, interval_max_total=3.0)
+    pooled = idx.pooled_counts(3)  # (1, 3, 0), see above
+    d = retrieval.query(
+        part_a, [1, 0, 0], as_of_day=3, k=50, max_per_day=2, params=params, pooled_counts=pooled
+    ).distribution
+    # pooled split s = (1+1, 3+1, 0+0.5) / (4 + 2.5); d = 10·s
+    s = np.array([2.0, 4.0, 0.5]) / 6.5
+    # the partition's rows before day 3: BREAK (day 1), REJECT (day 2) → π = (B + 10·s) / (2 + 10)
+    pi = (np.array([1.0, 1.0, 0.0]) + 10 * s) / 12.0
+    assert d.base_n == 2
+    assert d.base_rate == pytest.approx((0.5, 0.5, 0.0))
+    assert d.prior == pytest.approx(tuple(2.5 * pi))
+    # neighbours: day 1 (sim 1, age 2 → w = e^(−2/60)), day 2 (sim 0 → w = 0)
+    w1 = math.exp(-2 / 60)
+    p = (np.array([w1, 0.0, 0.0]) + 2.5 * pi) / (w1 + 2.5)
+    assert d.p == pytest.approx(tuple(p), rel=1e-6)
+    assert d.n_eff == pytest.approx(1.0)
+    # interval: Beta total min(n_eff + 2.5, 3) = 3
+    for pk, (lo, hi) in zip(p, d.interval, strict=True):
+        assert lo == pytest.approx(beta.ppf(0.1, 3 * pk, 3 * (1 - pk)), rel=1e-6)
+        assert hi == pytest.approx(beta.ppf(0.9, 3 * pk, 3 * (1 - pk)), rel=1e-6)
+    # without pooled counts (or with the published Params) the prior is the partition rate shrunk
+    # toward 1/1/0.5, as before
+    plain = retrieval.query(part_a, [1, 0, 0], as_of_day=3, params=Params()).distribution
+    assert plain.prior == pytest.approx(tuple(2.5 * np.array([2.0, 2.0, 0.5]) / 4.5))
+
+
+def test_pooled_prior_ignores_rows_on_and_after_as_of() -> None:
+    base = _two_partitions()
+    for later in ([C], [R, C], [B, B, R]):
+        changed = _two_partitions(later=later)
+        assert changed.pooled_counts(3).tolist() == base.pooled_counts(3).tolist()
+        for key in base.partitions:
+            for params in (calibration.SERVED_PARAMS, Params(pooled_prior=10.0)):
+                got = [
+                    retrieval.query(
+                        idx.partitions[key],
+                        [1, 0, 0],
+                        as_of_day=3,
+                        params=params,
+                        pooled_counts=idx.pooled_counts(3),
+                    ).distribution
+                    for idx in (base, changed)
+                ]
+                assert got[0] == got[1]
+        # and the same change before as_of does move the prior
+        assert changed.pooled_counts(4).tolist() != base.pooled_counts(4).tolist()
+
+
+def test_interval_cap_by_hand() -> None:
+    s3 = math.sqrt(3)
+    p = part([[1, 0, 0], [1, s3, 0], [0, 1, 0]], [0, 0, 60], [B, R, C])
+    n_eff = 1.0625**2 / (1 + 0.0625**2)  # ≈ 1.125: weights e⁻², e⁻²/16, 0 (see test_distribution_by_hand)
+    for cap, total in ((None, n_eff + 2.5), (10.0, n_eff + 2.5), (3.0, 3.0), (2.5, 2.5), (1.0, 1.0)):
+        params = Params(interval_max_total=cap)
+        assert params.interval_total(n_eff) == pytest.approx(total)
+        d = retrieval.query(p, [1, 0, 0], as_of_day=120, params=params).distribution
+        assert d.n_eff == pytest.approx(n_eff, rel=1e-6)
+        for pk, (lo, hi) in zip(d.p, d.interval, strict=True):
+            assert lo == pytest.approx(beta.ppf(0.1, pk * total, (1 - pk) * total), rel=1e-6)
+            assert hi == pytest.approx(beta.ppf(0.9, pk * total, (1 - pk) * total), rel=1e-6)
+        # the cap widens, never moves the mean
+        assert d.p == pytest.approx(retrieval.query(p, [1, 0, 0], as_of_day=120).distribution.p)
+    # the served cap equals the prior strength: N = 2.5 whatever n_eff is
+    served = calibration.SERVED_PARAMS
+    assert served.interval_total(0.0) == served.interval_total(40.0) == 2.5
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 10])
+def test_one_label_history_never_gives_certainty(n: int) -> None:
+    # A partition whose n earlier rows are all BREAK, every one a perfect neighbour; pooled counts
+    # from none to one-label to a realistic split: P(BREAK) stays below 1 with a real interval, and
+    # no outcome gets probability 0.
+    p = part([[1, 0, 0]] * n, list(range(n)), [B] * n)
+    pooled_cases: list[list[int] | None] = [
+        None,
+        [0, 0, 0],
+        [3, 0, 0],
+        [n, 0, 0],
+        [0, 0, 7],
+        [2600, 5000, 2400],
+    ]
+    settings = [
+        calibration.SERVED_PARAMS,
+        calibration.PUBLISHED_PARAMS,
+        replace(calibration.SERVED_PARAMS, interval_max_total=None),
+    ]
+    for params in settings:
+        for pooled in pooled_cases:
+            d = retrieval.query(
+                p, [1, 0, 0], as_of_day=n, k=50, max_per_day=50, params=params, pooled_counts=pooled
+            ).distribution
+            why = (params, pooled, d.p, d.interval)
+            assert d.n == n
+            assert d.counts[B] > 0
+            assert d.counts[R] == d.counts[C] == 0
+            assert all(a > 0 for a in d.prior), why
+            assert all(0 < x < 1 for x in d.p), why
+            lo_b, hi_b = d.interval[B]
+            assert lo_b < d.p[B] < hi_b, why
+            assert d.p[B] < 0.99, why
+            for lo, hi in d.interval:
+                assert 0 <= lo < hi <= 1, why
+                assert hi - lo > 1e-3, why
+            if params.pooled_prior and pooled is not None and min(pooled) > 0:
+                # served, with a pooled history that saw every outcome: the outcomes this partition
+                # never saw keep a plausible share
+                assert min(d.p) > 0.02, why
+
+
+def test_served_params_are_the_evaluations_recommendation() -> None:
+    from spymaster.evaluation import KnnConfig
+
+    served = calibration.SERVED_PARAMS
+    assert replace(served, pooled_prior=0.0, interval_max_total=None) == calibration.RECOMMENDED_PARAMS
+    assert served.pooled_prior == calibration.RECOMMENDED_POOLED_PRIOR == 100.0
+    assert served.interval_max_total == calibration.RECOMMENDED_INTERVAL_TOTAL_CAP == 2.5
+    assert dict(calibration.SERVED_WEIGHTS) == dict(calibration.RECOMMENDED_WEIGHTS) == {"dealer": 0.0}
+    assert (calibration.SERVED_K, calibration.SERVED_MAX_PER_DAY) == (
+        calibration.RECOMMENDED_K,
+        calibration.RECOMMENDED_MAX_PER_DAY,
+    )
+    # The evaluation's setting (KnnConfig with the same constants) shrinks toward the raw pooled
+    # split; the served one shrinks that split toward 1/1/0.5 with Σd⁰ = 2.5 pseudo-counts: the same
+    # prior to within 100 · 2.5 / ΣP pseudo-counts (< 0.25 for the ≥ 1 000 rows of any evaluation).
+    cfg = KnnConfig.of(
+        "served",
+        params=calibration.RECOMMENDED_PARAMS,
+        weights=calibration.RECOMMENDED_WEIGHTS,
+        pooled_prior=calibration.RECOMMENDED_POOLED_PRIOR,
+    )
+    for counts in ([260, 500, 240], [2600, 5000, 2400], [7, 1, 2]):
+        theirs = np.array(cfg.params_for(counts).default_prior)
+        ours = np.array(retrieval.pooled_params(served, counts).default_prior)
+        assert np.abs(theirs - ours).max() <= 100 * 2.5 / sum(counts) + 1e-12
+        assert ours.sum() == pytest.approx(theirs.sum()) == pytest.approx(100.0)
+    # and the evaluation's served interval (calibration.intervals with the cap) is the API's
+    pk = np.array([0.27, 0.5, 0.23])
+    np.testing.assert_allclose(
+        calibration.intervals(
+            pk, np.full(3, 7.3), served.interval, calibration.RECOMMENDED_INTERVAL_TOTAL_CAP
+        ),
+        retrieval.beta_interval(pk, served.interval_total(7.3 - served.prior_strength), served.interval),
+    )

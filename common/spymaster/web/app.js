@@ -68,6 +68,7 @@ const state = {
   selection: null, // {kind, outcome, time}
   similarToken: 0,
   focus: null, // {date, time, kind} of a neighbour opened from the list
+  report: null, // the latest evaluation report, once loaded
 };
 
 const $ = (id) => document.getElementById(id);
@@ -719,7 +720,7 @@ function baseRateFor(s) {
   return null;
 }
 
-/** The partition's base rate as of this day (the signals do not carry it): one /v1/similar per
+/** The partition's base rate as of this day when a signal does not carry it (an older API): one /v1/similar per
  * (day, level, direction, time bucket), cached. */
 async function fetchBaseRate(s) {
   const key = baseKey(s);
@@ -973,6 +974,131 @@ function openNeighbour(nb) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The evaluation report: GET v1/report (metrics + markdown) and v1/report/files/{name} (plots).
+
+const REPORT_PLOTS = [
+  ["reliability", "Reliability: forecast P(BREAK) against the realised rate"],
+  ["lift", "BREAK rate by forecast decile"],
+  ["coverage", "Planted probability against the served 80 % interval"],
+];
+const SERVED_ESTIMATOR = "kNN served";
+
+function reportFileUrl(name) {
+  return `v1/report/files/${encodeURIComponent(name)}`;
+}
+
+/** An <img> of a report file: a plain same-origin URL, or (with an API key) fetched with the key. */
+function reportImage(name, alt) {
+  const img = el("img", { alt, loading: "lazy", dataset: { file: name } });
+  if (!state.key) {
+    img.src = reportFileUrl(name);
+    return img;
+  }
+  fetch(reportFileUrl(name), { headers: { "X-API-Key": state.key }, credentials: "same-origin" })
+    .then((r) => (r.ok ? r.blob() : Promise.reject(new Error(`${r.status}`))))
+    .then((blob) => {
+      img.src = URL.createObjectURL(blob);
+    })
+    .catch(() => img.replaceWith(el("span", { class: "muted" }, `${name} unavailable`)));
+  return img;
+}
+
+function goalValue(g) {
+  const v = Number(g.value);
+  if (g.value === null || g.value === undefined || !Number.isFinite(v)) return "—";
+  return String(g.target || "").includes("%") ? `${(v * 100).toFixed(1)} %` : v.toFixed(3);
+}
+
+function reportSummary(metrics) {
+  const nodes = [];
+  const served = metrics && metrics.scores && metrics.scores.all && metrics.scores.all[SERVED_ESTIMATOR];
+  if (served) {
+    nodes.push(
+      el(
+        "p",
+        { class: "report-scores num" },
+        `${SERVED_ESTIMATOR} on ${Number(served.n).toLocaleString("en-US")} test episodes: ` +
+          `Brier ${fmt(served.brier, 4)} · log loss ${fmt(served.log_loss, 4)} · ECE ${fmt(served.ece, 3)} · ` +
+          `AUC ${fmt(served.auc, 3)} · top-decile lift ${fmt(served.lift, 2)}`,
+      ),
+    );
+  }
+  const goals = (metrics && Array.isArray(metrics.goals) && metrics.goals) || [];
+  if (goals.length) {
+    nodes.push(
+      el(
+        "table",
+        { class: "report-goals" },
+        el("thead", {}, el("tr", {}, el("th", {}, "goal"), el("th", {}, "target"), el("th", { class: "right" }, "value"), el("th", {}, ""))),
+        el(
+          "tbody",
+          {},
+          goals.map((g) =>
+            el(
+              "tr",
+              {},
+              el("td", {}, String(g.goal || "")),
+              el("td", { class: "num" }, String(g.target || "")),
+              el("td", { class: "num right" }, goalValue(g)),
+              el(
+                "td",
+                { class: g.met === true ? "met" : g.met === false ? "unmet" : "muted" },
+                g.met === true ? "met" : g.met === false ? "not met" : "n/a",
+              ),
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+  return nodes;
+}
+
+async function openReport() {
+  const panel = $("report-panel");
+  panel.hidden = false;
+  $("report-close").focus();
+  const body = $("report-body");
+  if (state.report) return; // loaded once per page view
+  $("report-meta").textContent = "";
+  body.replaceChildren(el("p", { class: "muted" }, "Loading the latest evaluation …"));
+  let rep;
+  try {
+    rep = await api("v1/report");
+  } catch (err) {
+    const text =
+      err instanceof ApiError && err.status === 404
+        ? `No evaluation report: ${err.message}`
+        : explain(err);
+    body.replaceChildren(el("p", { class: "report-none" }, text));
+    return;
+  }
+  state.report = rep;
+  const span = [rep.start, rep.end].map((d) => d || "…").join(" → ");
+  $("report-meta").textContent = `· run ${rep.run_id} · test days ${span}${rep.created_at ? ` · ${rep.created_at}` : ""}`;
+  const plots = rep.plots || {};
+  const figures = REPORT_PLOTS.filter(([key]) => plots[key]).map(([key, caption]) =>
+    el("figure", { class: "report-plot", dataset: { plot: key } }, reportImage(plots[key], caption), el("figcaption", {}, caption)),
+  );
+  const files = (rep.files || []).map((f) =>
+    el("a", { href: state.key ? null : reportFileUrl(f.name), class: "report-file", target: "_blank", rel: "noopener" }, f.name),
+  );
+  body.replaceChildren(
+    ...reportSummary(rep.metrics || {}),
+    el("div", { class: "report-plots" }, figures),
+    el("pre", { id: "report-md", class: "report-md" }, rep.markdown || ""),
+    files.length ? el("p", { class: "report-files muted" }, "Files: ", files) : null,
+  );
+}
+
+function closeReport() {
+  const panel = $("report-panel");
+  if (panel.hidden) return;
+  panel.hidden = true;
+  $("btn-report").focus();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Wiring
 
 function wire() {
@@ -1008,7 +1134,16 @@ function wire() {
     stop();
     setNow(Number(slider.value));
   });
+  $("btn-report").addEventListener("click", () => openReport());
+  $("report-close").addEventListener("click", () => closeReport());
+  $("report-panel").addEventListener("click", (e) => {
+    if (e.target === e.currentTarget) closeReport(); // a click on the backdrop
+  });
   document.addEventListener("keydown", (e) => {
+    if (!$("report-panel").hidden) {
+      if (e.key === "Escape") closeReport();
+      return; // the replay keys wait while the report is open
+    }
     const t = e.target;
     if (t && (t.tagName === "INPUT" || t.tagName === "SELECT" || t.tagName === "TEXTAREA")) return;
     if (e.key === "ArrowRight") {
