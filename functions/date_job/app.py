@@ -35,11 +35,11 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
-from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from functions.shared import replay_hook
 from spymaster import events, gold, layout, pipeline
 from spymaster.events import DateRequest, GoldCommitted
 from spymaster.lake import Lake, is_committed, read_manifest
@@ -150,12 +150,6 @@ def _report(lake: Lake, request: DateRequest, outcome: dict[str, Any]) -> None:
             logger.exception("could not record the failure in the lake", extra={"report_key": key})
 
 
-def _mark_replay(response: Any, idempotent_data: DataRecord) -> Any:
-    metrics.add_metric(name="ReplaysRecognised", unit=MetricUnit.Count, value=1)
-    logger.info("replayed request recognised", extra={"idempotency_key": idempotent_data.idempotency_key})
-    return {**response, "replay": True} if isinstance(response, dict) else response
-
-
 @dataclass
 class Runtime:
     """Everything built once per container (cold start)."""
@@ -187,7 +181,7 @@ def build_runtime(
         event_key_jmespath="[date, force, reason]",
         raise_on_no_idempotency_key=True,
         expires_after_seconds=settings.idempotency_ttl_seconds,
-        response_hook=_mark_replay,
+        response_hook=replay_hook(logger, metrics),
     )
     send: Notify = notify
     env = storage

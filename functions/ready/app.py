@@ -29,11 +29,11 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
-from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from functions.shared import replay_hook
 from spymaster import events, gold, layout
 from spymaster.events import DateRequest, LandedObject
 from spymaster.lake import Lake, is_committed
@@ -94,13 +94,6 @@ def check_and_dispatch(lake: Lake, landed: events.RawLanded, dispatch: Dispatch)
     return out
 
 
-def _mark_replay(response: Any, idempotent_data: DataRecord) -> Any:
-    """Idempotency hook: a stored answer is being returned instead of running the step again."""
-    metrics.add_metric(name="ReplaysRecognised", unit=MetricUnit.Count, value=1)
-    logger.info("replayed event recognised", extra={"idempotency_key": idempotent_data.idempotency_key})
-    return {**response, "replay": True} if isinstance(response, dict) else response
-
-
 @dataclass
 class Runtime:
     """Everything built once per container (cold start)."""
@@ -134,7 +127,7 @@ def build_runtime(
         event_key_jmespath="[bucket, key, etag]",
         raise_on_no_idempotency_key=True,
         expires_after_seconds=settings.idempotency_ttl_seconds,
-        response_hook=_mark_replay,
+        response_hook=replay_hook(logger, metrics),
     )
     send: Dispatch = dispatch
 
