@@ -95,12 +95,13 @@ def generate(
     days: Annotated[int, typer.Option("--days", min=1, help="Trading days to generate")] = 1,
     scale: Annotated[float, typer.Option("--scale", min=0.001, max=4.0, help="1.0 = a realistic day")] = 1.0,
     seed: Annotated[int, typer.Option("--seed", help="Random seed")] = 0,
+    force: Annotated[bool, typer.Option(help="Rewrite dates whose raw files already exist")] = False,
     lake: LakeOpt = None,
 ) -> None:
     """Write synthetic ES futures + 0DTE options days as real DBN files into raw/."""
     from spymaster.synth import generate as gen
 
-    dates = gen(_lake(lake), start.date(), days, scale=scale, seed=seed, progress=True)
+    dates = gen(_lake(lake), start.date(), days, scale=scale, seed=seed, progress=True, force=force)
     typer.echo(f"generated {len(dates)} day(s): {dates[0]} … {dates[-1]}")
 
 

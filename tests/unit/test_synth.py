@@ -419,3 +419,14 @@ def test_generate_writes_the_lake(local_lake: Lake) -> None:
     alone = generate_day(dt.date(2026, 3, 9), scale=0.01, seed=SEED)
     on_disk = Path(local_lake.path(layout.raw_file(FUT_TRADES, dt.date(2026, 3, 9)))).read_bytes()
     assert on_disk == alone.files[FUT_TRADES]  # a day alone = the same day inside a range
+
+
+def test_generate_skips_dates_already_landed_unless_forced(local_lake: Lake) -> None:
+    date = dt.date(2026, 3, 6)
+    generate(local_lake, date, 1, scale=0.01, seed=SEED, progress=False)
+    key = layout.raw_file(FUT_TRADES, date)
+    local_lake.write_bytes(key, b"sentinel: must survive a plain re-run")
+    generate(local_lake, date, 1, scale=0.01, seed=SEED, progress=False)
+    assert local_lake.read_bytes(key) == b"sentinel: must survive a plain re-run"
+    generate(local_lake, date, 1, scale=0.01, seed=SEED, progress=False, force=True)
+    assert local_lake.read_bytes(key) == generate_day(date, scale=0.01, seed=SEED).files[FUT_TRADES]

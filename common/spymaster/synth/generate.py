@@ -86,11 +86,25 @@ def generate_day(date: dt.date, *, scale: float = 1.0, seed: int = 0) -> DayFile
 
 
 def generate(
-    lake: Lake, start: dt.date, days: int, *, scale: float, seed: int, progress: bool = True
+    lake: Lake,
+    start: dt.date,
+    days: int,
+    *,
+    scale: float,
+    seed: int,
+    progress: bool = True,
+    force: bool = False,
 ) -> list[dt.date]:
-    """Generate ``days`` trading days from ``start`` into the lake's raw/ and synthetic/truth/."""
+    """Generate ``days`` trading days from ``start`` into the lake's raw/ and synthetic/truth/.
+
+    A date whose seven raw files and truth are already there is skipped unless ``force`` (the
+    bytes would be identical for the same seed and scale; a different seed or scale needs ``force``).
+    """
     dates = sessions.trading_days(start, days)
     for date in tqdm(dates, desc="generate", unit="day", disable=not progress):
+        there = [layout.raw_file(k, date) for k in layout.REQUIRED_RAW] + [layout.truth_file(date)]
+        if not force and all(lake.exists(p) for p in there):
+            continue
         day = generate_day(date, scale=scale, seed=seed)
         for kind, data in day.files.items():
             lake.write_bytes(layout.raw_file(kind, date), data)
