@@ -96,6 +96,7 @@ def build(lake: Lake, kind: RawKind, date: dt.date, *, tmp_dir: str | None = Non
     run_id = new_run_id()
     out = layout.data_file(Layer.BRONZE, table, date, run_id, 0)
     written: list[str] = []
+    source = lake.fingerprint(key)
     try:
         with lake.local_copy(key, tmp_dir=tmp_dir) as local:
             info = dbnread.inspect(local, label=key)
@@ -119,7 +120,7 @@ def build(lake: Lake, kind: RawKind, date: dt.date, *, tmp_dir: str | None = Non
             run_id,
             [out],
             rows,
-            inputs={"raw": key, "raw_bytes": lake.size(key), "dbn_version": info.version},
+            inputs={"raw": key, **source, "dbn_version": info.version},
         )
     except BadInputError as exc:
         discard(lake, written)
@@ -129,6 +130,17 @@ def build(lake: Lake, kind: RawKind, date: dt.date, *, tmp_dir: str | None = Non
         discard(lake, written)
         raise
     return BronzeResult(date=date, kind=kind, rows=rows, manifest=manifest)
+
+
+def is_current(lake: Lake, kind: RawKind, date: dt.date) -> bool:
+    """Committed from the raw file that is there now (a replaced raw file makes bronze stale)."""
+    from spymaster.lake import is_committed, read_manifest
+
+    key = layout.raw_file(kind, date)
+    if not is_committed(lake, Layer.BRONZE, kind.bronze_table, date) or not lake.exists(key):
+        return False
+    inputs = read_manifest(lake, Layer.BRONZE, kind.bronze_table, date).inputs
+    return {k: inputs.get(k) for k in ("bytes", "mtime_ns")} == lake.fingerprint(key)
 
 
 def build_date(

@@ -169,7 +169,7 @@ def bronze_cmd(
     jobs = [
         (d, k)
         for d, k in wanted
-        if k in landed.get(d, set()) and (force or not is_committed(store, Layer.BRONZE, k.bronze_table, d))
+        if k in landed.get(d, set()) and (force or not bronze.is_current(store, k, d))
     ]
     rows, failures = _each(jobs, "bronze", "file", lambda j: bronze.build(store, j[1], j[0]).rows)
     typer.echo(f"bronze: {len(jobs) - len(failures)} of {len(jobs)} file(s) committed, {rows:,} rows")

@@ -73,6 +73,13 @@ class Lake:
             raise LakeError(f"no such lake file: {rel}", file=rel)
         return int(info.size or 0)
 
+    def fingerprint(self, rel: str) -> dict[str, int]:
+        """Size and modification time of an object: enough to notice it was replaced."""
+        info = self.fs.get_file_info(self.path(rel))
+        if info.type != pafs.FileType.File:
+            raise LakeError(f"no such lake file: {rel}", file=rel)
+        return {"bytes": int(info.size or 0), "mtime_ns": int(info.mtime_ns or 0)}
+
     def read_bytes(self, rel: str) -> bytes:
         try:
             with self.fs.open_input_stream(self.path(rel), compression=None) as f:

@@ -51,11 +51,7 @@ def run_date(
     res = DateResult(date)
     stage = "bronze"
     try:
-        todo = [
-            k
-            for k in layout.REQUIRED_RAW
-            if force or not is_committed(lake, Layer.BRONZE, k.bronze_table, date)
-        ]
+        todo = [k for k in layout.REQUIRED_RAW if force or not bronze.is_current(lake, k, date)]
         missing = [k for k in todo if not lake.exists(layout.raw_file(k, date))]
         if missing:
             names = ", ".join(f"{k.product.value} {k.schema}" for k in missing)
@@ -65,6 +61,7 @@ def run_date(
         (res.done if todo else res.skipped).append("bronze")
 
         stage = "silver"
+        force = force or bool(todo)  # new bronze makes the layers above it stale
         if force or not is_committed(lake, Layer.SILVER, "state", date):
             silver.build(lake, date, settings)
             res.done.append("silver")
