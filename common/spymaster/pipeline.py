@@ -96,6 +96,10 @@ def run(
             if on_result:
                 on_result(r)
     else:
+        # Import the heavy layers once here: forked workers inherit them instead of each paying
+        # ~2.5 s of imports (measured) before its first date.
+        from spymaster import bronze, gold, silver  # noqa: F401
+
         with ProcessPoolExecutor(max_workers=workers) as pool:
             futs = [pool.submit(run_date, storage, d, force=force) for d in dates]
             for f in as_completed(futs):

@@ -82,9 +82,14 @@ def open_table(lake: Lake, *, create: bool = False) -> Any | None:
     return db.create_table(TABLE, schema=schema())
 
 
-def rows_for(lake: Lake, date: dt.date, episodes: pa.Table) -> tuple[pa.Table, str]:
+StatsCache = dict[tuple[dt.date, tuple[str, ...]], Any]
+
+
+def rows_for(
+    lake: Lake, date: dt.date, episodes: pa.Table, cache: StatsCache | None = None
+) -> tuple[pa.Table, str]:
     """Episodes of a date as vector-table rows, normalised with that date's statistics."""
-    stats = vectors.stats_for_date(lake, date)
+    stats = vectors.stats_for_date(lake, date, cache=cache)
     raw = vectors.vectors_from_arrow(episodes.column("vector"))
     norm = vectors.apply(stats, raw)
     part = [
@@ -123,12 +128,14 @@ def _marker(date: dt.date) -> str:
     return f"{INDEX_MARKERS}/date={date.isoformat()}.json"
 
 
-def index_date(lake: Lake, date: dt.date, *, force: bool = False) -> IndexResult:
+def index_date(
+    lake: Lake, date: dt.date, *, force: bool = False, cache: StatsCache | None = None
+) -> IndexResult:
     """Upsert one date's committed gold into the table; a no-op if that exact gold run and
     statistics version are already indexed (unless ``force``)."""
     man = read_manifest(lake, Layer.GOLD, gold.EPISODES_TABLE, date)
     episodes = lake.read_parquet(man.files)
-    rows, version = rows_for(lake, date, episodes)
+    rows, version = rows_for(lake, date, episodes, cache)
     marker = {"gold_run": man.run_id, "stats_version": version, "rows": rows.num_rows}
     if not force and lake.exists(_marker(date)) and lake.read_json(_marker(date)) == marker:
         return IndexResult(date, rows.num_rows, version, skipped=True)
@@ -152,8 +159,9 @@ def index_date(lake: Lake, date: dt.date, *, force: bool = False) -> IndexResult
 def index(lake: Lake, dates: list[dt.date] | None = None, *, force: bool = False) -> list[IndexResult]:
     """Index committed gold dates (all by default), then make sure the scalar indexes exist."""
     todo = dates if dates is not None else committed_dates(lake, Layer.GOLD, gold.EPISODES_TABLE)
+    cache: StatsCache = {}
     out = [
-        index_date(lake, d, force=force)
+        index_date(lake, d, force=force, cache=cache)
         for d in sorted(todo)
         if is_committed(lake, Layer.GOLD, gold.EPISODES_TABLE, d)
     ]

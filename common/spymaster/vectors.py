@@ -697,8 +697,13 @@ def stats_for_date(
     clip: float = DEFAULT_CLIP,
     min_rows: int = DEFAULT_MIN_ROWS,
     save: bool = True,
+    cache: dict[tuple[dt.date, tuple[str, ...]], F32Array] | None = None,
 ) -> Stats:
-    """Fit (and by default store) the statistics for ``query_date`` from committed gold of earlier dates."""
+    """Fit (and by default store) the statistics for ``query_date`` from committed gold of earlier dates.
+
+    ``cache`` (keyed by date and the committed files, so a re-run's new files miss) lets a caller
+    indexing many dates read each date's raw vectors once instead of once per later date.
+    """
     from spymaster.gold import EPISODES_TABLE
     from spymaster.lake import committed_dates, read_manifest
     from spymaster.layout import Layer
@@ -707,7 +712,13 @@ def stats_for_date(
     by_date: dict[dt.date, F32Array] = {}
     for d in window:
         files = read_manifest(lake, Layer.GOLD, EPISODES_TABLE, d).files
+        key = (d, tuple(files))
+        if cache is not None and key in cache:
+            by_date[d] = cache[key]
+            continue
         by_date[d] = vectors_from_arrow(lake.read_parquet(files, columns=["vector"]).column("vector"))
+        if cache is not None:
+            cache[key] = by_date[d]
     stats = fit_stats_before(by_date, query_date, window_days=window_days, clip=clip, min_rows=min_rows)
     if save:
         save_stats(lake, stats)
