@@ -53,6 +53,11 @@ def main() -> int:
     ap.add_argument("--embargo", type=int, default=1)
     ap.add_argument("--min-train-days", type=int, default=evaluation.MIN_TRAIN_DAYS)
     ap.add_argument("--sweep", action="store_true", help="add the parameter sweep (slower)")
+    ap.add_argument(
+        "--learned-metric",
+        action="store_true",
+        help="add the served setting with a learned diagonal metric (|corr with BREAK|², shrink 0.5)",
+    )
     ap.add_argument("--no-ablation", action="store_true")
     ap.add_argument("--no-index", action="store_true", help="skip building the LanceDB vector table")
     args = ap.parse_args()
@@ -78,6 +83,20 @@ def main() -> int:
     if not args.no_index:
         vectordb.index(lake, dates)
     sweep = sweep_configs(dict(calibration.RECOMMENDED_WEIGHTS)) if args.sweep else []
+    if args.learned_metric:
+        sweep.append(
+            evaluation.KnnConfig.of(
+                "kNN served + learned metric",
+                k=calibration.RECOMMENDED_K,
+                max_per_day=calibration.RECOMMENDED_MAX_PER_DAY,
+                params=calibration.RECOMMENDED_PARAMS,
+                weights=calibration.RECOMMENDED_WEIGHTS,
+                pooled_prior=calibration.RECOMMENDED_POOLED_PRIOR,
+                metric="corr",
+                metric_shrink=0.5,
+                metric_power=2.0,
+            )
+        )
     report = evaluation.evaluate(
         lake,
         dates[0],

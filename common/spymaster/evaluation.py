@@ -500,6 +500,54 @@ def test_rows(ep: Episodes, test_date: dt.date) -> I64:
 
 
 POOL_BY: tuple[str, ...] = ("all", "level_kind")
+METRICS: tuple[str, ...] = ("none", "logistic", "corr")
+"""Similarity metrics of :class:`KnnConfig`: plain (group-weighted) cosine, or a learned diagonal
+metric from logistic-regression coefficients or from each dim's correlation with BREAK."""
+METRIC_C = 0.05
+"""Inverse L2 strength of the logistic regression behind the learned metric."""
+
+
+def learned_dim_weights(
+    x: npt.ArrayLike,
+    y: npt.ArrayLike,
+    *,
+    base: F32 | None = None,
+    shrink: float = 0.5,
+    power: float = 2.0,
+    c: float = METRIC_C,
+    method: str = "logistic",
+) -> F32:
+    """A learned diagonal metric for ``retrieval.weighted_similarity``, from training rows only.
+
+    Fits an L2 logistic regression of ``y`` (BREAK or not) on the standardised dims of ``x`` (the
+    scaled vectors) and takes the standardised coefficient magnitudes |β_d| to the power ``power``
+    (2: the dim is scaled by |β_d| inside the cosine, whose weights act on squared coordinates),
+    normalised to mean 1 over the dims ``base`` leaves on, shrunk toward uniform (``method="corr"``:
+    |Pearson correlation of the dim with BREAK| in place of |β_d|, robust to collinear dims):
+    w_d = base_d · ((1 − shrink) · |β_d|^power / mean + shrink). Falls back to ``base`` (or all ones)
+    when ``y`` has a single class.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    xv = np.asarray(x, dtype=np.float64)
+    yv = np.asarray(y, dtype=np.float64).ravel()
+    b = np.ones(xv.shape[1], np.float32) if base is None else np.asarray(base, dtype=np.float32)
+    on = (b > 0) & (xv.std(axis=0) > 0) if xv.shape[0] else b > 0
+    if xv.shape[0] < 2 or np.unique(yv).size < 2 or not on.any():
+        return b.copy()
+    xs = xv[:, on]
+    xs = (xs - xs.mean(axis=0)) / xs.std(axis=0)
+    if method == "corr":
+        yc = yv - yv.mean()
+        beta = (xs.T @ yc) / (xs.shape[0] * yc.std())
+    else:
+        beta = LogisticRegression(C=c, max_iter=500).fit(xs, yv.astype(np.int64)).coef_[0]
+    mag = np.abs(beta) ** power
+    learned = np.zeros(xv.shape[1])
+    learned[on] = mag / mag.mean() if mag.mean() > 0 else 1.0
+    w = b.astype(np.float64) * ((1.0 - shrink) * learned + shrink)
+    out: F32 = w.astype(np.float32)
+    return out
 
 
 @dataclass(frozen=True)
@@ -518,6 +566,13 @@ class KnnConfig:
     instead of toward the fixed 1/1/0.5 (0: the fixed ``params.default_prior``)."""
     pool_by: str = "all"
     """What the pooled split pools: ``all`` partitions, or the partitions of the same ``level_kind``."""
+    metric: str = "none"
+    """``none``: cosine with the group weights; ``logistic``: times a learned diagonal metric
+    (:func:`learned_dim_weights`) fitted for every test day on its training rows (before the cutoff)."""
+    metric_by: str = "all"
+    """The learned metric is fitted on ``all`` training rows or per ``level_kind``."""
+    metric_shrink: float = 0.5
+    metric_power: float = 2.0
 
     @staticmethod
     def of(
@@ -529,11 +584,33 @@ class KnnConfig:
         weights: Mapping[str, float] | None = None,
         pooled_prior: float = 0.0,
         pool_by: str = "all",
+        metric: str = "none",
+        metric_by: str = "all",
+        metric_shrink: float = 0.5,
+        metric_power: float = 2.0,
     ) -> KnnConfig:
         if pool_by not in POOL_BY:
             raise ValueError(f"pool_by must be one of {POOL_BY}")
+        if metric not in METRICS or metric_by not in POOL_BY:
+            raise ValueError(f"metric must be one of {METRICS}, metric_by one of {POOL_BY}")
         w = tuple(sorted((g, float(v)) for g, v in (weights or {}).items()))
-        return KnnConfig(name, k, max_per_day, params or Params(), w, float(pooled_prior), pool_by)
+        return KnnConfig(
+            name,
+            k,
+            max_per_day,
+            params or Params(),
+            w,
+            float(pooled_prior),
+            pool_by,
+            metric,
+            metric_by,
+            float(metric_shrink),
+            float(metric_power),
+        )
+
+    @property
+    def metric_key(self) -> tuple[str, str, float, float]:
+        return (self.metric, self.metric_by, self.metric_shrink, self.metric_power)
 
     def params_for(self, pooled_counts: npt.ArrayLike) -> Params:
         """The ``Params`` used on a day whose earlier rows (all partitions) have these label counts."""
@@ -554,6 +631,11 @@ class KnnConfig:
             what = "all partitions" if self.pool_by == "all" else "the level kind's partitions"
             out += (
                 f", partition rate shrunk toward the split of {what} with {self.pooled_prior:g} pseudo-counts"
+            )
+        if self.metric != "none":
+            out += (
+                f", learned {self.metric} metric ({self.metric_by}, |β|^{self.metric_power:g}, "
+                f"shrink {self.metric_shrink:g})"
             )
         return out
 
@@ -642,6 +724,29 @@ def day_stats(
     return vectors.fit_stats_before(by_date, test_date, window_days=window_days)
 
 
+def _metric_weights(
+    c: KnnConfig, g: F32 | None, x: F32, lab: npt.NDArray[np.int8], kind: npt.NDArray[np.str_]
+) -> dict[str, F32]:
+    """The learned metric of one test day ({} when ``c.metric`` is ``none``), keyed ``all`` or by
+    level kind, fitted on the training rows ``x`` (scaled) with a primary label."""
+    if c.metric == "none":
+        return {}
+    ok = lab >= 0
+    keys = ("all",) if c.metric_by == "all" else tuple(np.unique(kind).tolist())
+    out: dict[str, F32] = {}
+    for key in keys:
+        sel = ok if key == "all" else ok & (kind == key)
+        out[key] = learned_dim_weights(
+            x[sel],
+            lab[sel] == BREAK,
+            base=g,
+            shrink=c.metric_shrink,
+            power=c.metric_power,
+            method=c.metric,
+        )
+    return out
+
+
 def walk_forward(
     ep: Episodes,
     test_dates: Sequence[dt.date],
@@ -663,9 +768,11 @@ def walk_forward(
     train_days: dict[int, tuple[int, ...]] = {}
     cutoffs: dict[int, int] = {}
     # settings sharing weights and per-day cap share one search (smaller k = prefix)
-    families: dict[tuple[tuple[tuple[str, float], ...], int], list[KnnConfig]] = {}
+    families: dict[
+        tuple[tuple[tuple[str, float], ...], int, tuple[str, str, float, float]], list[KnnConfig]
+    ] = {}
     for c in configs:
-        families.setdefault((c.weights, c.max_per_day), []).append(c)
+        families.setdefault((c.weights, c.max_per_day, c.metric_key), []).append(c)
     for tdate in sorted(test_dates):
         t0 = time.perf_counter()
         tday = day_number(tdate)
@@ -707,13 +814,15 @@ def walk_forward(
             for pk, cnt in pool_counts.items()
             if (pk == "all") == (c.pool_by == "all")
         }
-        for (_w, mpd), fam in families.items():
+        for (_w, mpd, _m), fam in families.items():
             g = fam[0].dim_weights()
+            g_kind = _metric_weights(fam[0], g, norm_train, lab_tr, ep.level_kind[tr])
             kmax = max(c.k for c in fam)
             for i, r in enumerate(rows.tolist()):
                 key = str(ep.key[r])
                 part = parts.get(key) or _empty(key)
-                hits = search(part, norm_test[i], as_of_day=tday, k=kmax, max_per_day=mpd, dim_weights=g)
+                gi = g_kind.get(part.level_kind, g_kind.get("all", g)) if g_kind else g
+                hits = search(part, norm_test[i], as_of_day=tday, k=kmax, max_per_day=mpd, dim_weights=gi)
                 for c in fam:
                     sub = Hits(hits.rows[: c.k], hits.similarity[: c.k], hits.candidates)
                     pk = "all" if c.pool_by == "all" else part.level_kind

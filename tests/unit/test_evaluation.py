@@ -200,7 +200,34 @@ def _perturbed(ep: Episodes, from_day: dt.date, test_day: dt.date) -> Episodes:
 CONFIGS = [
     KnnConfig.of("published"),
     KnnConfig.of("tuned", k=5, max_per_day=5, params=Params(similarity_power=1.0, prior_strength=10.0)),
+    KnnConfig.of("learned corr", weights={"dealer": 0.0}, metric="corr"),
+    KnnConfig.of("learned logistic", metric="logistic", metric_by="level_kind", metric_shrink=0.2),
 ]
+
+
+def test_learned_dim_weights_favour_informative_dims_and_shrink_to_uniform() -> None:
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(2000, 6))
+    y = (x[:, 0] + 0.5 * rng.normal(size=2000) > 0.8).astype(float)
+    base = np.array([1, 1, 1, 1, 0, 1], np.float32)
+    for method in ("corr", "logistic"):
+        w = evaluation.learned_dim_weights(x, y, base=base, shrink=0.5, method=method)
+        assert w.dtype == np.float32
+        assert w.shape == (6,)
+        assert w[4] == 0.0  # a dim the base weights drop stays dropped
+        assert w[0] > 5 * max(w[1], w[2], w[3], w[5])  # the informative dim dominates
+        assert np.all(w[base > 0] >= 0.5 - 1e-6)  # shrink 0.5: every kept dim keeps half its weight
+        assert float(np.mean(w[base > 0])) == pytest.approx(1.0, rel=1e-5)
+        # full shrinkage is the base weights; a single class cannot fit a metric
+        assert np.array_equal(
+            evaluation.learned_dim_weights(x, y, base=base, shrink=1.0, method=method), base
+        )
+        assert np.array_equal(
+            evaluation.learned_dim_weights(x, np.zeros(2000), base=base, method=method), base
+        )
+    with pytest.raises(ValueError, match="metric"):
+        KnnConfig.of("bad", metric="mahalanobis")
+    assert "learned corr metric" in KnnConfig.of("m", metric="corr").describe()
 
 
 def test_cutoff_is_embargo_trading_days_back() -> None:
