@@ -16,7 +16,6 @@ or invoked directly by the backfill state machine with ``{"date": "YYYY-MM-DD", 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,10 +35,8 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from functions.shared import replay_hook
+from functions.shared import IdempotencySettings, SqsSender, replay_hook
 from spymaster import events, gold, layout, pipeline
 from spymaster.events import DateRequest, GoldCommitted
 from spymaster.lake import Lake, is_committed, read_manifest
@@ -57,14 +54,10 @@ def status_key(date: dt.date) -> str:
     return f"{STATUS_ROOT}/date={date.isoformat()}.json"
 
 
-class DateJobSettings(BaseSettings):
+class DateJobSettings(IdempotencySettings):
     """The function's configuration (``SPYMASTER_`` environment variables)."""
 
-    model_config = SettingsConfigDict(env_prefix="SPYMASTER_", extra="ignore")
-
     gold_committed_queue_url: str
-    idempotency_table: str
-    idempotency_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
 
 
 class DateJobError(Exception):
@@ -79,17 +72,12 @@ class Notify(Protocol):
 
 @dataclass(frozen=True)
 class SqsNotify:
-    queue_url: str
-    client: Any
+    """Tell the indexer's FIFO queue (one message group: the indexer works in order)."""
+
+    sender: SqsSender
 
     def __call__(self, message: GoldCommitted) -> str:
-        kwargs: dict[str, str] = {}
-        if self.queue_url.endswith(".fifo"):
-            kwargs = {"MessageGroupId": GoldCommitted.GROUP, "MessageDeduplicationId": message.dedup_id()}
-        resp = self.client.send_message(
-            QueueUrl=self.queue_url, MessageBody=json.dumps(message.body()), **kwargs
-        )
-        return str(resp["MessageId"])
+        return self.sender.send(message.body(), group=GoldCommitted.GROUP, dedup_id=message.dedup_id())
 
 
 def run_job(storage: StorageSettings, lake: Lake, notify: Notify, request: DateRequest) -> dict[str, Any]:
@@ -175,7 +163,9 @@ def build_runtime(
     if notify is None:
         import boto3
 
-        notify = SqsNotify(settings.gold_committed_queue_url, boto3.client("sqs", region_name=storage.region))
+        notify = SqsNotify(
+            SqsSender(settings.gold_committed_queue_url, boto3.client("sqs", region_name=storage.region))
+        )
     persistence = persistence or DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
     config = IdempotencyConfig(
         event_key_jmespath="[date, force, reason]",

@@ -13,7 +13,6 @@ to the date-jobs FIFO queue, grouped by date so one date's jobs never overlap.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -30,10 +29,8 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from functions.shared import replay_hook
+from functions.shared import IdempotencySettings, SqsSender, replay_hook
 from spymaster import events, gold, layout
 from spymaster.events import DateRequest, LandedObject
 from spymaster.lake import Lake, is_committed
@@ -44,15 +41,11 @@ logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "spymaster-rea
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Spymaster"))
 
 
-class ReadySettings(BaseSettings):
-    """The function's configuration (``SPYMASTER_`` environment variables)."""
-
-    model_config = SettingsConfigDict(env_prefix="SPYMASTER_", extra="ignore")
+class ReadySettings(IdempotencySettings):
+    """The function's configuration (``SPYMASTER_`` environment variables); idempotency is keyed
+    on (bucket, key, ETag)."""
 
     date_jobs_queue_url: str
-    idempotency_table: str
-    idempotency_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
-    """How long a (key, ETag) is remembered: longer than S3 and SQS ever redeliver."""
 
 
 class Dispatch(Protocol):
@@ -65,17 +58,10 @@ class Dispatch(Protocol):
 class SqsDispatch:
     """Send the request to the date-jobs queue (FIFO: grouped by date, deduplicated by request)."""
 
-    queue_url: str
-    client: Any
+    sender: SqsSender
 
     def __call__(self, request: DateRequest) -> str:
-        kwargs: dict[str, str] = {}
-        if self.queue_url.endswith(".fifo"):
-            kwargs = {"MessageGroupId": request.group, "MessageDeduplicationId": request.dedup_id()}
-        resp = self.client.send_message(
-            QueueUrl=self.queue_url, MessageBody=json.dumps(request.body()), **kwargs
-        )
-        return str(resp["MessageId"])
+        return self.sender.send(request.body(), group=request.group, dedup_id=request.dedup_id())
 
 
 def check_and_dispatch(lake: Lake, landed: events.RawLanded, dispatch: Dispatch) -> dict[str, Any]:
@@ -121,7 +107,9 @@ def build_runtime(
     if dispatch is None:
         import boto3
 
-        dispatch = SqsDispatch(settings.date_jobs_queue_url, boto3.client("sqs", region_name=storage.region))
+        dispatch = SqsDispatch(
+            SqsSender(settings.date_jobs_queue_url, boto3.client("sqs", region_name=storage.region))
+        )
     persistence = persistence or DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
     config = IdempotencyConfig(
         event_key_jmespath="[bucket, key, etag]",
