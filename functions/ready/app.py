@@ -31,7 +31,7 @@ from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.shared import IdempotencySettings, SqsSender, replay_hook
-from spymaster import events, gold, layout
+from spymaster import bronze, events, gold, layout
 from spymaster.events import DateRequest, LandedObject
 from spymaster.lake import Lake, is_committed
 from spymaster.layout import Layer
@@ -72,8 +72,10 @@ def check_and_dispatch(lake: Lake, landed: events.RawLanded, dispatch: Dispatch)
     if missing:
         out.update(status="waiting", missing=[f"{k.product.value} {k.schema}" for k in missing])
         return out
-    if is_committed(lake, Layer.GOLD, gold.EPISODES_TABLE, date):
-        out.update(status="built")
+    if is_committed(lake, Layer.GOLD, gold.EPISODES_TABLE, date) and all(
+        bronze.is_current(lake, k, date) for k in layout.REQUIRED_RAW
+    ):
+        out.update(status="built")  # a replaced raw file makes its bronze stale: then dispatch again
         return out
     request = DateRequest(date=date, reason=f"{landed.obj.uri}#{landed.obj.etag}")
     out.update(status="dispatched", message_id=dispatch(request), request=request.body())

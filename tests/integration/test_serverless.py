@@ -696,3 +696,24 @@ def test_backfill_plan_map_index_report(
     assert (
         vectordb.read_all(w.lake, ["date"]).num_rows == read_manifest(w.lake, Layer.GOLD, "episodes", d1).rows
     )
+
+
+def test_a_replaced_raw_file_rebuilds_its_date(world: World, flow: Flow) -> None:
+    # Runs last: it changes the first day's market, which the tests above must not see.
+    from spymaster.synth import generate_day
+
+    d1, d2, _ = flow.dates
+    trades = next(k for k in layout.REQUIRED_RAW if k.bronze_table == "fut_trades")
+    before = _gold_ids(world.lake, [d1])
+    other_d2 = _gold_ids(world.lake, [d2])
+    # Given a built date, When a corrected trades file lands for it (another market: another seed)
+    data = generate_day(d1, scale=0.01, seed=99).files[trades]
+    _land(world, flow, [(d1, trades, data)], random.Random(1))
+    # Then ready dispatches the date again (its bronze is stale), the job rebuilds it, the index follows
+    assert flow.ready_log[-1][2]["status"] == "dispatched"
+    _run_jobs_and_index(world, flow)
+    after = _gold_ids(world.lake, [d1])
+    assert after != before
+    assert _gold_ids(world.lake, [d2]) == other_d2
+    table = vectordb.read_all(world.lake, ["episode_id"])
+    assert sorted(table.column("episode_id").to_pylist()) == _gold_ids(world.lake, flow.dates)
