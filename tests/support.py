@@ -44,3 +44,17 @@ def decode_day_files(files: dict[object, bytes], tmp: Path) -> dict[str, object]
         path.write_bytes(data)
         out[kind.bronze_table] = pa.Table.from_batches(list(dbnread.decode(path)))  # type: ignore[attr-defined]
     return out
+
+
+def silver_inputs(date: object, *, scale: float, seed: int) -> object:
+    """A generated day decoded as bronze would be, as silver's inputs (tests cache it themselves)."""
+    import tempfile
+
+    from spymaster import silver
+    from spymaster.synth import generate_day
+
+    day = generate_day(date, scale=scale, seed=seed)  # type: ignore[arg-type]
+    with tempfile.TemporaryDirectory() as tmp:
+        t: dict[str, object] = decode_day_files(day.files, Path(tmp))  # type: ignore[arg-type]
+    t.pop("opt_trades")  # silver does not read options trades
+    return silver.SilverInputs(date=date, **t)  # type: ignore[arg-type]

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,7 +16,7 @@ from spymaster import bronze, features, layout, sessions, silver
 from spymaster.lake import Lake, read_committed, read_manifest
 from spymaster.layout import Layer
 from spymaster.synth import generate, generate_day
-from tests.support import decode_day_files
+from tests.support import silver_inputs
 
 DAY = dt.date(2026, 3, 5)
 ROLL_DAY = dt.date(2026, 3, 12)
@@ -27,18 +25,8 @@ NS = 1_000_000_000
 
 @functools.cache
 def _inputs(date: dt.date, scale: float = 0.02, seed: int = 11) -> silver.SilverInputs:
-    day = generate_day(date, scale=scale, seed=seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        t: dict[str, Any] = decode_day_files(day.files, Path(tmp))
-    return silver.SilverInputs(
-        date=date,
-        fut_definition=t["fut_definition"],
-        fut_trades=t["fut_trades"],
-        fut_mbp10=t["fut_mbp10"],
-        opt_definition=t["opt_definition"],
-        opt_statistics=t["opt_statistics"],
-        opt_mbp1=t["opt_mbp1"],
-    )
+    out: silver.SilverInputs = silver_inputs(date, scale=scale, seed=seed)  # type: ignore[assignment]
+    return out
 
 
 @functools.cache

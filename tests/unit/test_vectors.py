@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,8 @@ import pytest
 from spymaster import gold, sessions, silver, vectors
 from spymaster.features import FEATURE_NAMES, GROUPS, STATE_SCHEMA, time_bucket
 from spymaster.lake import Lake
-from spymaster.synth import generate_day
 from spymaster.trajectory import dct_coefficients
-from tests.support import decode_day_files
+from tests.support import silver_inputs
 
 NS = 1_000_000_000
 DAY = dt.date(2026, 3, 5)
@@ -193,18 +191,8 @@ GEN_DAY = dt.date(2026, 4, 8)
 
 @functools.cache
 def _inputs() -> silver.SilverInputs:
-    day = generate_day(GEN_DAY, scale=0.01, seed=5)
-    with tempfile.TemporaryDirectory() as tmp:
-        t: dict[str, Any] = decode_day_files(day.files, Path(tmp))
-    return silver.SilverInputs(
-        date=GEN_DAY,
-        fut_definition=t["fut_definition"],
-        fut_trades=t["fut_trades"],
-        fut_mbp10=t["fut_mbp10"],
-        opt_definition=t["opt_definition"],
-        opt_statistics=t["opt_statistics"],
-        opt_mbp1=t["opt_mbp1"],
-    )
+    out: silver.SilverInputs = silver_inputs(GEN_DAY, scale=0.01, seed=5)  # type: ignore[assignment]
+    return out
 
 
 def _episodes(inp: silver.SilverInputs) -> pa.Table:
