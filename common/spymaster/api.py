@@ -134,7 +134,7 @@ LevelKind = Literal["PM_HIGH", "PM_LOW", "OR_HIGH", "OR_LOW", "SMA_90", "EMA_20"
 Direction = Literal["UP", "DOWN"]
 Horizon = Literal[2, 4, 8, 20]
 Group = Literal[
-    "geometry", "kinematics", "flow", "barrier", "tape", "dealer", "context", "physics", "trajectory"
+    "geometry", "kinematics", "flow", "barrier", "book", "tape", "dealer", "context", "physics", "trajectory"
 ]
 assert set(Group.__args__) == set(vectors.VECTOR_GROUPS)  # type: ignore[attr-defined]
 assert set(Horizon.__args__) == set(retrieval.HORIZONS)  # type: ignore[attr-defined]

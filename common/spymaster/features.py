@@ -18,7 +18,7 @@ LEVEL_KINDS: tuple[str, ...] = ("PM_HIGH", "PM_LOW", "OR_HIGH", "OR_LOW", "SMA_9
 DIRECTIONS: tuple[str, ...] = ("UP", "DOWN")
 TIME_BUCKETS: tuple[tuple[int, int], ...] = ((0, 15), (15, 30), (30, 60), (60, 120), (120, 180))
 """Minutes since 09:30 ET; bucket i holds [lo, hi), the last one also holds 180 (12:30)."""
-GROUPS: tuple[str, ...] = ("geometry", "kinematics", "flow", "barrier", "tape", "dealer", "context")
+GROUPS: tuple[str, ...] = ("geometry", "kinematics", "flow", "barrier", "book", "tape", "dealer", "context")
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,42 @@ FEATURES: tuple[Feature, ...] = (
         "barrier_log now − barrier_log 60 s ago (replenishment > 0, depletion < 0)",
     ),
     _f("barrier", "barrier_change_120s", "barrier_log now − barrier_log 120 s ago"),
+    *(
+        _f(
+            "book",
+            f"book_imb_{n}{sfx}",
+            f"{what} of the depth imbalance (Σ bid − Σ ask)/(Σ bid + Σ ask) of resting size over the top "
+            f"{n} level(s), signed into the level",
+        )
+        for n in (1, 5, 10)
+        for sfx, what in (
+            ("", "last book state"),
+            ("_30s", "time-weighted mean over the last 30 s"),
+            ("_60s", "time-weighted mean over the last 60 s"),
+            ("_chg_60s", "change over the last 60 s (now − 60 s ago)"),
+        )
+    ),
+    _f(
+        "book",
+        "book_micro_ticks",
+        "(microprice − mid) / tick at the last book state, microprice = (ask·q_bid + bid·q_ask)/(q_bid + q_ask)"
+        " of the best level, signed into the level",
+    ),
+    _f("book", "book_micro_ticks_30s", "time-weighted mean of book_micro_ticks over 30 s, signed into the level"),
+    _f("book", "book_spread_ticks", "best ask − best bid in ticks at the last book state"),
+    _f("book", "book_depth_log", "log(1 + resting size over both sides' ten visible levels)"),
+    _f(
+        "book",
+        "book_level_vs_opposite",
+        "log(1 + size within ±4 ticks of the level on the side to consume) − log(1 + size of the opposite"
+        " side's 9 best levels): the wall ahead against the support behind",
+    ),
+    _f(
+        "book",
+        "book_wall_prominence",
+        "log(1 + largest visible level within ±4 ticks of the level on the side to consume) − log(1 + median"
+        " level size of that side); 0 when the level is not within the ten visible levels",
+    ),
     _f("tape", "tape_near_vol_60s", "log(1 + contracts traded within 0.5 ATR of the level in the last 60 s)"),
     _f(
         "tape",

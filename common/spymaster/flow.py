@@ -301,3 +301,119 @@ def book_depth_near(
             near = np.abs(px - level) <= reach  # NaN prices / levels compare False
             total += np.where(near, sz, 0.0)
     return np.where(have & ~np.isnan(level), total, np.nan)
+
+
+# -- the shape of the book -------------------------------------------------------------------------
+
+BOOK_IMBALANCE_LEVELS: tuple[int, ...] = (1, 5, 10)
+"""Depth imbalance is read over the top 1, 5 and 10 levels (queue imbalance = the top 1)."""
+
+
+def time_mean_at(ts_ns: Any, values: npt.ArrayLike, query_ts: Any, window_s: float) -> FloatArray:
+    """Time-weighted mean over [t − window_s, t] of a step function (each value holds until the next).
+
+    A book state is in force until the next event, so its average over a window weighs each state by
+    how long it lasted (an event-weighted mean over-counts bursts). Causal: the integral up to t uses
+    only states stamped <= t. NaN where the window starts before the first state.
+    """
+    ts = _sorted_ns(ts_ns)
+    v = np.asarray(values, dtype=np.float64)
+    if v.shape != ts.shape:
+        raise ValueError("values and ts_ns must have the same length")
+    q = as_ns(query_ts)
+    w = round(float(window_s) * NS_PER_S)
+    if w <= 0:
+        raise ValueError("window_s must be positive")
+    if ts.size == 0:
+        return np.full(q.shape, np.nan)
+    vz = np.where(np.isfinite(v), v, 0.0)
+    dur = np.diff(ts).astype(np.float64)
+    area = np.zeros(ts.size)
+    np.cumsum(vz[:-1] * dur, out=area[1:])  # area[i] = ∫ from ts[0] to ts[i]
+
+    def integral(t: IntArray) -> FloatArray:
+        i = np.searchsorted(ts, t, side="right") - 1
+        ok = i >= 0
+        j = np.maximum(i, 0)
+        out: FloatArray = np.where(ok, area[j] + vz[j] * (t - ts[j]).astype(np.float64), np.nan)
+        return out
+
+    with np.errstate(invalid="ignore"):
+        res: FloatArray = (integral(q) - integral(q - w)) / float(w)
+    return np.where(q - w >= ts[0], res, np.nan)
+
+
+def book_shape(mbp10: pa.Table, *, tick: float = 0.25, ts_column: str = "ts_recv") -> dict[str, FloatArray]:
+    """Per book state: depth imbalance over the top 1/5/10 levels, microprice − mid, spread, depth.
+
+    ``imb_{N}`` = (Σ bid size − Σ ask size) / (Σ bid + Σ ask) over the top N levels, in [−1, 1]
+    (positive = more resting bids); ``micro_ticks`` = (microprice − mid) / tick with the
+    microprice (ask·q_bid + bid·q_ask)/(q_bid + q_ask) of the best level (Stoikov's weighted mid);
+    ``spread_ticks``; ``depth_log`` = log(1 + total size of both sides' ten levels). Also ``ts``.
+    """
+    book = _book(mbp10, None)
+    ts = _times(book, ts_column)
+    bid = np.stack([_sizes(book, f"bid_sz_{m:02d}") for m in range(MAX_LEVELS)], axis=1)
+    ask = np.stack([_sizes(book, f"ask_sz_{m:02d}") for m in range(MAX_LEVELS)], axis=1)
+    cb, ca = np.cumsum(bid, axis=1), np.cumsum(ask, axis=1)
+    out: dict[str, FloatArray] = {"ts": ts.astype(np.float64)}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for n in BOOK_IMBALANCE_LEVELS:
+            b, a = cb[:, n - 1], ca[:, n - 1]
+            out[f"imb_{n}"] = np.where(a + b > 0, (b - a) / (a + b), np.nan)
+        bp, ap = as_float(book.column("bid_px_00")), as_float(book.column("ask_px_00"))
+        qb, qa = bid[:, 0], ask[:, 0]
+        micro = np.where(qa + qb > 0, (ap * qb + bp * qa) / (qa + qb), np.nan)
+        out["micro_ticks"] = (micro - (ap + bp) / 2.0) / tick
+        out["spread_ticks"] = (ap - bp) / tick
+        out["depth_log"] = np.log1p(cb[:, -1] + ca[:, -1])
+    return out
+
+
+def book_side_band(
+    mbp10: pa.Table, query_ts: Any, side: Literal["ask", "bid"], levels: int, *, ts_column: str = "ts_recv"
+) -> FloatArray:
+    """Resting size over one side's first ``levels`` visible levels at the last state <= each query."""
+    _check_levels(levels)
+    book = _book(mbp10, None)
+    ts = _times(book, ts_column)
+    q = as_ns(query_ts)
+    idx = np.searchsorted(ts, q, side="right") - 1
+    rows = np.maximum(idx, 0)
+    total = np.zeros(q.shape)
+    if book.num_rows:
+        for m in range(levels):
+            total += _sizes(book, f"{side}_sz_{m:02d}")[rows]
+    return np.where(idx >= 0, total, np.nan)
+
+
+def wall_prominence(
+    mbp10: pa.Table,
+    query_ts: Any,
+    price_level: npt.ArrayLike,
+    side: Literal["ask", "bid"],
+    ticks: int = 4,
+    tick: float = 0.25,
+    *,
+    ts_column: str = "ts_recv",
+) -> FloatArray:
+    """log(1 + largest visible level within ``ticks`` of the level) − log(1 + median level of that side).
+
+    A wall is a level much larger than its neighbours; 0 where no visible level is near the level
+    (nothing to compare), NaN without a book.
+    """
+    book = _book(mbp10, None)
+    ts = _times(book, ts_column)
+    q = as_ns(query_ts)
+    level = np.broadcast_to(np.asarray(price_level, dtype=np.float64), q.shape)
+    idx = np.searchsorted(ts, q, side="right") - 1
+    rows = np.maximum(idx, 0)
+    if not book.num_rows:
+        return np.full(q.shape, np.nan)
+    px = np.stack([as_float(book.column(f"{side}_px_{m:02d}"))[rows] for m in range(MAX_LEVELS)], axis=1)
+    sz = np.stack([_sizes(book, f"{side}_sz_{m:02d}")[rows] for m in range(MAX_LEVELS)], axis=1)
+    near = np.abs(px - level[:, None]) <= ticks * tick + 1e-9 * tick
+    biggest = np.where(near, sz, 0.0).max(axis=1)
+    med = np.median(np.where(np.isfinite(px), sz, 0.0), axis=1)
+    out = np.where(near.any(axis=1), np.log1p(biggest) - np.log1p(med), 0.0)
+    return np.where((idx >= 0) & ~np.isnan(level), out, np.nan)

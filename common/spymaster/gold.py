@@ -10,6 +10,11 @@ it stays there, between 09:30 and 12:30 ET. Anchoring rules (docs/GOLD.md):
   level): leaving the zone for one step re-arms the entry;
 * ``BAR_CLOSE`` — in the zone at a 2-minute bar close (even ET minutes, bars aligned to the 18:00
   Globex open) that is not itself an entry.
+* ``APPROACH`` — the moment of the question: |distance| ≤ ``APPROACH_ATR`` (0.5) at a step after
+  having been > ``APPROACH_REARM_ATR`` (1.0) since the level's last approach (a gap in the level's
+  rows disarms it). 0.5 ATR is near enough that the resting size at the level is inside the ten
+  visible book levels (1–2.5 points at RTH ATRs of 2–5), and far enough that neither outcome has
+  started (BREAK needs 1.5 ATR more, REJECT 1 ATR back). Takes precedence over ENTRY / BAR_CLOSE.
 
 ``episode_id`` = 16 hex chars of blake2b("<date>|<level_kind>|<direction>|<anchor ns>").
 
@@ -65,7 +70,11 @@ _EPS = 1e-9
 EPISODES_TABLE = "episodes"
 OUTCOMES: tuple[str, ...] = ("BREAK", "REJECT", "CHOP")
 CROSSINGS: tuple[str, ...] = ("BREAK", "REJECT", "TIE", "NONE")
-ANCHOR_REASONS: tuple[str, ...] = ("FIRST_BAR", "ENTRY", "BAR_CLOSE")
+ANCHOR_REASONS: tuple[str, ...] = ("FIRST_BAR", "ENTRY", "BAR_CLOSE", "APPROACH")
+APPROACH_ATR = 0.5
+"""An approach fires when |distance| comes within this many ATR of the level (docs/GOLD.md)."""
+APPROACH_REARM_ATR = 1.0
+"""…having been farther than this since the level's last approach (hysteresis: no chatter at 0.5)."""
 
 TS = pa.timestamp("ns", tz="UTC")
 ANCHOR_SCHEMA = pa.schema(
@@ -169,7 +178,10 @@ def anchors(state: pa.Table, levels: pa.Table | None = None) -> pa.Table:
             visit = np.cumsum(entry)
             last_entry = np.maximum.accumulate(np.where(entry, np.arange(ts.size), 0))
             minutes = (ts - ts[last_entry]) / (60 * NS)
-            reason = np.where(first_bar, 0, np.where(entry, 1, 2)).astype(np.int8)
+            approach = _approaches(as_float(t.column("distance"))[rows], follows)
+            approach &= ~first_bar
+            sel |= approach & (ts >= open_ns) & (ts <= end_ns)
+            reason = np.where(first_bar, 0, np.where(approach, 3, np.where(entry, 1, 2))).astype(np.int8)
             picked.append(rows[sel])
             reasons.append(reason[sel])
             visits.append(visit[sel])
@@ -214,6 +226,34 @@ def anchors(state: pa.Table, levels: pa.Table | None = None) -> pa.Table:
         schema=ANCHOR_SCHEMA,
     )
     return out.sort_by([("date", "ascending"), ("ts", "ascending"), ("level_kind", "ascending")])
+
+
+def _approaches(
+    distance: npt.NDArray[np.float64],
+    follows: npt.NDArray[np.bool_],
+    near: float = APPROACH_ATR,
+    rearm: float = APPROACH_REARM_ATR,
+) -> npt.NDArray[np.bool_]:
+    """Steps where |distance| comes within ``near`` from beyond ``rearm`` on the same side (hysteresis).
+
+    Price that jumps through the level between two steps did not approach it: crossing disarms.
+    """
+    out = np.zeros(distance.size, dtype=np.bool_)
+    armed_side = 0.0
+    for i, (x, cont) in enumerate(zip(distance.tolist(), follows.tolist(), strict=True)):
+        if not cont or not np.isfinite(x):
+            armed_side = 0.0
+            if not np.isfinite(x):
+                continue
+        side = 1.0 if x > 0 else -1.0
+        if armed_side and side != armed_side:
+            armed_side = 0.0
+        if armed_side and abs(x) <= near:
+            out[i] = True
+            armed_side = 0.0
+        elif abs(x) > rearm:
+            armed_side = side
+    return out
 
 
 # -- labels ----------------------------------------------------------------------------------------

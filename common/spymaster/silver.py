@@ -274,6 +274,10 @@ def compute(inp: SilverInputs, s: PipelineSettings | None = None) -> SilverTable
     keep_to = np.searchsorted(mb_ts, q[-1], side="right")
     mb = mb.slice(keep_from, keep_to - keep_from)
     ofi = flow.ofi_at(mb, q, FLOW_WINDOWS_S)
+    book = _book_features(mb, q)
+    opp_band = {
+        side: flow.book_side_band(mb, q, side, 2 * s.barrier_ticks + 1) for side in ("ask", "bid")
+    }
     chain = _chain(inp, q)
     dealer_f = _dealer_features(chain, q, price, level_mat, atr, s)
 
@@ -341,6 +345,12 @@ def compute(inp: SilverInputs, s: PipelineSettings | None = None) -> SilverTable
         ask_depth = flow.book_depth_near(mb, q, lvl, "ask", s.barrier_ticks)
         bid_depth = flow.book_depth_near(mb, q, lvl, "bid", s.barrier_ticks)
         depth = np.where(up, ask_depth, bid_depth)
+        opposite = np.where(up, opp_band["bid"], opp_band["ask"])
+        wall = np.where(
+            up,
+            flow.wall_prominence(mb, q, lvl, "ask", s.barrier_ticks),
+            flow.wall_prominence(mb, q, lvl, "bid", s.barrier_ticks),
+        )
         past = {}
         for lag in (60, 120):
             a_p = flow.book_depth_near(mb, q - lag * NS, lvl, "ask", s.barrier_ticks)
@@ -372,6 +382,9 @@ def compute(inp: SilverInputs, s: PipelineSettings | None = None) -> SilverTable
             "barrier_log": np.log1p(depth),
             "barrier_change_60s": np.log1p(depth) - past[60],
             "barrier_change_120s": np.log1p(depth) - past[120],
+            **{k: (sgn * v if k in _BOOK_SIGNED else v) for k, v in book.items()},
+            "book_level_vs_opposite": np.log1p(depth) - np.log1p(opposite),
+            "book_wall_prominence": wall,
             "tape_near_vol_60s": np.log1p(near_vol[60]),
             "tape_near_vol_300s": np.log1p(near_vol[300]),
             **{
@@ -417,6 +430,31 @@ def compute(inp: SilverInputs, s: PipelineSettings | None = None) -> SilverTable
         state=state,
         front_month=symbol,
     )
+
+
+_BOOK_SIGNED = frozenset(
+    [f"book_imb_{n}{x}" for n in flow.BOOK_IMBALANCE_LEVELS for x in ("", "_30s", "_60s", "_chg_60s")]
+    + ["book_micro_ticks", "book_micro_ticks_30s"]
+)
+
+
+def _book_features(mb: pa.Table, q: npt.NDArray[np.int64]) -> dict[str, FloatArray]:
+    """Level-independent book-shape features at each step (unsigned; silver signs them per level)."""
+    shape = flow.book_shape(mb)
+    ts = shape.pop("ts").astype(np.int64)
+    out: dict[str, FloatArray] = {}
+    for n in flow.BOOK_IMBALANCE_LEVELS:
+        v = shape[f"imb_{n}"]
+        now = bars.asof(ts, v, q)
+        out[f"book_imb_{n}"] = now
+        out[f"book_imb_{n}_30s"] = flow.time_mean_at(ts, v, q, 30)
+        out[f"book_imb_{n}_60s"] = flow.time_mean_at(ts, v, q, 60)
+        out[f"book_imb_{n}_chg_60s"] = now - bars.asof(ts, v, q - 60 * NS)
+    out["book_micro_ticks"] = bars.asof(ts, shape["micro_ticks"], q)
+    out["book_micro_ticks_30s"] = flow.time_mean_at(ts, shape["micro_ticks"], q, 30)
+    out["book_spread_ticks"] = bars.asof(ts, shape["spread_ticks"], q)
+    out["book_depth_log"] = bars.asof(ts, shape["depth_log"], q)
+    return out
 
 
 def _nan_to_null(table: pa.Table) -> pa.Table:

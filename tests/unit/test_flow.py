@@ -9,6 +9,10 @@ import pytest
 from spymaster.bars import TS_TYPE
 from spymaster.flow import (
     book_depth_near,
+    book_shape,
+    book_side_band,
+    time_mean_at,
+    wall_prominence,
     multi_level_ofi,
     ofi_at,
     ofi_events,
@@ -156,6 +160,46 @@ def test_book_depth_near_hand_values() -> None:
     assert b.tolist() == [300.0]
 
 
+def test_book_shape_hand_values() -> None:
+    # state s4: bids 100.00 − 0.25 m with 12 (m + 1), asks 100.25 + 0.25 m with 5 (m + 1)
+    sh = book_shape(_hand_table())
+    assert sh["imb_1"][4] == pytest.approx((12 - 5) / 17)
+    assert sh["imb_5"][4] == pytest.approx((12 - 5) * 15 / (17 * 15))
+    # microprice (ask·q_bid + bid·q_ask)/(q_bid + q_ask) = 1703/17; mid 100.125; in ticks of 0.25
+    assert sh["micro_ticks"][4] == pytest.approx((1703 / 17 - 100.125) / 0.25)
+    assert sh["spread_ticks"][4] == pytest.approx(1.0)
+    assert sh["depth_log"][4] == pytest.approx(np.log1p((12 + 5) * 55))
+    # s1: bid 100.25 × 3 against ask 100.50 × 8 → sellers heavier, microprice below the mid
+    assert sh["imb_1"][1] == pytest.approx((3 - 8) / 11)
+    assert sh["micro_ticks"][1] < 0
+
+
+def test_time_mean_weighs_states_by_how_long_they_lasted() -> None:
+    ts = T0 + S * np.arange(7)
+    v = np.arange(7, dtype=float)
+    q = np.array([T0 + 4 * S + S // 2, T0 + S, T0 + 6 * S + 10 * S])
+    # [2.5 s, 4.5 s]: s2 for 0.5 s, s3 for 1 s, s4 for 0.5 s → (1 + 3 + 2) / 2
+    got = time_mean_at(ts, v, q, 2.0)
+    assert got[0] == pytest.approx(3.0)
+    assert np.isnan(got[1])  # the window starts before the first state
+    assert got[2] == pytest.approx(6.0)  # the last state still holds
+    # event-weighted would give (2 + 3 + 4) / 3 = 3 too here; a burst shows the difference:
+    ts2 = np.array([T0, T0 + S, T0 + S + 1, T0 + S + 2])
+    v2 = np.array([0.0, 10.0, 10.0, 0.0])
+    assert time_mean_at(ts2, v2, [T0 + 2 * S], 2.0)[0] == pytest.approx(20 / (2 * S), abs=1e-6)
+
+
+def test_wall_prominence_and_side_band_hand_values() -> None:
+    t = _hand_table()
+    q = np.array([T0 + 4 * S + S // 2] * 2 + [T0 - 1])
+    got = wall_prominence(t, q, np.array([101.0, 110.0, 101.0]), "ask", ticks=1)
+    # asks within 101.00 ± 0.25: 15, 20, 25 → largest 25; median of 5·(1..10) = 27.5
+    assert got[0] == pytest.approx(np.log1p(25) - np.log1p(27.5))
+    assert got[1] == 0.0  # not within the visible book
+    assert np.isnan(got[2])  # no book yet
+    assert book_side_band(t, q[:1], "bid", 3).tolist() == [12.0 * 6]
+
+
 def _cut_replace(table: pa.Table, cut: int, rng: np.random.Generator) -> pa.Table:
     ts = table.column("ts_recv").cast(pa.int64()).to_numpy()
     keep = table.slice(0, int(np.searchsorted(ts, cut, side="right")))
@@ -186,6 +230,13 @@ def test_flow_no_lookahead(seed: int) -> None:
         np.testing.assert_array_equal(
             book_depth_near(table, q, lvl, side)[before], book_depth_near(other, q, lvl, side)[before]
         )
+    for side in ("ask", "bid"):
+        np.testing.assert_array_equal(
+            wall_prominence(table, q, lvl, side)[before], wall_prominence(other, q, lvl, side)[before]
+        )
+        np.testing.assert_array_equal(
+            book_side_band(table, q, side, 9)[before], book_side_band(other, q, side, 9)[before]
+        )
     ets = table.column("ts_recv").cast(pa.int64()).to_numpy()
     ots = other.column("ts_recv").cast(pa.int64()).to_numpy()
     va, vb = rng.normal(size=ets.size), rng.normal(size=ots.size)
@@ -194,6 +245,9 @@ def test_flow_no_lookahead(seed: int) -> None:
     for w in (1, 30, 300):
         np.testing.assert_array_equal(
             rolling_sum_at(ets, va, q, w)[before], rolling_sum_at(ots, vb, q, w)[before]
+        )
+        np.testing.assert_array_equal(
+            time_mean_at(ets, va, q, w)[before], time_mean_at(ots, vb, q, w)[before], err_msg="time mean"
         )
         np.testing.assert_array_equal(
             rolling_mean_at(ets, va, q, w, include_prevailing=True)[before],

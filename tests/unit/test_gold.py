@@ -247,7 +247,7 @@ PM_SERIES = {
     8: -0.6,  # 09:34:00 bar close
     9: -2.1,  # leaves the zone: re-arms
     10: -1.9,  # 09:35:00 re-enters: ENTRY
-    11: 0.5,  # crosses the level inside the zone: no new anchor
+    11: 0.5,  # crosses the level inside the zone: no new anchor (jumping through is no approach)
     12: 0.8,  # 09:36:00 bar close, now approaching from above
     13: 2.5,
     14: 2.6,
@@ -256,6 +256,10 @@ PM_SERIES = {
     # step 17 has no row (the level had no value): counts as outside the zone
     18: 1.0,  # 09:39:00: ENTRY again
     19: 1.1,
+    20: 0.4,  # 09:40:00 within 0.5 ATR from beyond 1.0, same side: APPROACH (outranks the bar close)
+    21: 1.05,  # beyond the 1.0 re-arm distance …
+    22: 0.5,  # … so 09:41:00 is an APPROACH again
+    23: 0.3,  # still near: no new approach until re-armed
 }
 
 
@@ -293,6 +297,8 @@ def test_anchoring_entry_bar_close_rearm_and_or_first_bar(date: dt.date) -> None
         (12, "BAR_CLOSE", 2, "DOWN", 1.0),
         (16, "ENTRY", 3, "DOWN", 0.0),
         (18, "ENTRY", 4, "DOWN", 0.0),
+        (20, "APPROACH", 4, "DOWN", 1.0),
+        (22, "APPROACH", 4, "DOWN", 2.0),
     ]
     assert [g[1:3] for g in got if g[0] == "OR_HIGH"] == [(30, "FIRST_BAR"), (32, "BAR_CLOSE")]
     assert [g[1:3] for g in got if g[0] == "OR_LOW"] == [(32, "ENTRY")]

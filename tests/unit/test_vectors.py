@@ -34,8 +34,8 @@ def _dim(name: str) -> int:
 # -- layout ----------------------------------------------------------------------------------------
 
 
-def test_layout_has_144_named_dims_in_groups() -> None:
-    assert D == 144
+def test_layout_has_162_named_dims_in_groups() -> None:
+    assert D == 162
     assert len(set(vectors.VECTOR_NAMES)) == D
     groups = {g for _, g in vectors.VECTOR_LAYOUT}
     assert set(GROUPS) | {"trajectory"} <= groups

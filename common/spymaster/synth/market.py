@@ -216,12 +216,22 @@ class Physics:
     # how B shows in the book: size multiplier exp(barrier_mu + barrier_s·B) at the level's price
     barrier_mu: float = 0.7
     barrier_s: float = 0.5
-    # when an interaction starts (distances in ATR, Wilder-14 of 2-minute bars)
-    zone_min_atr: float = 0.8
+    # when an interaction starts (distances in ATR, Wilder-14 of 2-minute bars). Every approach is
+    # planted: an idle market starts an interaction with the nearest level it moves toward as soon as
+    # that level is in the zone (hazard 0.5/s: within ≈ 2 s), and a level is a candidate again as soon
+    # as its last interaction ended, so free walk rarely comes within 0.55 ATR of an active level
+    # without an interaction running.
+    zone_min_atr: float = 0.55
     zone_max_atr: float = 2.2
-    start_hazard: float = 0.1
+    start_hazard: float = 0.5
     momentum_seconds: int = 30
-    level_cooldown_s: int = 300
+    level_cooldown_s: int = 0
+    cooldown_min_s: int = 5
+    cooldown_max_s: int = 20
+    # A BREAK / REJECT move that has gone this far from the level (ATR; both first-crossing labels of
+    # an approach at 0.5 ATR are decided by then) hands over to the next level it runs into, so the
+    # levels a move crosses are approached with planted physics too.
+    preempt_atr: float = 1.6
     # how outcomes drive the path
     target_min_atr: float = 1.7
     target_max_atr: float = 2.5
@@ -511,11 +521,17 @@ def simulate(
             done = st["sgn"] * (m - st["target"]) >= -0.15 * st["atr"] or s - st["arrival"] >= 420
             if done:
                 state = _finish(s, st, last_end, rows, t0)
-                st["cool_until"] = s + int(ri.integers(45, 150))
+                st["cool_until"] = s + int(ri.integers(phys.cooldown_min_s, phys.cooldown_max_s))
+            elif s < s_q and st["sgn"] * (m - st["level"]) >= phys.preempt_atr * st["atr"]:
+                cand = _candidate(s, m, mid, levels_fixed, bars, last_end, phys, exclude=st["kind"])
+                if cand is not None and ri.random() < phys.start_hazard:
+                    _finish(s, st, last_end, rows, t0)
+                    st = _start(s, cand, m, ri, gamma_z, phys)
+                    state = APPROACH
         elif state == CHOP:
             if s >= st["until"]:
                 state = _finish(s, st, last_end, rows, t0)
-                st["cool_until"] = s + int(ri.integers(45, 150))
+                st["cool_until"] = s + int(ri.integers(phys.cooldown_min_s, phys.cooldown_max_s))
         elif state == COOLDOWN:
             if s >= st["cool_until"]:
                 state = IDLE
@@ -588,6 +604,7 @@ def _candidate(
     bars: _Bars,
     last_end: dict[str, int],
     phys: Physics,
+    exclude: str | None = None,
 ) -> tuple[str, float, int] | None:
     """The nearest active level in its approach zone that price is moving toward."""
     atr = bars.atr or 1.0
@@ -595,7 +612,7 @@ def _candidate(
     best: tuple[str, float, int] | None = None
     best_d = math.inf
     for kind in LEVEL_KINDS:
-        if kind not in fixed and kind not in ("SMA_90", "EMA_20"):
+        if (kind not in fixed and kind not in ("SMA_90", "EMA_20")) or kind == exclude:
             continue
         if s - last_end.get(kind, -(10**9)) < phys.level_cooldown_s:
             continue

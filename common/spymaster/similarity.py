@@ -1,0 +1,131 @@
+"""The learned similarity: which dimensions make two level setups alike, fitted on past days only.
+
+Cosine over 160-odd equally weighted dimensions finds neighbours that look alike in free-walk
+geometry and differ in what decides the outcome (issue 11, docs/EVALUATION.md). A model here is a
+metric fitted on earlier days' episodes, then plain exact kNN in that metric:
+
+* ``diag`` — per-dimension weights w_j = |β_j| of an L2 logistic regression of BREAK on the
+  standardised dimensions (plus level kind and direction): d(a, b)² = Σ_j w_j² (a_j − b_j)².
+  Dimensions that do not move the outcome get weight ≈ 0, so neighbours agree on those that do.
+* ``proj`` — the rows of a multinomial logistic regression (BREAK / REJECT / CHOP) as a
+  3-dimensional projection; neighbours are setups with the same outcome log-odds profile.
+
+The answer stays retrieval: the probability is the (prior-smoothed) share of BREAK among the k
+nearest earlier episodes, then a Platt map fitted on earlier days' out-of-sample answers. Pure
+numpy / scikit-learn; no I/O (the lake stores a model as JSON, see :func:`SetupModel.to_json`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from scipy.special import expit, logit
+from sklearn.linear_model import LogisticRegression
+
+from spymaster.features import DIRECTIONS, LEVEL_KINDS
+
+__all__ = [
+    "METHODS",
+    "Answer",
+    "Platt",
+    "SetupModel",
+    "design",
+    "fit",
+]
+
+F64 = npt.NDArray[np.float64]
+METHODS: tuple[str, ...] = ("diag", "proj")
+DEFAULT_K = 100
+DEFAULT_C = 0.05
+"""L2 strength of the metric's logistic regression (inverse; chosen on lake A, checked on lake B)."""
+PRIOR_STRENGTH = 2.0
+CLIP = 5.0
+MIN_PLATT_ROWS = 200
+
+
+def robust_scale(raw: npt.ArrayLike) -> tuple[F64, F64]:
+    """Median and IQR per dimension (std, then 1, where the IQR is 0) of training raw vectors."""
+    m = np.asarray(raw, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(m, axis=0)
+            q75, q25 = np.nanpercentile(m, [75.0, 25.0], axis=0)
+            sd = np.nanstd(m, axis=0)
+    iqr = q75 - q25
+    scale = np.where(iqr > 1e-9, iqr, np.where(sd > 1e-9, sd, 1.0))
+    return np.nan_to_num(med), np.nan_to_num(scale, nan=1.0)
+
+
+def design(
+    raw: npt.ArrayLike,
+    level_kind: Sequence[str],
+    direction: Sequence[str],
+    center: npt.ArrayLike,
+    scale: npt.ArrayLike,
+) -> F64:
+    """Model inputs: raw vectors scaled by the model's own (center, scale), NaN → 0, clipped at ±5,
+    then level kind one-hot and 1 for UP (so the metric learns whether kind and side matter)."""
+    v = (np.asarray(raw, dtype=np.float64) - np.asarray(center)) / np.asarray(scale)
+    v = np.clip(np.nan_to_num(v, nan=0.0, posinf=CLIP, neginf=-CLIP), -CLIP, CLIP)
+    kinds = np.asarray(level_kind)
+    dirs = np.asarray(direction)
+    extra = np.column_stack(
+        [kinds == k for k in LEVEL_KINDS] + [dirs == DIRECTIONS[0]],
+    ).astype(np.float64)
+    return np.concatenate([v, extra.reshape(v.shape[0], -1)], axis=1)
+
+
+@dataclass(frozen=True)
+class Platt:
+    """p' = σ(a·logit(p) + b); the identity is a = 1, b = 0."""
+
+    a: float = 1.0
+    b: float = 0.0
+    n: int = 0
+
+    def __call__(self, p: npt.ArrayLike) -> F64:
+        q = np.clip(np.asarray(p, dtype=np.float64), 1e-4, 1 - 1e-4)
+        out: F64 = expit(self.a * logit(q) + self.b)
+        return out
+
+    @staticmethod
+    def fit(
+    raw: npt.ArrayLike,
+    level_kind: Sequence[str],
+    direction: Sequence[str],
+    label: Sequence[str],
+    *,
+    method: str = "diag",
+    k: int = DEFAULT_K,
+    c: float = DEFAULT_C,
+    fitted_on: Sequence[str] = (),
+) -> SetupModel:
+    """Fit scaling and metric on training rows (labels BREAK / REJECT / CHOP) of earlier days."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}")
+    rv = np.asarray(raw, dtype=np.float64)
+    center, scale = robust_scale(rv) if rv.shape[0] else (np.zeros(rv.shape[1]), np.ones(rv.shape[1]))
+    xv = design(rv, level_kind, direction, center, scale)
+    lab = np.asarray(label, dtype=str)
+    y = (lab == "BREAK").astype(np.float64)
+    prior = float((y.sum() + 1.0) / (y.size + 2.0))
+    if y.size < 20 or len(set(lab.tolist())) < 3:
+        transform = np.ones(xv.shape[1]) if method == "diag" else np.eye(xv.shape[1])[:, :3]
+    elif method == "diag":
+        lr = LogisticRegression(C=c, max_iter=1000).fit(xv, y)
+        transform = np.abs(lr.coef_[0])
+    else:
+        lr = LogisticRegression(C=c, max_iter=1000).fit(xv, lab)
+        transform = np.asarray(lr.coef_, dtype=np.float64).T
+    return SetupModel(
+        method, center, scale, np.asarray(transform, dtype=np.float64), k, prior, fitted_on=tuple(fitted_on)
+    )
