@@ -138,7 +138,9 @@ def walk_forward(
                 hi_l.append(hi)
         if rng is None:
             if hgb is None or i % hgb_every == 0:
-                x_tr = similarity.design(r.raw[tr], r.kind[tr], r.direction[tr], *similarity.robust_scale(r.raw[tr]))
+                x_tr = similarity.design(
+                    r.raw[tr], r.kind[tr], r.direction[tr], *similarity.robust_scale(r.raw[tr])
+                )
                 hgb = HistGradientBoostingClassifier(
                     max_iter=150, learning_rate=0.05, max_depth=3, min_samples_leaf=40, random_state=0
                 ).fit(x_tr, y_tr)
@@ -154,7 +156,3 @@ def walk_forward(
     f.hi = np.concatenate(hi_l) if hi_l else np.zeros(0)
     f.mean_dist = np.concatenate(dist_l) if dist_l else np.zeros(0)
     return f
-
-
-def _unused(*_: Any) -> None:  # pragma: no cover
-    return None

@@ -98,7 +98,109 @@ class Platt:
         return out
 
     @staticmethod
-    def fit(
+    def fit(p: npt.ArrayLike, y: npt.ArrayLike, min_rows: int = MIN_PLATT_ROWS) -> Platt:
+        """Logistic regression of the outcome on logit(p); identity below ``min_rows`` pairs."""
+        pv = np.asarray(p, dtype=np.float64)
+        yv = np.asarray(y, dtype=np.float64)
+        if pv.size < min_rows or yv.min(initial=1) == yv.max(initial=0):
+            return Platt(n=int(pv.size))
+        x = logit(np.clip(pv, 1e-4, 1 - 1e-4))[:, None]
+        lr = LogisticRegression(C=1e6, max_iter=200).fit(x, yv)
+        return Platt(a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]), n=int(pv.size))
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Raw kNN answers for a batch of queries (before the Platt map)."""
+
+    p_raw: F64
+    neighbours: npt.NDArray[np.int64]
+    """[n_query, k] row indices into the training set, nearest first."""
+    distance: F64
+    """[n_query, k] metric distances, nearest first."""
+    n_break: F64
+
+
+@dataclass
+class SetupModel:
+    """A fitted metric + the training rows it searches (rows are the model's history)."""
+
+    method: str
+    center: F64
+    scale: F64
+    transform: F64
+    """[D] weights (diag) or [D, r] projection (proj), D = raw dims + 7."""
+    k: int
+    prior: float
+    platt: Platt = field(default_factory=Platt)
+    fitted_on: tuple[str, ...] = ()
+    """ISO dates of the training days (the model never saw any later day)."""
+
+    def embed(self, raw: npt.ArrayLike, level_kind: Sequence[str], direction: Sequence[str]) -> F64:
+        """Raw vectors → points of the metric space (Euclidean distance there is the metric)."""
+        xv = design(raw, level_kind, direction, self.center, self.scale)
+        out: F64 = xv * self.transform if self.method == "diag" else xv @ self.transform
+        return out
+
+    @property
+    def version(self) -> str:
+        blob = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.blake2b(blob, digest_size=6).hexdigest()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "center": np.round(self.center, 10).tolist(),
+            "scale": np.round(self.scale, 10).tolist(),
+            "transform": np.round(self.transform, 10).tolist(),
+            "k": self.k,
+            "prior": self.prior,
+            "platt": {"a": self.platt.a, "b": self.platt.b, "n": self.platt.n},
+            "fitted_on": list(self.fitted_on),
+        }
+
+    @staticmethod
+    def from_json(obj: dict[str, Any]) -> SetupModel:
+        pl = obj.get("platt", {})
+        return SetupModel(
+            method=str(obj["method"]),
+            center=np.asarray(obj["center"], dtype=np.float64),
+            scale=np.asarray(obj["scale"], dtype=np.float64),
+            transform=np.asarray(obj["transform"], dtype=np.float64),
+            k=int(obj["k"]),
+            prior=float(obj["prior"]),
+            platt=Platt(float(pl.get("a", 1.0)), float(pl.get("b", 0.0)), int(pl.get("n", 0))),
+            fitted_on=tuple(obj.get("fitted_on", ())),
+        )
+
+    def search(self, z_train: F64, y_train: npt.ArrayLike, z_query: F64, k: int | None = None) -> Answer:
+        """Exact k nearest training rows of each query in the metric (both already embedded)."""
+        kk = int(min(k or self.k, z_train.shape[0]))
+        yv = np.asarray(y_train, dtype=np.float64)
+        n = z_query.shape[0]
+        if kk == 0:
+            empty = np.zeros((n, 0))
+            return Answer(np.full(n, self.prior), empty.astype(np.int64), empty, np.zeros(n))
+        d2 = (
+            np.einsum("ij,ij->i", z_query, z_query)[:, None]
+            + np.einsum("ij,ij->i", z_train, z_train)[None, :]
+            - 2.0 * z_query @ z_train.T
+        )
+        np.maximum(d2, 0.0, out=d2)
+        if kk < z_train.shape[0]:
+            idx = np.argpartition(d2, kk - 1, axis=1)[:, :kk]
+        else:
+            idx = np.tile(np.arange(z_train.shape[0]), (n, 1))
+        dd = np.take_along_axis(d2, idx, axis=1)
+        order = np.argsort(dd, axis=1, kind="stable")
+        idx = np.take_along_axis(idx, order, axis=1)
+        dist = np.sqrt(np.take_along_axis(dd, order, axis=1))
+        nb = yv[idx].sum(axis=1)
+        p_raw = (nb + PRIOR_STRENGTH * self.prior) / (kk + PRIOR_STRENGTH)
+        return Answer(p_raw, idx.astype(np.int64), dist, nb)
+
+
+def fit(
     raw: npt.ArrayLike,
     level_kind: Sequence[str],
     direction: Sequence[str],

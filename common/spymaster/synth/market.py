@@ -228,10 +228,12 @@ class Physics:
     level_cooldown_s: int = 0
     cooldown_min_s: int = 5
     cooldown_max_s: int = 20
-    # A BREAK / REJECT move that has gone this far from the level (ATR; both first-crossing labels of
-    # an approach at 0.5 ATR are decided by then) hands over to the next level it runs into, so the
-    # levels a move crosses are approached with planted physics too.
-    preempt_atr: float = 1.6
+    # A BREAK move 1.05 ATR through its level, or a REJECT move 1.55 ATR back from it (where the
+    # first-crossing labels of an approach at 0.5 ATR are decided), hands over to the next level it
+    # runs into, so the levels a move crosses are approached with planted physics too. And an
+    # approach that runs into a nearer level first hands over to it (no truth row for the first).
+    preempt_break_atr: float = 1.05
+    preempt_reject_atr: float = 1.55
     # how outcomes drive the path
     target_min_atr: float = 1.7
     target_max_atr: float = 2.5
@@ -499,6 +501,11 @@ def simulate(
                 push[s] = math.tanh(flow)
 
         # -- state transitions ---------------------------------------------------------------
+        if state == APPROACH and s < s_q:
+            near = _candidate(s, m, mid, levels_fixed, bars, last_end, phys, exclude=st["kind"])
+            lvl = _level_value(st["kind"], levels_fixed, bars)
+            if near is not None and abs(near[1] - m) < abs(lvl - m) and near[2] == st["dir"]:
+                st = _start(s, near, m, ri, gamma_z, phys)  # the nearer level is met first
         if state == APPROACH:
             lvl = _level_value(st["kind"], levels_fixed, bars)
             if st["dir"] * (m - lvl) >= 0 or s >= st["arrive_by"] + 90:
@@ -522,7 +529,9 @@ def simulate(
             if done:
                 state = _finish(s, st, last_end, rows, t0)
                 st["cool_until"] = s + int(ri.integers(phys.cooldown_min_s, phys.cooldown_max_s))
-            elif s < s_q and st["sgn"] * (m - st["level"]) >= phys.preempt_atr * st["atr"]:
+            elif s < s_q and st["sgn"] * (m - st["level"]) >= st["atr"] * (
+                phys.preempt_break_atr if state == BREAK else phys.preempt_reject_atr
+            ):
                 cand = _candidate(s, m, mid, levels_fixed, bars, last_end, phys, exclude=st["kind"])
                 if cand is not None and ri.random() < phys.start_hazard:
                     _finish(s, st, last_end, rows, t0)
