@@ -26,7 +26,7 @@ dn = [ev.day_number(d) for d in dates]
 cut = lambda d: ev.day_number(sessions.previous_trading_day(ev.from_day_number(d)))  # noqa: E731
 test_days = [d for d in dn if sum(x < cut(d) for x in dn) >= 10]
 filt = appr if which == "approach" else np.ones(len(t), bool)
-for shuffle in (None, 1):
+for shuffle in (None, 1)[: 1 if len(sys.argv) > 5 else 2]:
     t0 = time.time()
     f = se.walk_forward(r, test_days, cut, train_filter=filt, test_filter=filt, k=k, c=c, shuffle_seed=shuffle)
     y = (r.label[f.rows] == "BREAK").astype(float)
@@ -43,11 +43,17 @@ for shuffle in (None, 1):
         p = f.p["knn_diag"]
         cov = np.mean((po[m] >= f.lo[m]) & (po[m] <= f.hi[m])) if m.any() else np.nan
         print(f"interval coverage (planted p) {cov:.3f} width {np.mean(f.hi - f.lo):.3f}")
+        for nn in (3, 4, 5, 6, 8, 10, 12, 16):
+            lo, hi = se.beta_interval(p, np.full(p.size, nn))
+            print(f"  n={nn:2d} coverage {np.mean((po[m] >= lo[m]) & (po[m] <= hi[m])):.3f} width {np.mean(hi-lo):.3f}")
         q = np.quantile(f.mean_dist, [0.25, 0.5, 0.75])
         qi = np.searchsorted(q, f.mean_dist)
         for j in (3, 2, 1, 0):
             s = qi == j
             print(f"  similarity quartile {4-j} (1=least similar) n={s.sum()} skill {1-ev.brier(p[s], y[s])/ev.brier(base[s], y[s]):+.3f} acc {np.mean((p[s]>0.5)==y[s]):.3f}")
+        for j in (3, 2, 1, 0):
+            pq = f.rank_quartile_p[:, j]
+            print(f"  neighbour rank quarter {4-j} (1=least similar) skill {1-ev.brier(pq, y)/bb:+.3f} auc {roc_auc_score(y, pq):.3f}")
         for kd in sorted(set(r.kind)):
             s = r.kind[f.rows] == kd
             print(f"  {kd:8s} n={s.sum()} auc {roc_auc_score(y[s], p[s]):.3f} skill {1-ev.brier(p[s], y[s])/ev.brier(base[s], y[s]):+.3f}")

@@ -60,6 +60,10 @@ class Forecasts:
     lo: F64 = field(default_factory=lambda: np.zeros(0))
     hi: F64 = field(default_factory=lambda: np.zeros(0))
     mean_dist: F64 = field(default_factory=lambda: np.zeros(0))
+    models: dict[int, similarity.SetupModel] = field(default_factory=dict)
+    """The first method's model per test day (metric, Platt map and evidence all from earlier days)."""
+    rank_quartile_p: F64 = field(default_factory=lambda: np.zeros((0, 4)))
+    """[n, 4] BREAK share (prior-smoothed) of each quarter of the neighbours by rank, nearest first."""
 
 
 def beta_interval(p: npt.ArrayLike, n: npt.ArrayLike, level: float = INTERVAL) -> tuple[F64, F64]:
@@ -97,7 +101,9 @@ def walk_forward(
     lo_l: list[F64] = []
     hi_l: list[F64] = []
     dist_l: list[F64] = []
-    past: dict[str, list[tuple[int, F64, F64]]] = {}
+    quart_l: list[F64] = []
+    past: dict[str, list[tuple[int, F64, F64, npt.NDArray[np.str_]]]] = {}
+    models: dict[int, similarity.SetupModel] = {}
     hgb: HistGradientBoostingClassifier | None = None
     rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
     for i, day in enumerate(test_days):
@@ -120,18 +126,34 @@ def walk_forward(
             z_tr = model.embed(r.raw[tr], r.kind[tr], r.direction[tr])
             z_te = model.embed(r.raw[te], r.kind[te], r.direction[te])
             ans = model.search(z_tr, y_tr, z_te)
-            hist = [(d, p, yy) for d, p, yy in past.get(m, []) if d < cut]
+            hist = [h for h in past.get(m, []) if h[0] < cut]
             if hist:
                 hp = np.concatenate([h[1] for h in hist])
                 hy = np.concatenate([h[2] for h in hist])
                 platt = similarity.Platt.fit(hp, hy)
+                model.evidence = similarity.evidence(
+                    platt(hp), hy, np.concatenate([h[3] for h in hist])
+                )
             else:
                 platt = similarity.Platt()
+            model.platt = platt
+            if m == methods[0] and rng is None:
+                models[day] = model
             res[f"knn_{m}_raw"] = ans.p_raw
             res[f"knn_{m}"] = platt(ans.p_raw)
-            past.setdefault(m, []).append((day, ans.p_raw, y_all[te]))
+            past.setdefault(m, []).append((day, ans.p_raw, y_all[te], r.kind[te]))
             if m == methods[0]:
                 dist_l.append(ans.distance.mean(axis=1))
+                yk = y_tr[ans.neighbours]
+                quart_l.append(
+                    np.column_stack(
+                        [
+                            (q.sum(axis=1) + similarity.PRIOR_STRENGTH * prior)
+                            / (q.shape[1] + similarity.PRIOR_STRENGTH)
+                            for q in np.array_split(yk, 4, axis=1)
+                        ]
+                    )
+                )
                 n_ev = ans.neighbours.shape[1] if interval_n is None else interval_n
                 lo, hi = beta_interval(res[f"knn_{m}"], np.full(te.size, n_ev))
                 lo_l.append(lo)
@@ -152,7 +174,41 @@ def walk_forward(
         out_rows.append(te)
     f = Forecasts(rows=np.concatenate(out_rows) if out_rows else np.zeros(0, np.int64))
     f.p = {n: np.concatenate(v) for n, v in ps.items()}
+    f.models = models
     f.lo = np.concatenate(lo_l) if lo_l else np.zeros(0)
     f.hi = np.concatenate(hi_l) if hi_l else np.zeros(0)
     f.mean_dist = np.concatenate(dist_l) if dist_l else np.zeros(0)
+    f.rank_quartile_p = np.concatenate(quart_l) if quart_l else np.zeros((0, 4))
     return f
+
+
+def feature_table(
+    r: Rows, train: npt.NDArray[np.bool_], test: npt.NDArray[np.bool_], names: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Per vector dimension: univariate AUC and mutual information with BREAK on the ``test`` rows.
+
+    Walk-forward in one fold: each feature's orientation (does a higher value mean BREAK?) is
+    read off the ``train`` rows (earlier days); AUC and MI are measured on the later ``test`` rows.
+    """
+    from sklearn.feature_selection import mutual_info_classif
+    from sklearn.metrics import roc_auc_score
+
+    y = (r.label == "BREAK").astype(np.float64)
+    labelled = r.label != ""
+    tr = train & labelled
+    te = test & labelled
+    if tr.sum() < 20 or te.sum() < 20 or y[te].min() == y[te].max():
+        return []
+    xt = np.nan_to_num(r.raw[te])
+    mi = mutual_info_classif(xt, y[te], discrete_features=False, random_state=0)
+    rows: list[dict[str, Any]] = []
+    for j, name in enumerate(names):
+        a = np.nan_to_num(r.raw[tr, j])
+        sign = 1.0
+        if np.ptp(a) > 0:
+            sign = 1.0 if roc_auc_score(y[tr], a) >= 0.5 else -1.0
+        b = xt[:, j]
+        auc_te = float(roc_auc_score(y[te], sign * b)) if np.ptp(b) > 0 else 0.5
+        rows.append({"feature": name, "auc": round(auc_te, 4), "mi": round(float(mi[j]), 4), "sign": sign})
+    rows.sort(key=lambda d: -d["auc"])
+    return rows

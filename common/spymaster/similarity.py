@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import expit, logit
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 
 from spymaster.features import DIRECTIONS, LEVEL_KINDS
 
@@ -109,6 +110,31 @@ class Platt:
         return Platt(a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]), n=int(pv.size))
 
 
+def evidence(
+    p: npt.ArrayLike, y: npt.ArrayLike, kinds: Sequence[str], min_rows: int = 30
+) -> dict[str, dict[str, float]]:
+    """Out-of-sample evidence per level kind: n, AUC, Brier skill over the group's own rate."""
+    pv = np.asarray(p, dtype=np.float64)
+    yv = np.asarray(y, dtype=np.float64)
+    kv = np.asarray(kinds, dtype=np.str_)
+    out: dict[str, dict[str, float]] = {}
+    for name in ("ALL", *LEVEL_KINDS):
+        m = np.ones(pv.size, bool) if name == "ALL" else kv == name
+        n = int(m.sum())
+        if n < min_rows or yv[m].min(initial=1) == yv[m].max(initial=0):
+            out[name] = {"n": float(n)}
+            continue
+        rate = float(yv[m].mean())
+        ref = float(np.mean((rate - yv[m]) ** 2))
+        brier = float(np.mean((pv[m] - yv[m]) ** 2))
+        out[name] = {
+            "n": float(n),
+            "auc": round(float(roc_auc_score(yv[m], pv[m])), 4),
+            "skill": round(1.0 - brier / ref, 4) if ref > 0 else 0.0,
+        }
+    return out
+
+
 @dataclass(frozen=True)
 class Answer:
     """Raw kNN answers for a batch of queries (before the Platt map)."""
@@ -135,6 +161,9 @@ class SetupModel:
     platt: Platt = field(default_factory=Platt)
     fitted_on: tuple[str, ...] = ()
     """ISO dates of the training days (the model never saw any later day)."""
+    evidence: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per level kind (and "ALL"): n, AUC and Brier skill of this method's out-of-sample answers on
+    days before the model's cutoff — what the trader is shown next to a probability."""
 
     def embed(self, raw: npt.ArrayLike, level_kind: Sequence[str], direction: Sequence[str]) -> F64:
         """Raw vectors → points of the metric space (Euclidean distance there is the metric)."""
@@ -157,6 +186,7 @@ class SetupModel:
             "prior": self.prior,
             "platt": {"a": self.platt.a, "b": self.platt.b, "n": self.platt.n},
             "fitted_on": list(self.fitted_on),
+            "evidence": self.evidence,
         }
 
     @staticmethod
@@ -171,6 +201,7 @@ class SetupModel:
             prior=float(obj["prior"]),
             platt=Platt(float(pl.get("a", 1.0)), float(pl.get("b", 0.0)), int(pl.get("n", 0))),
             fitted_on=tuple(obj.get("fitted_on", ())),
+            evidence={str(k): dict(v) for k, v in obj.get("evidence", {}).items()},
         )
 
     def search(self, z_train: F64, y_train: npt.ArrayLike, z_query: F64, k: int | None = None) -> Answer:
