@@ -16,8 +16,9 @@ import importlib.util
 import logging
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
+from enum import StrEnum
 from pathlib import Path as FsPath
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,23 +32,22 @@ from pydantic import (
     Field,
     SecretStr,
     WithJsonSchema,
-    field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from spymaster import calibration, retrieval, sessions, vectors
+from spymaster import sessions, vectors
 from spymaster.errors import NotCommittedError, SpymasterError
 from spymaster.lake import Lake
+from spymaster.levels import DIRECTIONS, LEVEL_KINDS
+from spymaster.outcomes import HORIZONS_MIN, PRIMARY_HORIZON_MIN
 from spymaster.service import (
-    DEFAULT_K,
-    DEFAULT_MAX_PER_DAY,
     REPORT_MEDIA_TYPES,
     InvalidQueryError,
     NotFoundError,
     Service,
 )
+from spymaster.settings import SERVED, ApiSettings, storage_settings
 
 __all__ = ["ApiSettings", "create_app", "limit_blas_threads"]
 
@@ -62,27 +62,6 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (InvalidQueryError, 422),
 )
 """Domain error → HTTP status, the one mapping (first match wins); other errors are a generic 500."""
-
-
-class ApiSettings(BaseSettings):
-    """API settings from the environment (``SPYMASTER_`` prefix)."""
-
-    model_config = SettingsConfigDict(env_prefix="SPYMASTER_", extra="ignore")
-
-    api_key: SecretStr | None = None
-    """When set, every /v1 route needs header ``X-API-Key`` with this value."""
-    max_k: int = Field(default=500, ge=1, le=100_000)
-    table_check_seconds: float = Field(default=10.0, ge=0)
-    """Check the vector table's version at most this often (a new version is reloaded)."""
-    blas_threads: int = Field(default=1, ge=0)
-    """BLAS threads for the process (0: leave as is). A query is a matrix-vector product over at
-    most a few ten thousand rows: threads gain nothing there, and on a busy 2-core machine
-    multi-threaded OpenBLAS turned p99 from 0.4 ms into 12 ms (bench/bench_query.py)."""
-
-    @field_validator("api_key", mode="before")
-    @classmethod
-    def _blank_is_none(cls, v: Any) -> Any:
-        return None if isinstance(v, str) and not v.strip() else v
 
 
 # -- input types -----------------------------------------------------------------------------------
@@ -133,12 +112,14 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 LevelKind = Literal["PM_HIGH", "PM_LOW", "OR_HIGH", "OR_LOW", "SMA_90", "EMA_20"]
 Direction = Literal["UP", "DOWN"]
 Horizon = Literal[2, 4, 8, 20]
-Group = Literal[
-    "geometry", "kinematics", "flow", "barrier", "tape", "dealer", "context", "physics", "trajectory"
-]
-assert set(Group.__args__) == set(vectors.VECTOR_GROUPS)  # type: ignore[attr-defined]
-assert set(Horizon.__args__) == set(retrieval.HORIZONS)  # type: ignore[attr-defined]
-assert retrieval.PRIMARY == 8
+if TYPE_CHECKING:
+    Group = str
+else:
+    Group = StrEnum("Group", {g: g for g in vectors.VECTOR_GROUPS})
+    """The feature groups a request may weigh: :data:`spymaster.vectors.VECTOR_GROUPS`, as an enum."""
+assert set(LevelKind.__args__) == set(LEVEL_KINDS)  # type: ignore[attr-defined]
+assert set(Direction.__args__) == set(DIRECTIONS)  # type: ignore[attr-defined]
+assert set(Horizon.__args__) == set(HORIZONS_MIN)  # type: ignore[attr-defined]
 
 
 class PartitionRef(BaseModel):
@@ -169,20 +150,18 @@ class SimilarRequest(BaseModel):
         default=None,
         description="Neighbours strictly before this date; default (and latest) the query's date",
     )
-    k: int = Field(
-        default=DEFAULT_K, ge=1, description="Neighbours (at most the server's max_k, default 500)"
-    )
-    max_per_day: int = Field(default=DEFAULT_MAX_PER_DAY, ge=1, le=50)
+    k: int = Field(default=SERVED.k, ge=1, description="Neighbours (at most the server's max_k, default 500)")
+    max_per_day: int = Field(default=SERVED.max_per_day, ge=1, le=50)
     weights: dict[Group, Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = Field(
         default=None,
         description=(
             "Feature-group weights, each overriding the served default for its group (0 ablates a "
             "group); served defaults: "
-            + (", ".join(f"{g} {w:g}" for g, w in sorted(calibration.SERVED_WEIGHTS.items())) or "none")
+            + (", ".join(f"{g} {w:g}" for g, w in sorted(SERVED.weights.items())) or "none")
             + ", every other group 1"
         ),
     )
-    horizon: Horizon = 8
+    horizon: Horizon = PRIMARY_HORIZON_MIN
 
     @model_validator(mode="after")
     def _one_mode(self) -> SimilarRequest:
@@ -482,8 +461,6 @@ def create_app(
     limit_blas_threads(s.blas_threads)
     if service is None:
         if lake is None:
-            from spymaster.settings import storage_settings
-
             lake = Lake(storage_settings())
         service = Service(lake, table_check_seconds=s.table_check_seconds)
     svc = service
@@ -542,10 +519,8 @@ def create_app(
     @v1.get("/days/{date}/signals", response_model=Signals, tags=["days"])
     def signals(
         date: DatePath,
-        horizon: Annotated[
-            int, Query(json_schema_extra={"enum": list(retrieval.HORIZONS)})
-        ] = retrieval.PRIMARY,
-        k: Annotated[int, Query(ge=1, description="Neighbours per signal (at most max_k)")] = DEFAULT_K,
+        horizon: Annotated[int, Query(json_schema_extra={"enum": list(HORIZONS_MIN)})] = PRIMARY_HORIZON_MIN,
+        k: Annotated[int, Query(ge=1, description="Neighbours per signal (at most max_k)")] = SERVED.k,
     ) -> dict[str, Any]:
         """Per 2-minute bar close and level in its zone: the outcome distribution as of that date."""
         return svc.signals(_date(date), horizon=horizon, k=k, max_k=max_k)

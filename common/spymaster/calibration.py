@@ -3,20 +3,18 @@
 The evaluation (``spymaster.evaluation``, docs/EVALUATION.md) measures the served kNN walk-forward.
 This module holds what it found:
 
-* **Estimator settings** the API should use: :data:`RECOMMENDED_PARAMS` (a ``retrieval.Params``),
-  :data:`RECOMMENDED_K`, :data:`RECOMMENDED_MAX_PER_DAY` and :data:`RECOMMENDED_WEIGHTS` (per feature
-  group, for ``vectors.group_weights``), chosen on one synthetic lake and checked on another, plus
-  :data:`RECOMMENDED_POOLED_PRIOR` and :data:`RECOMMENDED_INTERVAL_TOTAL_CAP`. The evaluation reads
-  these constants; the API serves :data:`SERVED_PARAMS`, :data:`SERVED_WEIGHTS`, :data:`SERVED_K`
-  and :data:`SERVED_MAX_PER_DAY`, derived from the same constants here — the one place the served
-  defaults are set, so the API and the evaluation cannot drift apart.
+* **Estimator settings** the API should use: :data:`RECOMMENDED_PARAMS` (a ``retrieval.Params``)
+  and :data:`spymaster.settings.SERVED` (k, the per-day cap, per-group weights, the pooled prior,
+  the interval cap and the recalibration method), chosen on one synthetic lake and checked on
+  another. The API serves :data:`SERVED_PARAMS`, built here from those; the evaluation's reference
+  setting reads the same ``SERVED``, so the two cannot drift apart.
 * **Recalibration**: a monotone map ``p ↦ p'`` of the kNN's raw P(BREAK), isotonic (scikit-learn
   ``IsotonicRegression``) or Platt (logistic on ``logit p``), fitted on (prediction, outcome) pairs
   of *earlier* days. :func:`walk_forward` refits it for every test day from the rows of days before
   that day's cutoff (the same embargo as the neighbours), so no test day's outcome shapes its own
   forecast. After the map, the 80 % interval is recomputed as the Beta interval around the new mean
   with the same total pseudo-count (``n_eff + prior strength``), optionally capped
-  (:data:`RECOMMENDED_INTERVAL_TOTAL_CAP`): the interval describes "the probability of this
+  (``SERVED.interval_max_total``): the interval describes "the probability of this
   situation", whose spread across similar-looking situations does not shrink with more neighbours.
 """
 
@@ -31,21 +29,13 @@ import numpy as np
 import numpy.typing as npt
 
 from spymaster.retrieval import Params, beta_interval
+from spymaster.settings import SERVED
 
 __all__ = [
     "METHODS",
     "PUBLISHED_PARAMS",
-    "RECOMMENDED_INTERVAL_TOTAL_CAP",
-    "RECOMMENDED_K",
-    "RECOMMENDED_MAX_PER_DAY",
-    "RECOMMENDED_METHOD",
     "RECOMMENDED_PARAMS",
-    "RECOMMENDED_POOLED_PRIOR",
-    "RECOMMENDED_WEIGHTS",
-    "SERVED_K",
-    "SERVED_MAX_PER_DAY",
     "SERVED_PARAMS",
-    "SERVED_WEIGHTS",
     "Recalibration",
     "fit",
     "intervals",
@@ -61,34 +51,14 @@ PUBLISHED_PARAMS = Params()
 
 RECOMMENDED_PARAMS = Params(similarity_power=4.0, decay_days=60.0, prior_strength=2.5)
 """Kernel and prior recommended for the API (see docs/EVALUATION.md, "Parameter sweep")."""
-RECOMMENDED_K = 50
-RECOMMENDED_MAX_PER_DAY = 2
-RECOMMENDED_WEIGHTS: Mapping[str, float] = {"dealer": 0.0}
-"""Per-group query weights (missing groups weigh 1; 0 drops a group): the ablation dropped ``dealer``
-on both synthetic lakes; ``barrier`` and ``tape`` were dropped on one and kept on the other (all
-within about one standard error), so they stay."""
-RECOMMENDED_POOLED_PRIOR = 100.0
-"""Pseudo-counts shrinking the partition base rate toward the pooled split of all partitions
-(``Params.default_prior`` = this × the pooled split of rows before as_of; 0 = the fixed 1/1/0.5)."""
-RECOMMENDED_METHOD: Method = "none"
-RECOMMENDED_INTERVAL_TOTAL_CAP: float | None = 2.5
-"""Upper bound on the Beta interval's total pseudo-count N = n_eff + prior strength (None: no cap).
-Uncapped, the 80 % interval held the planted probability of only ≈ 45 % of the oracle-matched
-episodes on two synthetic lakes; capped at 2.5 it holds ≈ 80 % (docs/EVALUATION.md)."""
-
 SERVED_PARAMS = replace(
     RECOMMENDED_PARAMS,
-    pooled_prior=RECOMMENDED_POOLED_PRIOR,
-    interval_max_total=RECOMMENDED_INTERVAL_TOTAL_CAP,
+    pooled_prior=SERVED.pooled_prior,
+    interval_max_total=SERVED.interval_max_total,
 )
 """What the API serves: :data:`RECOMMENDED_PARAMS` with the pooled prior and the interval cap applied
 inside ``retrieval`` (the evaluation applies the same two constants through ``KnnConfig.pooled_prior``
 and its ``interval_cap``)."""
-SERVED_K = RECOMMENDED_K
-SERVED_MAX_PER_DAY = RECOMMENDED_MAX_PER_DAY
-SERVED_WEIGHTS: Mapping[str, float] = RECOMMENDED_WEIGHTS
-"""Default feature-group weights of every API query (a request's weights override them per group)."""
-
 P_FLOOR = 0.005
 """Recalibrated probabilities are kept in [P_FLOOR, 1 − P_FLOOR] (an empty isotonic block is not
 certainty, and log loss punishes 0 and 1 without bound)."""
@@ -156,7 +126,7 @@ class Recalibration:
 
 
 def fit(
-    p: npt.ArrayLike, y: npt.ArrayLike, method: str = RECOMMENDED_METHOD, min_rows: int = DEFAULT_MIN_ROWS
+    p: npt.ArrayLike, y: npt.ArrayLike, method: str = SERVED.recalibration, min_rows: int = DEFAULT_MIN_ROWS
 ) -> Recalibration:
     """Fit the map on (raw P(BREAK), BREAK ∈ {0, 1}) pairs; identity below ``min_rows`` or one class."""
     if method not in METHODS:
@@ -211,7 +181,7 @@ def walk_forward(
     total: npt.ArrayLike,
     cutoffs: Mapping[int, int],
     *,
-    method: str = RECOMMENDED_METHOD,
+    method: str = SERVED.recalibration,
     min_rows: int = DEFAULT_MIN_ROWS,
     level: float = 0.8,
     cap: float | None = None,

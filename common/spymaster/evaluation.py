@@ -58,11 +58,13 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from spymaster import calibration, sessions, vectors
-from spymaster.features import LEVEL_KINDS, TIME_BUCKETS
+from spymaster.lake import Lake, committed_dates, new_run_id, paths, read_manifest
+from spymaster.lake.paths import EPISODES_TABLE, Layer, truth_file
+from spymaster.layers.gold import EPISODE_SCHEMA
+from spymaster.levels import LEVEL_KINDS
+from spymaster.outcomes import BREAK, HORIZONS_MIN, OUTCOMES, PRIMARY_HORIZON_MIN, label_codes
+from spymaster.partitions import TIME_BUCKETS
 from spymaster.retrieval import (
-    HORIZONS,
-    OUTCOMES,
-    PRIMARY,
     Hits,
     Params,
     Partition,
@@ -70,6 +72,8 @@ from spymaster.retrieval import (
     prior_mean,
     search,
 )
+from spymaster.sessions import NS, day_number, from_day_number
+from spymaster.settings import SERVED
 
 __all__ = [
     "EMBARGO_DAYS",
@@ -87,14 +91,11 @@ __all__ = [
     "ece",
     "evaluate",
     "interval_coverage",
-    "latest_path",
     "load_episodes",
     "log_loss",
     "match_truth",
     "partition_rate",
     "reliability",
-    "report_dir",
-    "report_path",
     "scores",
     "time_of_day_rate",
     "top_decile_lift",
@@ -115,31 +116,9 @@ TOD_PRIOR = 2.5
 MIN_TRAIN_DAYS = 5
 RETRAIN_EVERY = 5
 ORACLE_WINDOW_S = 180
-BREAK = OUTCOMES.index("BREAK")
-SERVED = "kNN served"
+SERVED_NAME = "kNN served"
 """The estimator the goals are judged on: the served setting + its recalibration + interval cap."""
-H_PRIMARY = HORIZONS.index(PRIMARY)
-REPORTS_ROOT = "reports/evaluation"
-EPOCH = dt.date(1970, 1, 1)
-NS = 1_000_000_000
-
-# -- lake paths --------------------------------------------------------------------------------------
-
-
-def report_dir(run_id: str) -> str:
-    """Lake-relative folder of one evaluation run."""
-    return f"{REPORTS_ROOT}/{run_id}"
-
-
-def report_path(run_id: str, name: str) -> str:
-    """A file of one run: ``report.md``, ``metrics.json``, ``reliability.png``, ``lift.png``, …"""
-    return f"{report_dir(run_id)}/{name}"
-
-
-def latest_path() -> str:
-    """The entry point: a small JSON naming the newest run and its files."""
-    return f"{REPORTS_ROOT}/latest.json"
-
+H_PRIMARY = HORIZONS_MIN.index(PRIMARY_HORIZON_MIN)
 
 # -- metrics -----------------------------------------------------------------------------------------
 
@@ -327,14 +306,6 @@ def _json_num(v: Any) -> Any:
 # -- episodes ----------------------------------------------------------------------------------------
 
 
-def day_number(d: dt.date) -> int:
-    return (d - EPOCH).days
-
-
-def from_day_number(n: int) -> dt.date:
-    return EPOCH + dt.timedelta(days=int(n))
-
-
 @dataclass(frozen=True)
 class Episodes:
     """Gold episodes as arrays: keys, raw vectors and labels of every horizon."""
@@ -348,7 +319,7 @@ class Episodes:
     raw: F32
     """[n, VECTOR_DIM] raw (unscaled) vectors, NaN kept."""
     labels: npt.NDArray[np.int8]
-    """[len(HORIZONS), n] codes (BREAK 0, REJECT 1, CHOP 2, null −1)."""
+    """[len(HORIZONS_MIN), n] codes (BREAK 0, REJECT 1, CHOP 2, null −1)."""
     minutes: F64 = field(init=False)
     """Minutes since 09:30 ET of the anchor."""
     key: npt.NDArray[np.str_] = field(init=False)
@@ -356,7 +327,7 @@ class Episodes:
 
     def __post_init__(self) -> None:
         n = self.day.shape[0]
-        if self.raw.shape != (n, vectors.VECTOR_DIM) or self.labels.shape != (len(HORIZONS), n):
+        if self.raw.shape != (n, vectors.VECTOR_DIM) or self.labels.shape != (len(HORIZONS_MIN), n):
             raise ValueError("episode arrays disagree in shape")
         opens = {
             int(d): sessions.et_ns(from_day_number(int(d)), sessions.RTH_OPEN) for d in np.unique(self.day)
@@ -417,21 +388,16 @@ class Episodes:
             direction=np.asarray(direction, dtype=np.str_).reshape(n),
             time_bucket=np.asarray(time_bucket, dtype=np.int64).reshape(n),
             raw=np.asarray(raw, dtype=np.float32).reshape(n, vectors.VECTOR_DIM),
-            labels=np.asarray(labels, dtype=np.int8).reshape(len(HORIZONS), n),
+            labels=np.asarray(labels, dtype=np.int8).reshape(len(HORIZONS_MIN), n),
         )
 
     @staticmethod
     def from_arrow(table: pa.Table) -> Episodes:
         """From gold episode rows (episode_id, date, ts, level_kind, direction, time_bucket, vector,
         label_{h}m)."""
-        code = {o: i for i, o in enumerate(OUTCOMES)}
-        labels = np.array(
-            [
-                [code.get(v, -1) if v is not None else -1 for v in table.column(f"label_{h}m").to_pylist()]
-                for h in HORIZONS
-            ],
-            dtype=np.int8,
-        ).reshape(len(HORIZONS), table.num_rows)
+        labels = np.stack([label_codes(table.column(f"label_{h}m")) for h in HORIZONS_MIN]).reshape(
+            len(HORIZONS_MIN), table.num_rows
+        )
         return Episodes.build(
             episode_id=table.column("episode_id").to_pylist(),
             day=np.asarray(table.column("date").cast(pa.int32()).to_numpy(zero_copy_only=False)),
@@ -452,16 +418,12 @@ EPISODE_COLUMNS = [
     "direction",
     "time_bucket",
     "vector",
-    *(f"label_{h}m" for h in HORIZONS),
+    *(f"label_{h}m" for h in HORIZONS_MIN),
 ]
 
 
-def load_episodes(lake: Any, dates: Sequence[dt.date]) -> Episodes:
+def load_episodes(lake: Lake, dates: Sequence[dt.date]) -> Episodes:
     """Committed gold episodes of ``dates`` (only the columns the evaluation needs)."""
-    from spymaster.gold import EPISODE_SCHEMA, EPISODES_TABLE
-    from spymaster.lake import read_manifest
-    from spymaster.layout import Layer
-
     tables = []
     for d in dates:
         files = read_manifest(lake, Layer.GOLD, EPISODES_TABLE, d).files
@@ -681,7 +643,7 @@ def _partitions(ep: Episodes, rows: I64, norm: F32) -> dict[str, Partition]:
         sel = np.flatnonzero(keys == key)
         r = rows[sel]
         kind, direc, bucket = key.split("|")
-        nanh = np.full((len(HORIZONS), r.size), np.nan)
+        nanh = np.full((len(HORIZONS_MIN), r.size), np.nan)
         parts[key] = Partition.build(
             key,
             kind,
@@ -709,9 +671,9 @@ def _empty(key: str) -> Partition:
         day=np.zeros(0, np.int32),
         ts=np.zeros(0, np.int64),
         episode_id=np.zeros(0, np.str_),
-        labels=np.zeros((len(HORIZONS), 0), np.int8),
-        mfe=np.zeros((len(HORIZONS), 0)),
-        mae=np.zeros((len(HORIZONS), 0)),
+        labels=np.zeros((len(HORIZONS_MIN), 0), np.int8),
+        mfe=np.zeros((len(HORIZONS_MIN), 0)),
+        mae=np.zeros((len(HORIZONS_MIN), 0)),
     )
 
 
@@ -1023,10 +985,8 @@ def match_truth(
     return out
 
 
-def load_truth(lake: Any, dates: Sequence[dt.date]) -> pa.Table | None:
+def load_truth(lake: Lake, dates: Sequence[dt.date]) -> pa.Table | None:
     """The generator's truth tables of ``dates`` (None when no date has one: real data)."""
-    from spymaster.layout import truth_file
-
     tables = [lake.read_parquet([truth_file(d)]) for d in dates if lake.exists(truth_file(d))]
     return pa.concat_tables(tables) if tables else None
 
@@ -1278,7 +1238,7 @@ class _Est:
 
 
 def evaluate(
-    lake: Any,
+    lake: Lake,
     start: dt.date | None = None,
     end: dt.date | None = None,
     *,
@@ -1286,8 +1246,8 @@ def evaluate(
     window_days: int = vectors.DEFAULT_WINDOW_DAYS,
     min_train_days: int = MIN_TRAIN_DAYS,
     served: KnnConfig | None = None,
-    recalibration: str = calibration.RECOMMENDED_METHOD,
-    interval_cap: float | None = calibration.RECOMMENDED_INTERVAL_TOTAL_CAP,
+    recalibration: str = SERVED.recalibration,
+    interval_cap: float | None = SERVED.interval_max_total,
     boosted: bool = True,
     retrain_every: int = RETRAIN_EVERY,
     run_ablation: bool = True,
@@ -1305,10 +1265,6 @@ def evaluate(
     (k 50, ≤ 2/day, similarity⁴, 60-day decay, prior 2.5, all groups) is always evaluated next to it.
     ``sweep`` adds more settings (compared by log loss in a table).
     """
-    from spymaster.gold import EPISODES_TABLE
-    from spymaster.lake import committed_dates, new_run_id
-    from spymaster.layout import Layer
-
     say = progress or (lambda _m: None)
     t_start = time.perf_counter()
     run = run_id or new_run_id()
@@ -1332,11 +1288,11 @@ def evaluate(
     if served is None:
         served = KnnConfig.of(
             "kNN recommended",
-            k=calibration.RECOMMENDED_K,
-            max_per_day=calibration.RECOMMENDED_MAX_PER_DAY,
+            k=SERVED.k,
+            max_per_day=SERVED.max_per_day,
             params=calibration.RECOMMENDED_PARAMS,
-            weights=calibration.RECOMMENDED_WEIGHTS,
-            pooled_prior=calibration.RECOMMENDED_POOLED_PRIOR,
+            weights=SERVED.weights,
+            pooled_prior=SERVED.pooled_prior,
         )
     configs = [published, served, *(c for c in sweep if c.name not in (published.name, served.name))]
     wf = walk_forward(
@@ -1393,7 +1349,7 @@ def evaluate(
         level=served.params.interval,
         cap=interval_cap,
     )
-    served_name = SERVED
+    served_name = SERVED_NAME
     served_raw = f"{served.name} raw"
     ests.append(_Est(served_name, final.p, final.lo, final.hi))
     final_map = calibration.fit(fs.p_break, y, recalibration)
@@ -1505,7 +1461,7 @@ def evaluate(
         "n_test": int(rows.size),
         "embargo_days": embargo_days,
         "window_days": window_days,
-        "horizon_min": PRIMARY,
+        "horizon_min": PRIMARY_HORIZON_MIN,
         "served": {
             "name": served.name,
             "k": served.k,
@@ -1561,33 +1517,33 @@ def evaluate(
         sweep=[c for c in sweep if c.name in wf.knn],
         pngs=sorted(pngs),
     )
-    paths = {
-        "report": report_path(run, "report.md"),
-        "metrics": report_path(run, "metrics.json"),
-        **{n.removesuffix(".png"): report_path(run, n) for n in pngs},
-        "latest": latest_path(),
+    files = {
+        "report": paths.report_path(run, "report.md"),
+        "metrics": paths.report_path(run, "metrics.json"),
+        **{n.removesuffix(".png"): paths.report_path(run, n) for n in pngs},
+        "latest": paths.latest_path(),
     }
     if write:
         for n, data in pngs.items():
-            lake.write_bytes(report_path(run, n), data)
+            lake.write_bytes(paths.report_path(run, n), data)
         lake.write_bytes(
-            paths["metrics"], json.dumps(_clean(metrics), indent=1, sort_keys=True, allow_nan=False).encode()
+            files["metrics"], json.dumps(_clean(metrics), indent=1, sort_keys=True, allow_nan=False).encode()
         )
-        lake.write_bytes(paths["report"], md.encode())
+        lake.write_bytes(files["report"], md.encode())
         lake.write_json(
-            latest_path(),
+            paths.latest_path(),
             {
                 "run_id": run,
                 "created_at": metrics["created_at"],
                 "start": metrics["start"],
                 "end": metrics["end"],
-                "report": paths["report"],
-                "metrics": paths["metrics"],
-                "plots": {n.removesuffix(".png"): report_path(run, n) for n in pngs},
+                "report": files["report"],
+                "metrics": files["metrics"],
+                "plots": {n.removesuffix(".png"): paths.report_path(run, n) for n in pngs},
             },
         )
     say(f"evaluation done in {metrics['seconds']} s")
-    return Report(run, md, metrics, paths, pngs)
+    return Report(run, md, metrics, files, pngs)
 
 
 def _clean(obj: Any) -> Any:
@@ -1675,7 +1631,7 @@ def _markdown(
     md: list[str] = [
         f"# Walk-forward evaluation — run `{metrics['run_id']}`",
         "",
-        f"P(BREAK) at the {PRIMARY}-minute horizon on **{metrics['n_test']} test episodes** over "
+        f"P(BREAK) at the {PRIMARY_HORIZON_MIN}-minute horizon on **{metrics['n_test']} test episodes** over "
         f"**{len(td)} test days** ({td[0]} … {td[-1]}). Embargo: a forecast for day T uses only dates "
         f"strictly before the trading day {metrics['embargo_days']} trading day(s) before T "
         f"(neighbours, normalisation — refitted per test day on the last {metrics['window_days']} such dates — "
@@ -1875,7 +1831,7 @@ def _markdown(
             ),
             "",
             "This run's forward selection keeps: `" + json.dumps(dict(weights)) + "` (the served "
-            "setting uses `calibration.RECOMMENDED_WEIGHTS`, decided on two lakes: docs/EVALUATION.md).",
+            "setting uses `SERVED.weights`, decided on two lakes: docs/EVALUATION.md).",
             "",
         ]
     if sweep:

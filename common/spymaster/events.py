@@ -30,7 +30,7 @@ from aws_lambda_powertools.utilities.data_classes import S3Event, SQSEvent
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from spymaster import layout
+from spymaster.lake import paths
 
 __all__ = [
     "BackfillRequest",
@@ -39,10 +39,6 @@ __all__ = [
     "IndexRangeRequest",
     "LandedObject",
     "RawLanded",
-    "backfill_items_key",
-    "backfill_plan_key",
-    "backfill_report_key",
-    "backfill_result_key",
     "is_sqs_event",
     "lake_location",
     "landed_objects",
@@ -83,7 +79,7 @@ class RawLanded:
     """A landed object that is the canonical raw file of one (kind, date) of the lake."""
 
     obj: LandedObject
-    raw: layout.RawKey
+    raw: paths.RawKey
     rel: str
     """The lake-relative key (``raw/dataset=…/…/<file>.dbn.zst``)."""
 
@@ -149,17 +145,17 @@ def raw_landed(obj: LandedObject, bucket: str, prefix: str) -> RawLanded | None:
     """The raw file ``obj`` is in the lake at ``s3://bucket/prefix``, or None.
 
     None for other buckets, keys outside the lake's ``raw/``, kinds the pipeline does not use, and
-    names other than the canonical one (:func:`spymaster.layout.raw_file`), exactly as
-    :func:`spymaster.status.landed_raw` counts landed files.
+    names other than the canonical one (:func:`spymaster.lake.paths.raw_file`), exactly as
+    :func:`spymaster.lake.status.landed_raw` counts landed files.
     """
     if obj.bucket != bucket or not obj.key.startswith(prefix):
         return None
     rel = obj.key[len(prefix) :]
     try:
-        raw = layout.parse_raw_key(rel)
+        raw = paths.parse_raw_key(rel)
     except ValueError:
         return None
-    if rel != layout.raw_file(raw.kind, raw.date):
+    if rel != paths.raw_file(raw.kind, raw.date):
         return None
     return RawLanded(obj=obj, raw=raw, rel=rel)
 
@@ -245,28 +241,3 @@ class IndexRangeRequest(BaseModel):
     start: dt.date
     end: dt.date
     after: dt.date | None = None
-
-
-# -- the backfill's lake keys ----------------------------------------------------------------------------
-
-BACKFILL_ROOT = "_backfill"
-REPORTS_ROOT = "_reports/backfill"
-
-
-def backfill_items_key(run: str) -> str:
-    """The Distributed Map's item list (a JSON array of :class:`DateRequest` bodies)."""
-    return f"{BACKFILL_ROOT}/{run}/items.json"
-
-
-def backfill_plan_key(run: str) -> str:
-    """What the plan found: requested range, planned dates, incomplete and already-built dates."""
-    return f"{BACKFILL_ROOT}/{run}/plan.json"
-
-
-def backfill_result_key(run: str, date: dt.date) -> str:
-    """One date's outcome in a backfill, written by the per-date job."""
-    return f"{BACKFILL_ROOT}/{run}/results/date={date.isoformat()}.json"
-
-
-def backfill_report_key(run: str) -> str:
-    return f"{REPORTS_ROOT}/{run}.json"

@@ -68,12 +68,10 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import betaincinv
 
-from spymaster.gold import HORIZONS_MIN, PRIMARY_HORIZON_MIN
+from spymaster.outcomes import HORIZONS_MIN, OUTCOMES, PRIMARY_HORIZON_MIN, horizon_index
 
 __all__ = [
     "DEFAULT_EMA_ALPHA",
-    "HORIZONS",
-    "OUTCOMES",
     "Answer",
     "Distribution",
     "Hits",
@@ -84,7 +82,8 @@ __all__ = [
     "beta_interval",
     "distribution",
     "ema",
-    "label_codes",
+    "ema_step",
+    "finite_or_none",
     "pooled_params",
     "posterior",
     "prior_mean",
@@ -97,12 +96,8 @@ F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
-OUTCOMES: tuple[str, ...] = ("BREAK", "REJECT", "CHOP")
-HORIZONS: tuple[int, ...] = HORIZONS_MIN
-PRIMARY = PRIMARY_HORIZON_MIN
 DEFAULT_EMA_ALPHA = 0.5
 """EMA weight of the newest bar in the smoothed signal (half-life one 2-minute bar)."""
-_CODE = {o: i for i, o in enumerate(OUTCOMES)}
 
 
 @dataclass(frozen=True)
@@ -163,17 +158,6 @@ def pooled_params(params: Params, pooled_counts: npt.ArrayLike | None) -> Params
     return replace(params, default_prior=(b, r, ch), pooled_prior=0.0)
 
 
-def label_codes(labels: Sequence[str | None]) -> npt.NDArray[np.int8]:
-    """BREAK/REJECT/CHOP → 0/1/2; null (or anything else) → −1."""
-    return np.array([_CODE.get(x, -1) if x is not None else -1 for x in labels], dtype=np.int8)
-
-
-def _horizon_index(horizon: int) -> int:
-    if horizon not in HORIZONS:
-        raise ValueError(f"horizon must be one of {HORIZONS}")
-    return HORIZONS.index(horizon)
-
-
 # -- partitions ------------------------------------------------------------------------------------
 
 
@@ -192,22 +176,22 @@ class Partition:
     ts: I64
     episode_id: npt.NDArray[np.str_]
     labels: npt.NDArray[np.int8]
-    """[len(HORIZONS), n] outcome codes, −1 where null."""
+    """[len(HORIZONS_MIN), n] outcome codes, −1 where null."""
     mfe: F64
     mae: F64
     cum: npt.NDArray[np.int32] = field(init=False)
-    """[len(HORIZONS), n + 1, 3] label counts of rows [0, i)."""
+    """[len(HORIZONS_MIN), n + 1, 3] label counts of rows [0, i)."""
     _norms: dict[bytes, F32] = field(init=False, default_factory=dict)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         n = self.day.shape[0]
-        if self.unit.shape[0] != n or self.labels.shape != (len(HORIZONS), n):
+        if self.unit.shape[0] != n or self.labels.shape != (len(HORIZONS_MIN), n):
             raise ValueError("partition arrays disagree in length")
         if n and np.any(np.diff(self.day) < 0):
             raise ValueError("partition rows must be sorted by day")
-        onehot = np.zeros((len(HORIZONS), n + 1, len(OUTCOMES)), dtype=np.int32)
-        for h in range(len(HORIZONS)):
+        onehot = np.zeros((len(HORIZONS_MIN), n + 1, len(OUTCOMES)), dtype=np.int32)
+        for h in range(len(HORIZONS_MIN)):
             for c in range(len(OUTCOMES)):
                 onehot[h, 1:, c] = np.cumsum(self.labels[h] == c)
         self.cum = onehot
@@ -241,9 +225,9 @@ class Partition:
             day=d[order],
             ts=t[order],
             episode_id=ids[order],
-            labels=np.asarray(labels, dtype=np.int8).reshape(len(HORIZONS), -1)[:, order],
-            mfe=np.asarray(mfe, dtype=np.float64).reshape(len(HORIZONS), -1)[:, order],
-            mae=np.asarray(mae, dtype=np.float64).reshape(len(HORIZONS), -1)[:, order],
+            labels=np.asarray(labels, dtype=np.int8).reshape(len(HORIZONS_MIN), -1)[:, order],
+            mfe=np.asarray(mfe, dtype=np.float64).reshape(len(HORIZONS_MIN), -1)[:, order],
+            mae=np.asarray(mae, dtype=np.float64).reshape(len(HORIZONS_MIN), -1)[:, order],
         )
 
     @property
@@ -256,7 +240,7 @@ class Partition:
 
     def base_counts(self, horizon: int, cut: int) -> I64:
         """Label counts (BREAK, REJECT, CHOP) of rows [0, cut) at a horizon."""
-        out: I64 = self.cum[_horizon_index(horizon), cut].astype(np.int64)
+        out: I64 = self.cum[horizon_index(horizon), cut].astype(np.int64)
         return out
 
     def weighted_norms(self, g: F32) -> F32:
@@ -345,13 +329,13 @@ def search(
     as_of_day: int,
     k: int,
     max_per_day: int,
-    horizon: int = PRIMARY,
+    horizon: int = PRIMARY_HORIZON_MIN,
     dim_weights: F32 | None = None,
 ) -> Hits:
     """Exact top-``k`` rows dated strictly before ``as_of_day`` with at most ``max_per_day`` per date."""
     if k < 1 or max_per_day < 1:
         raise ValueError("k and max_per_day must be at least 1")
-    h = _horizon_index(horizon)
+    h = horizon_index(horizon)
     cut = part.rows_before(as_of_day)
     unit = part.unit[:cut]
     norms = part.weighted_norms(dim_weights)[:cut] if dim_weights is not None else None
@@ -462,7 +446,7 @@ def distribution(
     hits: Hits,
     *,
     as_of_day: int,
-    horizon: int = PRIMARY,
+    horizon: int = PRIMARY_HORIZON_MIN,
     params: Params = Params(),
     pooled_counts: npt.ArrayLike | None = None,
 ) -> tuple[Distribution, F64]:
@@ -472,7 +456,7 @@ def distribution(
     horizon (:meth:`Index.pooled_counts`), used when ``params.pooled_prior`` > 0.
     """
     params = pooled_params(params, pooled_counts)
-    h = _horizon_index(horizon)
+    h = horizon_index(horizon)
     rows = hits.rows
     age = (as_of_day - part.day[rows]).astype(np.float64)
     w = np.power(np.clip(hits.similarity, 0.0, None), params.similarity_power) * np.exp(
@@ -521,8 +505,12 @@ class Answer:
     distribution: Distribution
 
 
-def _finite(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
+def finite_or_none(x: float | None) -> float | None:
+    """A float, or None when it is missing, NaN or infinite (JSON has no NaN)."""
+    if x is None:
+        return None
+    f = float(x)
+    return f if math.isfinite(f) else None
 
 
 def query(
@@ -532,7 +520,7 @@ def query(
     as_of_day: int,
     k: int = 50,
     max_per_day: int = 2,
-    horizon: int = PRIMARY,
+    horizon: int = PRIMARY_HORIZON_MIN,
     dim_weights: F32 | None = None,
     params: Params = Params(),
     pooled_counts: npt.ArrayLike | None = None,
@@ -550,7 +538,7 @@ def query(
     dist, w = distribution(
         part, hits, as_of_day=as_of_day, horizon=horizon, params=params, pooled_counts=pooled_counts
     )
-    h = _horizon_index(horizon)
+    h = horizon_index(horizon)
     nb = tuple(
         Neighbour(
             row=int(r),
@@ -560,8 +548,8 @@ def query(
             similarity=float(s),
             weight=float(wi),
             outcome=OUTCOMES[int(part.labels[h, r])] if part.labels[h, r] >= 0 else None,
-            mfe=_finite(float(part.mfe[h, r])),
-            mae=_finite(float(part.mae[h, r])),
+            mfe=finite_or_none(float(part.mfe[h, r])),
+            mae=finite_or_none(float(part.mae[h, r])),
         )
         for r, s, wi in zip(hits.rows.tolist(), hits.similarity.tolist(), w.tolist(), strict=True)
     )
@@ -585,19 +573,19 @@ class Index:
     day_counts: Mapping[int, int]
     pool_days: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, np.int32))
     """Every day with rows, ascending."""
-    pool_cum: I64 = field(default_factory=lambda: np.zeros((len(HORIZONS), 1, len(OUTCOMES)), np.int64))
-    """[len(HORIZONS), len(pool_days) + 1, 3]: label counts of all partitions' rows on days before
+    pool_cum: I64 = field(default_factory=lambda: np.zeros((len(HORIZONS_MIN), 1, len(OUTCOMES)), np.int64))
+    """[len(HORIZONS_MIN), len(pool_days) + 1, 3]: label counts of all partitions' rows on days before
     ``pool_days[i]`` (row i; the last row counts every day)."""
 
     @property
     def episodes(self) -> int:
         return int(self.ids.shape[0])
 
-    def pooled_counts(self, as_of_day: int, horizon: int = PRIMARY) -> I64:
+    def pooled_counts(self, as_of_day: int, horizon: int = PRIMARY_HORIZON_MIN) -> I64:
         """Label counts (BREAK, REJECT, CHOP) of every partition's rows dated strictly before
         ``as_of_day`` whose label at ``horizon`` is not null: the pooled prior's evidence."""
         i = int(np.searchsorted(self.pool_days, as_of_day, side="left"))
-        out: I64 = self.pool_cum[_horizon_index(horizon), i].copy()
+        out: I64 = self.pool_cum[horizon_index(horizon), i].copy()
         return out
 
     def locate(self, episode_id: str) -> tuple[Partition, int] | None:
@@ -633,7 +621,7 @@ class Index:
         mfe: npt.ArrayLike,
         mae: npt.ArrayLike,
     ) -> Index:
-        """Group rows into partitions (labels / mfe / mae are [len(HORIZONS), n])."""
+        """Group rows into partitions (labels / mfe / mae are [len(HORIZONS_MIN), n])."""
         ids = np.asarray(episode_id, dtype=np.str_)
         n = ids.shape[0]
         if n == 0:
@@ -642,9 +630,9 @@ class Index:
         t = np.asarray(ts, dtype=np.int64)
         tb = np.asarray(time_bucket, dtype=np.int64)
         vec = np.asarray(vectors, dtype=np.float32)
-        lab = np.asarray(labels, dtype=np.int8).reshape(len(HORIZONS), n)
-        fe = np.asarray(mfe, dtype=np.float64).reshape(len(HORIZONS), n)
-        ae = np.asarray(mae, dtype=np.float64).reshape(len(HORIZONS), n)
+        lab = np.asarray(labels, dtype=np.int8).reshape(len(HORIZONS_MIN), n)
+        fe = np.asarray(mfe, dtype=np.float64).reshape(len(HORIZONS_MIN), n)
+        ae = np.asarray(mae, dtype=np.float64).reshape(len(HORIZONS_MIN), n)
         pkeys = np.array(
             [f"{k}|{r}|{int(b)}" for k, r, b in zip(level_kind, direction, tb.tolist(), strict=True)],
             dtype=np.str_,
@@ -675,8 +663,8 @@ class Index:
         order = np.argsort(ids, kind="stable")
         days, day_code, counts = np.unique(d, return_inverse=True, return_counts=True)
         n_out = len(OUTCOMES)
-        pool_cum = np.zeros((len(HORIZONS), days.size + 1, n_out), np.int64)
-        for h in range(len(HORIZONS)):
+        pool_cum = np.zeros((len(HORIZONS_MIN), days.size + 1, n_out), np.int64)
+        for h in range(len(HORIZONS_MIN)):
             ok = (lab[h] >= 0) & (lab[h] < n_out)
             per_day = np.bincount(
                 day_code[ok] * n_out + lab[h, ok].astype(np.int64), minlength=days.size * n_out
@@ -705,5 +693,11 @@ def ema(values: npt.ArrayLike, alpha: float = DEFAULT_EMA_ALPHA, reset: npt.Arra
     out = np.empty_like(x)
     r = np.zeros(x.shape[0], dtype=bool) if reset is None else np.asarray(reset, dtype=bool)
     for i in range(x.shape[0]):
-        out[i] = x[i] if i == 0 or r[i] else alpha * x[i] + (1 - alpha) * out[i - 1]
+        out[i] = x[i] if i == 0 or r[i] else ema_step(x[i], out[i - 1], alpha)
+    return out
+
+
+def ema_step(x: F64, prev: F64, alpha: float = DEFAULT_EMA_ALPHA) -> F64:
+    """One step of :func:`ema`: ``α·x + (1 − α)·prev`` (the served signals smooth bar by bar)."""
+    out: F64 = alpha * x + (1 - alpha) * prev
     return out

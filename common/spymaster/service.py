@@ -18,8 +18,8 @@
 * **The estimator** is the evaluation's recommendation, set in one place
   (:mod:`spymaster.calibration`): ``SERVED_PARAMS`` (the partition base rate shrunk toward the
   pooled split of all partitions with 100 pseudo-counts, the interval's Beta total capped at 2.5),
-  ``SERVED_WEIGHTS`` (``dealer`` 0; a request's weights override them group by group),
-  ``SERVED_K`` and ``SERVED_MAX_PER_DAY``.
+  ``SERVED.weights`` (``dealer`` 0; a request's weights override them group by group),
+  ``SERVED.k`` and ``SERVED.max_per_day``.
 * **The evaluation report** (``reports/evaluation/latest.json`` and the files it lists) is read
   from the lake per request (``latest.json`` is small) and served as JSON and files; only files
   named in ``latest.json`` and lying in its run's folder are ever read.
@@ -46,19 +46,22 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from spymaster import calibration, gold, layout, retrieval, sessions, vectordb, vectors
+from spymaster import calibration, retrieval, sessions, vectors
 from spymaster.errors import LakeError, NotCommittedError, SpymasterError
-from spymaster.features import DIRECTIONS, LEVEL_KINDS, STATE_SCHEMA, TIME_BUCKETS
-from spymaster.lake import Lake, committed_dates, read_committed, read_manifest
-from spymaster.layout import Layer
-from spymaster.retrieval import HORIZONS, OUTCOMES, Index, Params, Partition
+from spymaster.features import STATE_SCHEMA
+from spymaster.lake import Lake, committed_dates, paths, read_committed, read_manifest
+from spymaster.lake.paths import Layer
+from spymaster.layers import gold
+from spymaster.layers.index import open_table
+from spymaster.levels import DIRECTIONS, LEVEL_KINDS
+from spymaster.outcomes import HORIZONS_MIN, OUTCOMES, PRIMARY_HORIZON_MIN, label_codes
+from spymaster.partitions import TIME_BUCKETS, all_partitions, partition_key
+from spymaster.retrieval import Index, Params, Partition, finite_or_none
+from spymaster.sessions import BAR_CLOSE_NS, NS, STEP_NS, day_number, from_day_number
+from spymaster.settings import SERVED
 
 __all__ = [
-    "BAR_CLOSE_S",
-    "DEFAULT_K",
-    "DEFAULT_MAX_PER_DAY",
     "InvalidQueryError",
     "NotFoundError",
     "Service",
@@ -68,11 +71,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-NS = 1_000_000_000
-STEP_NS = 30 * NS
-BAR_CLOSE_S = 120
-DEFAULT_K = calibration.SERVED_K
-DEFAULT_MAX_PER_DAY = calibration.SERVED_MAX_PER_DAY
 REPORT_MEDIA_TYPES: Mapping[str, str] = {
     ".md": "text/markdown; charset=utf-8",
     ".json": "application/json",
@@ -83,7 +81,6 @@ _REPORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9]+)?$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 NO_REPORT = "no evaluation report in the lake yet (run `spymaster evaluate`)"
 BARS_FROM = dt.time(9, 0)
-EPOCH = dt.date(1970, 1, 1)
 _INDEX_COLUMNS = [
     "episode_id",
     "date",
@@ -93,9 +90,9 @@ _INDEX_COLUMNS = [
     "time_bucket",
     "stats_version",
     "vector",
-    *(f"label_{h}m" for h in HORIZONS),
-    *(f"mfe_{h}m" for h in HORIZONS),
-    *(f"mae_{h}m" for h in HORIZONS),
+    *(f"label_{h}m" for h in HORIZONS_MIN),
+    *(f"mfe_{h}m" for h in HORIZONS_MIN),
+    *(f"mae_{h}m" for h in HORIZONS_MIN),
 ]
 
 
@@ -108,14 +105,6 @@ class InvalidQueryError(SpymasterError, ValueError):
 
 
 # -- small helpers ---------------------------------------------------------------------------------
-
-
-def day_number(d: dt.date) -> int:
-    return (d - EPOCH).days
-
-
-def from_day_number(n: int) -> dt.date:
-    return EPOCH + dt.timedelta(days=int(n))
 
 
 def iso_z(ts_ns: int) -> str:
@@ -131,21 +120,6 @@ def et_time(ts_ns: int) -> str:
     return dt.datetime.fromtimestamp(int(ts_ns) // NS, tz=sessions.ET).strftime("%H:%M:%S")
 
 
-def _finite(x: Any) -> float | None:
-    if x is None:
-        return None
-    f = float(x)
-    return f if math.isfinite(f) else None
-
-
-def _codes(col: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.int8]:
-    out = np.full(len(col), -1, dtype=np.int8)
-    for i, name in enumerate(OUTCOMES):
-        hit = pc.fill_null(pc.equal(col, pa.scalar(name)), False)
-        out[np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)] = i
-    return out
-
-
 def _floats(col: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.float64]:
     return np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
 
@@ -156,7 +130,7 @@ def _ns(col: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.int64]:
 
 def _empty_partition(key: str) -> Partition:
     kind, direction, bucket = key.split("|")
-    h = len(HORIZONS)
+    h = len(HORIZONS_MIN)
     return Partition(
         key=key,
         level_kind=kind,
@@ -186,9 +160,9 @@ def index_from_arrow(table: pa.Table, version: int | None) -> tuple[Index, dict[
         direction=table.column("direction").to_pylist(),
         time_bucket=np.asarray(table.column("time_bucket").to_numpy(zero_copy_only=False), np.int64),
         vectors=vectors.vectors_from_arrow(table.column("vector")),
-        labels=np.stack([_codes(table.column(f"label_{h}m")) for h in HORIZONS]),
-        mfe=np.stack([_floats(table.column(f"mfe_{h}m")) for h in HORIZONS]),
-        mae=np.stack([_floats(table.column(f"mae_{h}m")) for h in HORIZONS]),
+        labels=np.stack([label_codes(table.column(f"label_{h}m")) for h in HORIZONS_MIN]),
+        mfe=np.stack([_floats(table.column(f"mfe_{h}m")) for h in HORIZONS_MIN]),
+        mae=np.stack([_floats(table.column(f"mae_{h}m")) for h in HORIZONS_MIN]),
     )
     pairs = (
         pa.table({"d": pa.array(days), "v": table.column("stats_version")}).group_by(["d", "v"]).aggregate([])
@@ -255,9 +229,7 @@ class Service:
         self.lake = lake
         self.check_s = float(table_check_seconds)
         self.params = params or calibration.SERVED_PARAMS
-        self.default_weights: dict[str, float] = dict(
-            calibration.SERVED_WEIGHTS if weights is None else weights
-        )
+        self.default_weights: dict[str, float] = dict(SERVED.weights if weights is None else weights)
         self._clock = clock
         self._fixed = index is not None
         self._snap: _Snapshot | None = (
@@ -313,7 +285,7 @@ class Service:
         if self.lake is None:
             return snap or _Snapshot(Index.empty(None), {})
         if self._table is None:
-            self._table = vectordb.open_table(self.lake)
+            self._table = open_table(self.lake)
             if self._table is None:
                 return _Snapshot(Index.empty(None), {})
         else:
@@ -352,10 +324,10 @@ class Service:
             return {"days": cached[1]}
         out: list[dict[str, Any]] = []
         if self.lake is not None:
-            silver = committed_dates(self.lake, Layer.SILVER, "state")
+            silver = committed_dates(self.lake, Layer.SILVER, paths.STATE_TABLE)
             marked = {
-                layout.date_from_partition(p)
-                for p in self.lake.list_files(vectordb.INDEX_MARKERS)
+                paths.date_from_partition(p)
+                for p in self.lake.list_files(paths.INDEX_MARKERS)
                 if p.endswith(".json")
             }
             for d in silver:
@@ -366,9 +338,9 @@ class Service:
 
     def partitions(self) -> dict[str, Any]:
         idx = self.index()
-        h = retrieval.PRIMARY
+        h = PRIMARY_HORIZON_MIN
         out = []
-        order = {(k, d, b): i for i, (k, d, b) in enumerate(_all_partitions())}
+        order = {(k, d, b): i for i, (k, d, b) in enumerate(all_partitions())}
         for part in sorted(
             idx.partitions.values(),
             key=lambda p: order.get((p.level_kind, p.direction, p.time_bucket), 1 << 30),
@@ -405,7 +377,7 @@ class Service:
                 if now - hit.checked < self.check_s:
                     return hit
         try:
-            run_id = read_manifest(self.lake, Layer.SILVER, "state", date).run_id
+            run_id = read_manifest(self.lake, Layer.SILVER, paths.STATE_TABLE, date).run_id
         except NotCommittedError:
             with self._day_lock:
                 self._days.pop(date, None)
@@ -416,9 +388,9 @@ class Service:
         data = DayData(
             date=date,
             run_id=run_id,
-            state=read_committed(self.lake, Layer.SILVER, "state", date),
-            levels=read_committed(self.lake, Layer.SILVER, "levels", date),
-            bars_2m=read_committed(self.lake, Layer.SILVER, "bars_2m", date),
+            state=read_committed(self.lake, Layer.SILVER, paths.STATE_TABLE, date),
+            levels=read_committed(self.lake, Layer.SILVER, paths.LEVELS_TABLE, date),
+            bars_2m=read_committed(self.lake, Layer.SILVER, paths.BARS_2M_TABLE, date),
             checked=now,
         )
         with self._day_lock:
@@ -438,7 +410,7 @@ class Service:
         bars = [
             {
                 "t": iso_z(int(ts[j])),
-                **{c: _finite(cols[c][i]) for c in ("open", "high", "low", "close")},
+                **{c: finite_or_none(cols[c][i]) for c in ("open", "high", "low", "close")},
                 "volume": int(vol[i]) if math.isfinite(vol[i]) else 0,
             }
             for i, j in enumerate(sel.tolist())
@@ -457,7 +429,7 @@ class Service:
             out.append(
                 {
                     "kind": kind,
-                    "points": [{"t": ti, "value": _finite(v)} for ti, v in zip(t, vals, strict=True)],
+                    "points": [{"t": ti, "value": finite_or_none(v)} for ti, v in zip(t, vals, strict=True)],
                 }
             )
         return {"date": date.isoformat(), "levels": out}
@@ -512,7 +484,7 @@ class Service:
         dist = _floats(sub.column("distance")).tolist()
         version = stats.version  # a hash over the statistics: compute it once
         return [
-            Point(date, ts, k, str(dr), int(b), _finite(ds), norm[i], version)
+            Point(date, ts, k, str(dr), int(b), finite_or_none(ds), norm[i], version)
             for i, ((ts, k), dr, b, ds) in enumerate(zip(anchors, dirs, buckets, dist, strict=True))
         ]
 
@@ -530,9 +502,9 @@ class Service:
         when = f"{et_time(ts)} ET on {date.isoformat()}"
         if row is None:
             raise NotFoundError(f"{level_kind} is not active at {when}")
-        in_zone = _finite(day.state.column("in_zone")[row].as_py())
+        in_zone = finite_or_none(day.state.column("in_zone")[row].as_py())
         if not in_zone or in_zone < 0.5:
-            d = _finite(day.state.column("distance")[row].as_py())
+            d = finite_or_none(day.state.column("distance")[row].as_py())
             how = f" (|distance| {abs(d):.2f} ATR)" if d is not None else ""
             raise NotFoundError(
                 f"{level_kind} is not in its approach zone at {when}{how}: no episode partition applies"
@@ -550,10 +522,10 @@ class Service:
         vector: Sequence[float] | None = None,
         partition: Mapping[str, Any] | None = None,
         as_of: dt.date | None = None,
-        k: int = DEFAULT_K,
-        max_per_day: int = DEFAULT_MAX_PER_DAY,
+        k: int = SERVED.k,
+        max_per_day: int = SERVED.max_per_day,
         weights: Mapping[str, float] | None = None,
-        horizon: int = retrieval.PRIMARY,
+        horizon: int = PRIMARY_HORIZON_MIN,
         max_k: int = 500,
     ) -> dict[str, Any]:
         """The answer to ``POST /v1/similar`` (see the API contract)."""
@@ -567,8 +539,8 @@ class Service:
             raise InvalidQueryError(f"k must be between 1 and {max_k}")
         if not 1 <= max_per_day <= 50:
             raise InvalidQueryError("max_per_day must be between 1 and 50")
-        if horizon not in HORIZONS:
-            raise InvalidQueryError(f"horizon must be one of {', '.join(map(str, HORIZONS))}")
+        if horizon not in HORIZONS_MIN:
+            raise InvalidQueryError(f"horizon must be one of {', '.join(map(str, HORIZONS_MIN))}")
         g = self._weights(weights)
         idx = self.index()
         q_date: dt.date | None
@@ -593,8 +565,8 @@ class Service:
             if qvec.shape != (vectors.VECTOR_DIM,) or not np.isfinite(qvec).all():
                 raise InvalidQueryError(f"vector must hold {vectors.VECTOR_DIM} finite numbers")
             kind, direction, bucket = _partition_ref(partition)
-            part = idx.partitions.get(vectordb.partition_key(kind, direction, bucket)) or _empty_partition(
-                vectordb.partition_key(kind, direction, bucket)
+            part = idx.partitions.get(partition_key(kind, direction, bucket)) or _empty_partition(
+                partition_key(kind, direction, bucket)
             )
             q_date, q_ts = None, None
         else:
@@ -602,7 +574,7 @@ class Service:
                 raise InvalidQueryError("a state query needs date, time and level_kind")
             _check_as_of(as_of, date)
             pt = self.point(date, time, level_kind)
-            key = vectordb.partition_key(pt.level_kind, pt.direction, pt.time_bucket)
+            key = partition_key(pt.level_kind, pt.direction, pt.time_bucket)
             part = idx.partitions.get(key) or _empty_partition(key)
             q_date, q_ts, qvec, stats_version = pt.date, pt.ts, pt.vector, pt.stats_version
             eid = gold.episode_id(pt.date, pt.level_kind, pt.direction, pt.ts)
@@ -675,11 +647,11 @@ class Service:
 
     # -- signals ----------------------------------------------------------------------------------
     def signals(
-        self, date: dt.date, *, horizon: int = retrieval.PRIMARY, k: int = DEFAULT_K, max_k: int = 500
+        self, date: dt.date, *, horizon: int = PRIMARY_HORIZON_MIN, k: int = SERVED.k, max_k: int = 500
     ) -> dict[str, Any]:
         """Per 2-minute bar close 09:30–12:30 and level in its zone: the answer as of that date."""
-        if horizon not in HORIZONS:
-            raise InvalidQueryError(f"horizon must be one of {', '.join(map(str, HORIZONS))}")
+        if horizon not in HORIZONS_MIN:
+            raise InvalidQueryError(f"horizon must be one of {', '.join(map(str, HORIZONS_MIN))}")
         if not 1 <= k <= max_k:
             raise InvalidQueryError(f"k must be between 1 and {max_k}")
         day = self.day(date)
@@ -698,7 +670,7 @@ class Service:
 
     def _compute_signals(self, day: DayData, idx: Index, horizon: int, k: int) -> dict[str, Any]:
         date = day.date
-        steps = _bar_closes(date)
+        steps = sessions.bar_closes(date)
         state = day.state
         in_zone = np.nan_to_num(_floats(state.column("in_zone"))) >= 0.5
         kinds = state.column("level_kind").to_pylist()
@@ -720,14 +692,14 @@ class Service:
         last: dict[str, tuple[int, str, np.ndarray[Any, Any]]] = {}
         alpha = retrieval.DEFAULT_EMA_ALPHA
         for pt in points:
-            key = vectordb.partition_key(pt.level_kind, pt.direction, pt.time_bucket)
+            key = partition_key(pt.level_kind, pt.direction, pt.time_bucket)
             part = idx.partitions.get(key) or _empty_partition(key)
             hits = retrieval.search(
                 part,
                 pt.vector,
                 as_of_day=as_of,
                 k=k,
-                max_per_day=DEFAULT_MAX_PER_DAY,
+                max_per_day=SERVED.max_per_day,
                 horizon=horizon,
                 dim_weights=g,
             )
@@ -738,8 +710,8 @@ class Service:
             prev = last.get(pt.level_kind)
             # The EMA runs over consecutive bar closes of the same level while it stays in its zone
             # with the same direction; anything else restarts it.
-            if prev is not None and prev[0] == pt.ts - BAR_CLOSE_S * NS and prev[1] == pt.direction:
-                smooth = alpha * p + (1 - alpha) * prev[2]
+            if prev is not None and prev[0] == pt.ts - BAR_CLOSE_NS and prev[1] == pt.direction:
+                smooth = retrieval.ema_step(p, prev[2], alpha)
             else:
                 smooth = p
             last[pt.level_kind] = (pt.ts, pt.direction, smooth)
@@ -767,11 +739,9 @@ class Service:
         A file counts only when its path is ``report_path(run_id, name)`` for a plain file name
         with a served suffix: whatever ``latest.json`` says, nothing outside the run's folder is read.
         """
-        from spymaster.evaluation import latest_path, report_path
-
-        if self.lake is None or not self.lake.exists(latest_path()):
+        if self.lake is None or not self.lake.exists(paths.latest_path()):
             raise NotFoundError(NO_REPORT)
-        raw = self.lake.read_bytes(latest_path())
+        raw = self.lake.read_bytes(paths.latest_path())
         try:
             latest = json.loads(raw)
         except ValueError:
@@ -791,7 +761,7 @@ class Service:
             if (
                 _REPORT_NAME.match(name)
                 and _suffix(name) in REPORT_MEDIA_TYPES
-                and path == report_path(run, name)
+                and path == paths.report_path(run, name)
             ):
                 files[name] = (path, kind)
         return raw, latest, files
@@ -876,15 +846,6 @@ def _check_as_of(as_of: dt.date | None, q_date: dt.date) -> None:
         )
 
 
-def _bar_closes(date: dt.date) -> npt.NDArray[np.int64]:
-    """2-minute bar closes (aligned to the 18:00 ET Globex open) from 09:30 to 12:30 ET."""
-    start, end = sessions.et_ns(date, sessions.RTH_OPEN), sessions.et_ns(date, sessions.QUERY_END)
-    steps = np.arange(start, end + 1, STEP_NS, dtype=np.int64)
-    globex = sessions.globex_session(date)[0]
-    out: npt.NDArray[np.int64] = steps[(steps - globex) % (BAR_CLOSE_S * NS) == 0]
-    return out
-
-
 def _named(values: Sequence[float] | npt.NDArray[np.float64]) -> dict[str, float]:
     return {o: float(v) for o, v in zip(OUTCOMES, list(values), strict=True)}
 
@@ -903,10 +864,6 @@ def _distribution_json(d: retrieval.Distribution) -> dict[str, Any]:
         "expected_mae": d.expected_mae,
         "prior": _named(d.prior),
     }
-
-
-def _all_partitions() -> list[tuple[str, str, int]]:
-    return [(k, d, b) for k in LEVEL_KINDS for d in DIRECTIONS for b in range(len(TIME_BUCKETS))]
 
 
 def _partition_ref(p: Mapping[str, Any]) -> tuple[str, str, int]:

@@ -19,7 +19,7 @@ of its own history that ends at the anchor row, so nothing after the anchor can 
 Normalisation is robust scaling — ``(x − median) / IQR``, clipped to ±``clip``, NaN → 0 — with
 statistics fitted on the raw vectors of the **earlier** dates only (the last ``window_days`` dates
 with gold before the query date). Statistics are content-addressed: their version is a hash of
-the layout, window and values, stored at :func:`stats_path` so the query path applies the same one.
+the layout, window and values, stored at :func:`spymaster.lake.paths.stats_file` so the query path applies the same one.
 """
 
 from __future__ import annotations
@@ -38,8 +38,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from spymaster import sessions
-from spymaster.features import FEATURE_NAMES, FEATURES, LEVEL_KINDS, STATE_SCHEMA
-from spymaster.trajectory import dct_coefficients
+from spymaster.features import FEATURE_NAMES, FEATURES, GROUPS, STATE_SCHEMA
+from spymaster.indicators.trajectory import dct_coefficients
+from spymaster.lake import Lake, committed_dates, paths, read_manifest
+from spymaster.lake.paths import EPISODES_TABLE, Layer
+from spymaster.levels import LEVEL_KINDS
+from spymaster.sessions import STEP_NS, STEP_S
 
 FloatArray = npt.NDArray[np.float64]
 F32Array = npt.NDArray[np.float32]
@@ -65,15 +69,11 @@ __all__ = [
     "load_stats",
     "save_stats",
     "stats_for_date",
-    "stats_path",
     "stats_window",
     "vectors_from_arrow",
     "vectors_to_arrow",
 ]
 
-NS = 1_000_000_000
-STEP_S = 30
-STEP_NS = STEP_S * NS
 TRAJ_WINDOW = 40
 """Trajectory window in 30-s steps: 20 minutes ending at (and including) the anchor step."""
 TRAJ_K = 8
@@ -85,17 +85,8 @@ STATS_METHOD = "robust-median-iqr/v1"
 TTL_CAP_MIN = 30.0
 """Time-to-level is capped here (also when price is not moving toward the level)."""
 
-VECTOR_GROUPS: tuple[str, ...] = (
-    "geometry",
-    "kinematics",
-    "flow",
-    "barrier",
-    "tape",
-    "dealer",
-    "context",
-    "physics",
-    "trajectory",
-)
+VECTOR_GROUPS: tuple[str, ...] = (*GROUPS, "physics", "trajectory")
+"""The state table's feature groups, then the two the vector adds (derived dims, trajectory shape)."""
 
 # -- the layout ------------------------------------------------------------------------------------
 
@@ -469,33 +460,33 @@ def _ttl(abs_distance: float, vel: float) -> float:
     return abs_distance / vel
 
 
-def _finite(v: FloatArray) -> FloatArray:
+def _finite_values(v: FloatArray) -> FloatArray:
     out: FloatArray = v[np.isfinite(v)]
     return out
 
 
 def _nanmax(v: FloatArray) -> float:
-    f = _finite(v)
+    f = _finite_values(v)
     return float(f.max()) if f.size else np.nan
 
 
 def _nanmin(v: FloatArray) -> float:
-    f = _finite(v)
+    f = _finite_values(v)
     return float(f.min()) if f.size else np.nan
 
 
 def _nansum(v: FloatArray) -> float:
-    f = _finite(v)
+    f = _finite_values(v)
     return float(f.sum()) if f.size else np.nan
 
 
 def _nanmean(v: FloatArray) -> float:
-    f = _finite(v)
+    f = _finite_values(v)
     return float(f.mean()) if f.size else np.nan
 
 
 def _nanstd(v: FloatArray) -> float:
-    f = _finite(v)
+    f = _finite_values(v)
     return float(f.std()) if f.size >= 2 else np.nan
 
 
@@ -669,28 +660,23 @@ def apply(stats: Stats, raw: npt.ArrayLike) -> F32Array:
     return out[0] if one else out
 
 
-def stats_path(version: str) -> str:
-    """Lake-relative path of a statistics version."""
-    return f"gold/_stats/{version}.json"
-
-
-def save_stats(lake: Any, stats: Stats) -> str:
+def save_stats(lake: Lake, stats: Stats) -> str:
     """Write a statistics version to the lake (content-addressed: an existing version is kept)."""
-    path = stats_path(stats.version)
+    path = paths.stats_file(stats.version)
     if not lake.exists(path):
         lake.write_json(path, stats.to_json())
     return path
 
 
-def load_stats(lake: Any, version: str) -> Stats:
-    s = Stats.from_json(lake.read_json(stats_path(version)))
+def load_stats(lake: Lake, version: str) -> Stats:
+    s = Stats.from_json(lake.read_json(paths.stats_file(version)))
     if s.version != version:
-        raise ValueError(f"stats file {stats_path(version)} holds version {s.version}")
+        raise ValueError(f"stats file {paths.stats_file(version)} holds version {s.version}")
     return s
 
 
 def stats_for_date(
-    lake: Any,
+    lake: Lake,
     query_date: dt.date,
     *,
     window_days: int = DEFAULT_WINDOW_DAYS,
@@ -704,10 +690,6 @@ def stats_for_date(
     ``cache`` (keyed by date and the committed files, so a re-run's new files miss) lets a caller
     indexing many dates read each date's raw vectors once instead of once per later date.
     """
-    from spymaster.gold import EPISODES_TABLE
-    from spymaster.lake import committed_dates, read_manifest
-    from spymaster.layout import Layer
-
     window = stats_window(committed_dates(lake, Layer.GOLD, EPISODES_TABLE), query_date, window_days)
     by_date: dict[dt.date, F32Array] = {}
     for d in window:

@@ -1,6 +1,6 @@
 """Lambda: a raw DBN object landed → decode it into its bronze partition.
 
-Thin by design: parse the S3 event, load settings once, call :func:`spymaster.bronze.build`.
+Thin by design: parse the S3 event, load settings once, call :func:`spymaster.layers.bronze.build`.
 """
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
-from spymaster import bronze, layout
 from spymaster.errors import BadInputError
-from spymaster.lake import Lake
+from spymaster.lake import Lake, paths
+from spymaster.layers import bronze
 from spymaster.settings import storage_settings
 
 _lake: Lake | None = None
@@ -31,7 +31,7 @@ def handler(event: dict[str, Any], context: object = None) -> dict[str, Any]:
         key = urllib.parse.unquote_plus(rec["s3"]["object"]["key"])
         rel = key.removeprefix(prefix)
         try:
-            raw = layout.parse_raw_key(rel)
+            raw = paths.parse_raw_key(rel)
         except ValueError:
             results.append({"key": key, "status": "ignored"})
             continue

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from functions.bronze import app
-from spymaster import layout
-from spymaster.lake import Lake, read_committed
-from spymaster.layout import Layer, Product, RawKind
+from spymaster.lake import Lake, paths, read_committed
+from spymaster.lake.paths import Layer, Product, RawKind
 from tests.support import fixture, s3_settings
 
 EVENT = Path(__file__).parents[2] / "events" / "bronze_s3_put.json"
@@ -25,10 +24,10 @@ def test_s3_put_event_builds_bronze_and_replay_is_idempotent(
     lake = Lake(s3_settings(s3_endpoint, "lake"))
     monkeypatch.setattr(app, "_lake", lake)  # the handler's cold-start cache, not boto: S3 is real
     event = json.loads(EVENT.read_text())
-    raw = layout.parse_raw_key(urllib.parse.unquote_plus(event["Records"][0]["s3"]["object"]["key"]))
+    raw = paths.parse_raw_key(urllib.parse.unquote_plus(event["Records"][0]["s3"]["object"]["key"]))
     kind, date = raw.kind, raw.date
     assert kind == RawKind(Product.FUT, "trades")
-    lake.put_file(fixture("trades"), layout.raw_file(kind, date))
+    lake.put_file(fixture("trades"), paths.raw_file(kind, date))
 
     # When S3 delivers the event, twice
     first = app.handler(event)
@@ -38,7 +37,7 @@ def test_s3_put_event_builds_bronze_and_replay_is_idempotent(
     assert first["results"][0]["status"] == second["results"][0]["status"] == "committed"
     table = read_committed(lake, Layer.BRONZE, kind.bronze_table, date)
     assert table.num_rows == 4
-    assert len(lake.list_files(layout.table_dir(Layer.BRONZE, kind.bronze_table, date))) == 1
+    assert len(lake.list_files(paths.table_dir(Layer.BRONZE, kind.bronze_table, date))) == 1
 
 
 @pytest.mark.s3

@@ -26,13 +26,14 @@ from scipy.signal import lfilter
 from scipy.special import expit, ndtri
 
 from spymaster import sessions
+from spymaster.sessions import NS
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 I8 = npt.NDArray[np.int8]
 B1 = npt.NDArray[np.bool_]
 
-NS = 1_000_000_000
+
 TICK = 0.25
 BAR_SECONDS = 120
 TRADES_PER_DAY = 600_000

@@ -33,19 +33,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from spymaster import sessions, vectors
-from spymaster.bars import as_float, as_ns
-from spymaster.features import LEVEL_KINDS
+from spymaster.indicators.bars import as_float, as_ns
+from spymaster.lake import Lake, commit, discard, new_run_id, paths, read_committed, read_manifest
+from spymaster.lake.paths import EPISODES_TABLE, Layer, data_file
+from spymaster.levels import LEVEL_KINDS
+from spymaster.outcomes import HORIZONS_MIN, PRIMARY_HORIZON_MIN, THRESHOLD_ATR
+from spymaster.sessions import NS
 
 __all__ = [
     "ANCHOR_REASONS",
     "ANCHOR_SCHEMA",
-    "EPISODES_TABLE",
     "EPISODE_SCHEMA",
-    "HORIZONS_MIN",
     "OUTCOME_COLUMNS",
     "OUTCOME_SCHEMA",
-    "PRIMARY_HORIZON_MIN",
-    "THRESHOLD_ATR",
     "anchors",
     "build",
     "episode_id",
@@ -54,17 +54,9 @@ __all__ = [
     "read_episodes",
 ]
 
-NS = 1_000_000_000
-BAR_S = 30
-BAR_NS = BAR_S * NS
-BAR_CLOSE_NS = 120 * NS
-HORIZONS_MIN: tuple[int, ...] = (2, 4, 8, 20)
-PRIMARY_HORIZON_MIN = 8
-THRESHOLD_ATR = 1.0
+BAR_S = sessions.STEP_S
+BAR_NS = sessions.STEP_NS
 _EPS = 1e-9
-EPISODES_TABLE = "episodes"
-OUTCOMES: tuple[str, ...] = ("BREAK", "REJECT", "CHOP")
-CROSSINGS: tuple[str, ...] = ("BREAK", "REJECT", "TIE", "NONE")
 ANCHOR_REASONS: tuple[str, ...] = ("FIRST_BAR", "ENTRY", "BAR_CLOSE")
 
 TS = pa.timestamp("ns", tz="UTC")
@@ -145,10 +137,9 @@ def anchors(state: pa.Table, levels: pa.Table | None = None) -> pa.Table:
     visits: list[npt.NDArray[np.int64]] = []
     in_zone_min: list[npt.NDArray[np.float64]] = []
     for day in np.unique(days):
-        date = dt.date(1970, 1, 1) + dt.timedelta(days=int(day))
+        date = sessions.from_day_number(int(day))
         open_ns = sessions.et_ns(date, sessions.RTH_OPEN)
         end_ns = sessions.et_ns(date, sessions.QUERY_END)
-        globex_ns = sessions.globex_session(date)[0]
         for kind in LEVEL_KINDS:
             rows = np.flatnonzero((days == day) & (kinds == kind))
             if rows.size == 0:
@@ -164,7 +155,7 @@ def anchors(state: pa.Table, levels: pa.Table | None = None) -> pa.Table:
             prev_in = np.r_[False, inz[:-1]] & follows
             entry = inz & ~prev_in
             first_bar = entry & (np.arange(ts.size) == 0)
-            bar_close = (ts - globex_ns) % BAR_CLOSE_NS == 0
+            bar_close = sessions.is_bar_close(ts, date)
             sel = inz & (entry | bar_close) & (ts >= open_ns) & (ts <= end_ns)
             visit = np.cumsum(entry)
             last_entry = np.maximum.accumulate(np.where(entry, np.arange(ts.size), 0))
@@ -332,17 +323,15 @@ def episodes(state: pa.Table, levels: pa.Table | None, bars_30s: pa.Table) -> pa
 # -- the job ---------------------------------------------------------------------------------------
 
 
-def build(lake: Any, date: dt.date) -> pa.Table:
+def build(lake: Lake, date: dt.date) -> pa.Table:
     """Read a date's committed silver, compute its episodes and commit ``gold/episodes/date=…``."""
-    from spymaster.lake import commit, discard, new_run_id, read_committed, read_manifest
-    from spymaster.layout import Layer, data_file
-
     inputs = {
-        name: read_manifest(lake, Layer.SILVER, name, date).run_id for name in ("state", "levels", "bars_30s")
+        name: read_manifest(lake, Layer.SILVER, name, date).run_id
+        for name in (paths.STATE_TABLE, paths.LEVELS_TABLE, paths.BARS_30S_TABLE)
     }
-    state = read_committed(lake, Layer.SILVER, "state", date)
-    levels = read_committed(lake, Layer.SILVER, "levels", date)
-    bars_30s = read_committed(lake, Layer.SILVER, "bars_30s", date)
+    state = read_committed(lake, Layer.SILVER, paths.STATE_TABLE, date)
+    levels = read_committed(lake, Layer.SILVER, paths.LEVELS_TABLE, date)
+    bars_30s = read_committed(lake, Layer.SILVER, paths.BARS_30S_TABLE, date)
     out = episodes(state, levels, bars_30s)
     run_id = new_run_id()
     path = data_file(Layer.GOLD, EPISODES_TABLE, date, run_id, 0)
@@ -374,9 +363,6 @@ def build(lake: Any, date: dt.date) -> pa.Table:
     return out
 
 
-def read_episodes(lake: Any, date: dt.date) -> pa.Table:
+def read_episodes(lake: Lake, date: dt.date) -> pa.Table:
     """A date's committed gold episodes."""
-    from spymaster.lake import read_committed
-    from spymaster.layout import Layer
-
     return read_committed(lake, Layer.GOLD, EPISODES_TABLE, date, schema=EPISODE_SCHEMA)

@@ -21,16 +21,21 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from spymaster import bars, black76, dealer, flow, sessions
-from spymaster.features import FEATURES, LEVEL_KINDS, STATE_SCHEMA, time_bucket
+from spymaster import sessions
+from spymaster.errors import BadInputError, NotCommittedError
+from spymaster.features import FEATURES, STATE_SCHEMA
+from spymaster.indicators import bars, black76, dealer, flow
+from spymaster.lake import Lake, commit, discard, is_committed, new_run_id, paths, read_manifest
+from spymaster.lake.paths import SILVER_TABLES, Layer, data_file
+from spymaster.levels import LEVEL_KINDS
+from spymaster.partitions import time_bucket
+from spymaster.sessions import NS, STEP_S, step_times
 from spymaster.settings import PipelineSettings
 
 FloatArray = npt.NDArray[np.float64]
-STEP_S = 30
 KINEMATIC_SCALES_MIN = (1, 2, 5, 10, 20)
 FLOW_WINDOWS_S = (30, 60, 120, 300)
 GEX_WIDTHS = (5, 10, 15)
-NS = 1_000_000_000
 LOOKBACK_MIN = 3 * max(KINEMATIC_SCALES_MIN)
 """Jerk at the longest scale needs three spans of history before a step."""
 OPEN_INTEREST = 9  # databento_dbn.StatType.OPEN_INTEREST
@@ -66,21 +71,12 @@ def front_month_id(definitions: pa.Table, date: dt.date) -> tuple[str, int]:
     symbol = sessions.front_month(date).symbol
     syms = definitions.column("raw_symbol").to_pylist()
     if symbol not in syms:
-        from spymaster.errors import BadInputError
-
         raise BadInputError(f"front month {symbol} has no definition", date=date, schema="definition")
     return symbol, int(definitions.column("instrument_id")[syms.index(symbol)].as_py())
 
 
 def _only(table: pa.Table, instrument_id: int) -> pa.Table:
     return table.filter(pc.equal(table.column("instrument_id"), pa.scalar(instrument_id, pa.uint32())))
-
-
-def step_times(date: dt.date) -> npt.NDArray[np.int64]:
-    """The 361 step stamps 09:30:00 … 12:30:00 ET (ns UTC)."""
-    start = sessions.et_ns(date, sessions.RTH_OPEN)
-    end = sessions.et_ns(date, sessions.QUERY_END)
-    return np.arange(start, end + 1, STEP_S * NS, dtype=np.int64)
 
 
 # -- levels ----------------------------------------------------------------------------------------
@@ -455,31 +451,24 @@ def _ratio(num: FloatArray, den: FloatArray) -> FloatArray:
 
 # -- the job ---------------------------------------------------------------------------------------
 
-SILVER_TABLES = ("bars_30s", "bars_2m", "levels", "state")
-"""``state`` is committed last: a date's silver is complete when its state manifest exists."""
-
 _BOOK_COLUMNS = ["ts_recv", "instrument_id"] + [
     f"{side}_{kind}_{i:02d}" for i in range(10) for side in ("bid", "ask") for kind in ("px", "sz")
 ]
 
 
-def load_inputs(lake: Any, date: dt.date) -> SilverInputs:
+def load_inputs(lake: Lake, date: dt.date) -> SilverInputs:
     """Read the committed bronze a date's silver needs; only the columns and rows it uses.
 
     Options tables are optional (``None`` when not committed): dealer features are then missing.
     MBP-10 is read only from 09:30 ET minus the longest flow window, pruned by row-group statistics,
     so memory stays bounded whatever the size of the overnight book.
     """
-    from spymaster.lake import is_committed, read_manifest
-    from spymaster.layout import Layer
 
     def read(
         table: str, columns: list[str] | None = None, filters: Any = None, required: bool = True
     ) -> pa.Table | None:
         if not is_committed(lake, Layer.BRONZE, table, date):
             if required:
-                from spymaster.errors import NotCommittedError
-
                 raise NotCommittedError(f"bronze {table} is not committed", date=date)
             return None
         files = read_manifest(lake, Layer.BRONZE, table, date).files
@@ -488,9 +477,13 @@ def load_inputs(lake: Any, date: dt.date) -> SilverInputs:
     steps = step_times(date)
     book_from = pa.scalar(int(steps[0]) - (max(FLOW_WINDOWS_S) + 180) * NS, pa.timestamp("ns", tz="UTC"))
     book_to = pa.scalar(int(steps[-1]), pa.timestamp("ns", tz="UTC"))
-    fut_def = read("fut_definition", ["raw_symbol", "instrument_id"])
-    fut_trades = read("fut_trades", ["ts_recv", "instrument_id", "price", "size", "side"])
-    fut_mbp10 = read("fut_mbp10", _BOOK_COLUMNS, [("ts_recv", ">=", book_from), ("ts_recv", "<=", book_to)])
+    fut_def = read(paths.FUT_DEFINITION.bronze_table, ["raw_symbol", "instrument_id"])
+    fut_trades = read(paths.FUT_TRADES.bronze_table, ["ts_recv", "instrument_id", "price", "size", "side"])
+    fut_mbp10 = read(
+        paths.FUT_MBP10.bronze_table,
+        _BOOK_COLUMNS,
+        [("ts_recv", ">=", book_from), ("ts_recv", "<=", book_to)],
+    )
     assert fut_def is not None
     assert fut_trades is not None
     assert fut_mbp10 is not None
@@ -500,22 +493,25 @@ def load_inputs(lake: Any, date: dt.date) -> SilverInputs:
         fut_trades=fut_trades,
         fut_mbp10=fut_mbp10,
         opt_definition=read(
-            "opt_definition",
+            paths.OPT_DEFINITION.bronze_table,
             ["instrument_id", "strike_price", "instrument_class", "expiration"],
             required=False,
         ),
         opt_statistics=read(
-            "opt_statistics", ["ts_recv", "instrument_id", "stat_type", "quantity"], required=False
+            paths.OPT_STATISTICS.bronze_table,
+            ["ts_recv", "instrument_id", "stat_type", "quantity"],
+            required=False,
         ),
-        opt_mbp1=read("opt_mbp1", ["ts_recv", "instrument_id", "bid_px_00", "ask_px_00"], required=False),
+        opt_mbp1=read(
+            paths.OPT_MBP1.bronze_table,
+            ["ts_recv", "instrument_id", "bid_px_00", "ask_px_00"],
+            required=False,
+        ),
     )
 
 
-def build(lake: Any, date: dt.date, settings: PipelineSettings | None = None) -> SilverTables:
+def build(lake: Lake, date: dt.date, settings: PipelineSettings | None = None) -> SilverTables:
     """Compute and commit a date's silver tables (``state`` last, as the date's commit marker)."""
-    from spymaster.lake import commit, discard, new_run_id
-    from spymaster.layout import Layer, data_file
-
     s = settings or PipelineSettings()
     out = compute(load_inputs(lake, date), s)
     run_id = new_run_id()

@@ -5,17 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from spymaster import layout, quarantine
-from spymaster.lake import Lake, committed_dates, read_manifest
-from spymaster.layout import Layer
+from spymaster.lake import paths
+from spymaster.lake import Lake, committed_dates, paths, quarantine, read_manifest
+from spymaster.lake.paths import Layer
 
 
 @dataclass
 class DateStatus:
     date: dt.date
-    raw: set[layout.RawKind] = field(default_factory=set)
+    raw: set[paths.RawKind] = field(default_factory=set)
     bronze: set[str] = field(default_factory=set)
-    quarantined: set[layout.RawKind] = field(default_factory=set)
+    quarantined: set[paths.RawKind] = field(default_factory=set)
     silver: bool = False
     gold: bool = False
     episodes: int = 0
@@ -23,11 +23,11 @@ class DateStatus:
 
     @property
     def raw_ready(self) -> bool:
-        return len(self.raw) == len(layout.REQUIRED_RAW)
+        return len(self.raw) == len(paths.REQUIRED_RAW)
 
     @property
     def bronze_done(self) -> bool:
-        return self.bronze >= set(layout.BRONZE_TABLES)
+        return self.bronze >= set(paths.BRONZE_TABLES)
 
     @property
     def layer(self) -> str:
@@ -45,14 +45,14 @@ class DateStatus:
         return "partial-raw" if self.raw else "none"
 
 
-def landed_raw(lake: Lake) -> dict[dt.date, set[layout.RawKind]]:
-    out: dict[dt.date, set[layout.RawKind]] = {}
-    for f in lake.list_files(layout.RAW_ROOT):
+def landed_raw(lake: Lake) -> dict[dt.date, set[paths.RawKind]]:
+    out: dict[dt.date, set[paths.RawKind]] = {}
+    for f in lake.list_files(paths.RAW_ROOT):
         try:
-            k = layout.parse_raw_key(f)
+            k = paths.parse_raw_key(f)
         except ValueError:
             continue
-        if f == layout.raw_file(k.kind, k.date):
+        if f == paths.raw_file(k.kind, k.date):
             out.setdefault(k.date, set()).add(k.kind)
     return out
 
@@ -65,16 +65,16 @@ def collect(lake: Lake) -> list[DateStatus]:
 
     for d, kinds in landed_raw(lake).items():
         get(d).raw |= kinds
-    for table in layout.BRONZE_TABLES:
+    for table in paths.BRONZE_TABLES:
         for d in committed_dates(lake, Layer.BRONZE, table):
             get(d).bronze.add(table)
-    for d in committed_dates(lake, Layer.SILVER, "state"):
+    for d in committed_dates(lake, Layer.SILVER, paths.STATE_TABLE):
         get(d).silver = True
-    for d in committed_dates(lake, Layer.GOLD, "episodes"):
+    for d in committed_dates(lake, Layer.GOLD, paths.EPISODES_TABLE):
         get(d).gold = True
-        get(d).episodes = read_manifest(lake, Layer.GOLD, "episodes", d).rows
-    for f in lake.list_files("_manifests/index"):
-        get(layout.date_from_partition(f)).indexed = True
+        get(d).episodes = read_manifest(lake, Layer.GOLD, paths.EPISODES_TABLE, d).rows
+    for f in lake.list_files(paths.INDEX_MARKERS):
+        get(paths.date_from_partition(f)).indexed = True
     for q in quarantine.list_all(lake):
-        get(dt.date.fromisoformat(q.date)).quarantined.add(layout.raw_kind(q.product, q.schema))
+        get(dt.date.fromisoformat(q.date)).quarantined.add(paths.raw_kind(q.product, q.schema))
     return [by_date[d] for d in sorted(by_date)]

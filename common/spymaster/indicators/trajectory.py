@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.fft import dct
 
-from spymaster.bars import FloatArray
+from spymaster.indicators.bars import FloatArray
 
 __all__ = ["dct_coefficients", "fill_window_gaps", "trailing_windows", "trajectory_features"]
 

@@ -15,15 +15,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy.signal import lfilter
 
+from spymaster.sessions import NS
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
-NS_PER_S = 1_000_000_000
 TS_TYPE = pa.timestamp("ns", tz="UTC")
 
 __all__ = [
-    "NS_PER_S",
     "TS_TYPE",
     "as_float",
     "as_ns",
@@ -118,7 +118,7 @@ def time_bars(
     pa.Table with ts (timestamp[ns, UTC]), open, high, low, close, vwap (float64), volume, buy_volume,
     sell_volume, trades (int64).
     """
-    step = int(seconds) * NS_PER_S
+    step = int(seconds) * NS
     if step <= 0:
         raise ValueError("seconds must be positive")
     span = int(end_ns) - int(start_ns)

@@ -23,7 +23,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from spymaster.bars import NS_PER_S, FloatArray, IntArray, as_float, as_ns
+from spymaster.indicators.bars import FloatArray, IntArray, as_float, as_ns
+from spymaster.sessions import NS
 
 __all__ = [
     "book_depth_near",
@@ -124,7 +125,7 @@ def multi_level_ofi(
 
 
 def _window_bounds(ts: IntArray, q: IntArray, window_s: float) -> tuple[IntArray, IntArray]:
-    w = round(float(window_s) * NS_PER_S)
+    w = round(float(window_s) * NS)
     if w <= 0:
         raise ValueError("window_s must be positive")
     hi = np.searchsorted(ts, q, side="right")

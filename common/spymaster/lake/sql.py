@@ -10,15 +10,16 @@ from typing import Any
 
 import duckdb
 
+from spymaster.lake import paths
 from spymaster.lake import Lake, committed_dates, read_manifest
-from spymaster.layout import Layer
+from spymaster.lake.paths import Layer
 
 
 def tables(lake: Lake) -> dict[tuple[Layer, str], list[str]]:
     """Every committed table → the URIs of its committed files."""
     out: dict[tuple[Layer, str], list[str]] = {}
     for layer in Layer:
-        for d in lake.list_dirs(f"_manifests/{layer.value}"):
+        for d in lake.list_dirs(paths.layer_manifest_root(layer)):
             table = d.rsplit("/", 1)[-1]
             files = [
                 lake.full_uri(f)

@@ -18,7 +18,7 @@ import pyarrow as pa
 from scipy.special import ndtr
 from scipy.stats import norm
 
-from spymaster.bars import FloatArray, as_ns
+from spymaster.indicators.bars import FloatArray, as_ns
 
 __all__ = [
     "DAYS_PER_YEAR",

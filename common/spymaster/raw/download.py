@@ -2,7 +2,7 @@
 
 Each (date, kind) is one ``timeseries.get_range`` request for a parent symbol over that date's
 Globex session, streamed to a temporary file, checked by its own metadata exactly as a
-user-supplied file would be (:func:`spymaster.ingest.place`), and only then placed in ``raw/``.
+user-supplied file would be (:func:`spymaster.raw.ingest.place`), and only then placed in ``raw/``.
 Files already in the lake are skipped, so an interrupted run resumes where it stopped.
 """
 
@@ -20,7 +20,7 @@ import requests
 from databento.common.error import BentoError, BentoHttpError
 from tqdm import tqdm
 
-from spymaster import ingest, layout, sessions
+from spymaster import sessions
 from spymaster.errors import (
     BadInputError,
     DownloadError,
@@ -28,8 +28,9 @@ from spymaster.errors import (
     SettingsError,
     SpymasterError,
 )
-from spymaster.lake import Lake
-from spymaster.layout import RawKind
+from spymaster.lake import Lake, paths
+from spymaster.lake.paths import RawKind
+from spymaster.raw import ingest
 from spymaster.settings import DatabentoSettings
 
 _REASON_CHARS = 500
@@ -76,8 +77,8 @@ def download(
     report = DownloadReport()
     todo: list[tuple[dt.date, RawKind]] = []
     for date in sessions.trading_days_between(start, end):
-        for kind in layout.REQUIRED_RAW:
-            if not force and lake.exists(layout.raw_file(kind, date)):
+        for kind in paths.REQUIRED_RAW:
+            if not force and lake.exists(paths.raw_file(kind, date)):
                 report.skipped.append((date, kind))
             else:
                 todo.append((date, kind))
@@ -168,7 +169,7 @@ def _fetch(client: databento.Historical, lake: Lake, kind: RawKind, date: dt.dat
     tmp.unlink(missing_ok=True)  # the client refuses to overwrite an existing path
     try:
         client.timeseries.get_range(
-            dataset=layout.DATASET,
+            dataset=paths.DATASET,
             symbols=[kind.product.value],
             stype_in="parent",
             schema=kind.schema,
@@ -184,7 +185,7 @@ def _fetch(client: databento.Historical, lake: Lake, kind: RawKind, date: dt.dat
                 date=date,
                 schema=kind.schema,
             )
-        lake.put_file(tmp, layout.raw_file(kind, date))
+        lake.put_file(tmp, paths.raw_file(kind, date))
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -6,9 +6,10 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from spymaster import dbnread, layout
 from spymaster.errors import BadInputError, MislabelledInputError, UnknownDatasetError
-from spymaster.lake import Lake
+from spymaster.lake import Lake, paths
+from spymaster.lake.paths import raw_file
+from spymaster.raw import dbnread
 
 
 @dataclass(frozen=True)
@@ -16,10 +17,10 @@ class Placed:
     source: str
     key: str
     date: dt.date
-    kind: layout.RawKind
+    kind: paths.RawKind
 
 
-def place(path: str | Path) -> tuple[layout.RawKind, dt.date]:
+def place(path: str | Path) -> tuple[paths.RawKind, dt.date]:
     """Where a DBN file belongs in ``raw/``, from its metadata alone.
 
     The date is the trading session the file's window overlaps most (a per-UTC-day request
@@ -31,8 +32,8 @@ def place(path: str | Path) -> tuple[layout.RawKind, dt.date]:
         Empty, corrupt, an unknown dataset or schema, or symbols of no ES product.
     """
     info = dbnread.inspect(path)
-    if info.dataset != layout.DATASET:
-        raise UnknownDatasetError(f"dataset {info.dataset} is not {layout.DATASET}", file=str(path))
+    if info.dataset != paths.DATASET:
+        raise UnknownDatasetError(f"dataset {info.dataset} is not {paths.DATASET}", file=str(path))
     product = dbnread.product_of(info)
     if product is None:
         raise MislabelledInputError(
@@ -41,7 +42,7 @@ def place(path: str | Path) -> tuple[layout.RawKind, dt.date]:
     if info.schema is None:
         raise UnknownDatasetError("mixed-schema files cannot be placed", file=str(path))
     try:
-        kind = layout.raw_kind(product.value, info.schema)
+        kind = paths.raw_kind(product.value, info.schema)
     except ValueError as exc:
         raise UnknownDatasetError(str(exc), file=str(path), schema=info.schema) from exc
     date = dbnread.trading_date_of(info)
@@ -59,7 +60,7 @@ def ingest(lake: Lake, paths: list[Path], *, force: bool = False) -> tuple[list[
         except BadInputError as exc:
             refused.append(exc)
             continue
-        key = layout.raw_file(kind, date)
+        key = raw_file(kind, date)
         if force or not lake.exists(key):
             lake.put_file(p, key)
         placed.append(Placed(source=str(p), key=key, date=date, kind=kind))

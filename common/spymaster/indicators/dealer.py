@@ -17,7 +17,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from spymaster.bars import FloatArray
+from spymaster.indicators.bars import FloatArray
 
 __all__ = ["GexConvention", "Walls", "by_strike", "gex", "net_gex_near", "walls"]
 

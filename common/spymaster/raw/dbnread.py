@@ -27,7 +27,7 @@ import zstandard
 from databento.common.error import BentoWarning
 from databento.common.symbology import InstrumentMap
 
-from spymaster import layout, sessions
+from spymaster import sessions
 from spymaster.errors import (
     BadInputError,
     CorruptInputError,
@@ -35,6 +35,7 @@ from spymaster.errors import (
     MislabelledInputError,
     UnknownDatasetError,
 )
+from spymaster.lake import paths
 
 CHUNK_RECORDS = 131_072
 """Records per decoded chunk and per Parquet row group: ~48 MB of MBP-10 in flight."""
@@ -99,16 +100,16 @@ def inspect(path: str | Path, *, label: str | None = None) -> DbnInfo:
     )
 
 
-def product_of(info: DbnInfo) -> layout.Product | None:
+def product_of(info: DbnInfo) -> paths.Product | None:
     """Which ES product a file carries: its parent symbol, else inferred from raw symbols."""
     for sym in info.symbols:
-        if sym in (layout.Product.FUT.value, layout.Product.OPT.value):
-            return layout.Product(sym)
+        if sym in (paths.Product.FUT.value, paths.Product.OPT.value):
+            return paths.Product(sym)
     syms = [s for s in info.symbols if s]
     if syms and all(_FUT_RE.match(s) for s in syms):
-        return layout.Product.FUT
+        return paths.Product.FUT
     if syms and all(s.startswith("ES") and (" C" in s or " P" in s) for s in syms):
-        return layout.Product.OPT
+        return paths.Product.OPT
     return None
 
 
@@ -140,13 +141,13 @@ def _ns(t: dt.datetime) -> int:
     return int(pd.Timestamp(t).value)
 
 
-def check_placement(info: DbnInfo, kind: layout.RawKind, date: dt.date) -> None:
+def check_placement(info: DbnInfo, kind: paths.RawKind, date: dt.date) -> None:
     """Refuse a file whose own metadata disagrees with the place it sits in the lake."""
-    if info.dataset not in layout.DECODABLE_DATASETS:
+    if info.dataset not in paths.DECODABLE_DATASETS:
         raise UnknownDatasetError(f"unknown dataset {info.dataset!r}", file=info.file, date=date)
-    if info.dataset != layout.DATASET:
+    if info.dataset != paths.DATASET:
         raise MislabelledInputError(
-            f"dataset is {info.dataset}, expected {layout.DATASET}", file=info.file, date=date
+            f"dataset is {info.dataset}, expected {paths.DATASET}", file=info.file, date=date
         )
     if info.schema != kind.schema:
         raise MislabelledInputError(

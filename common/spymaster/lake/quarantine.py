@@ -6,10 +6,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from spymaster import layout
 from spymaster.errors import SpymasterError
-from spymaster.lake import Lake
-from spymaster.layout import RawKind
+from spymaster.lake import Lake, paths
+from spymaster.lake.paths import RawKind
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,7 @@ class Quarantined:
 def put(lake: Lake, key: str, kind: RawKind, date: dt.date, exc: SpymasterError) -> str:
     """Move ``key`` under ``quarantine/`` and record why; returns the quarantined key."""
     name = key.rsplit("/", 1)[-1]
-    target = layout.quarantine_file(kind, date, name)
+    target = paths.quarantine_file(kind, date, name)
     record: dict[str, Any] = {
         "file": target,
         "original": key,
@@ -39,7 +38,7 @@ def put(lake: Lake, key: str, kind: RawKind, date: dt.date, exc: SpymasterError)
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     # Reason first: a quarantined file is never without its explanation.
-    lake.write_json(layout.quarantine_reason(target), record)
+    lake.write_json(paths.quarantine_reason(target), record)
     if lake.exists(key):
         lake.move(key, target)
     return target
@@ -47,7 +46,7 @@ def put(lake: Lake, key: str, kind: RawKind, date: dt.date, exc: SpymasterError)
 
 def list_all(lake: Lake) -> list[Quarantined]:
     out = []
-    for f in lake.list_files(layout.QUARANTINE_ROOT):
+    for f in lake.list_files(paths.QUARANTINE_ROOT):
         if f.endswith(".reason.json"):
             out.append(Quarantined(**lake.read_json(f)))
     return sorted(out, key=lambda q: (q.date, q.product, q.schema))

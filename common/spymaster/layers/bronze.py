@@ -17,10 +17,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from spymaster import dbnread, layout, quarantine
 from spymaster.errors import BadInputError, EmptyInputError, LakeError
-from spymaster.lake import Lake, Manifest, commit, discard, new_run_id
-from spymaster.layout import Layer, RawKind
+from spymaster.lake import Lake, Manifest, commit, discard, new_run_id, paths, quarantine
+from spymaster.lake.paths import Layer, RawKind
+from spymaster.raw import dbnread
 
 
 def PARQUET_OPTIONS(schema: pa.Schema) -> dict[str, Any]:  # noqa: N802  # reads as a constant
@@ -89,12 +89,12 @@ def build(lake: Lake, kind: RawKind, date: dt.date, *, tmp_dir: str | None = Non
     LakeError
         The raw file does not exist, or storage failed (nothing was committed).
     """
-    key = layout.raw_file(kind, date)
+    key = paths.raw_file(kind, date)
     if not lake.exists(key):
         raise LakeError("raw file has not landed", file=key, date=date, schema=kind.schema)
     table = kind.bronze_table
     run_id = new_run_id()
-    out = layout.data_file(Layer.BRONZE, table, date, run_id, 0)
+    out = paths.data_file(Layer.BRONZE, table, date, run_id, 0)
     written: list[str] = []
     source = lake.fingerprint(key)
     try:
@@ -136,7 +136,7 @@ def is_current(lake: Lake, kind: RawKind, date: dt.date) -> bool:
     """Committed from the raw file that is there now (a replaced raw file makes bronze stale)."""
     from spymaster.lake import is_committed, read_manifest
 
-    key = layout.raw_file(kind, date)
+    key = paths.raw_file(kind, date)
     if not is_committed(lake, Layer.BRONZE, kind.bronze_table, date) or not lake.exists(key):
         return False
     inputs = read_manifest(lake, Layer.BRONZE, kind.bronze_table, date).inputs
@@ -148,7 +148,7 @@ def build_date(
 ) -> dict[RawKind, BronzeResult | Exception]:
     """Every raw kind of a date; one kind failing does not stop the others."""
     results: dict[RawKind, BronzeResult | Exception] = {}
-    for kind in layout.REQUIRED_RAW:
+    for kind in paths.REQUIRED_RAW:
         try:
             results[kind] = build(lake, kind, date, tmp_dir=tmp_dir)
         except (BadInputError, LakeError) as exc:

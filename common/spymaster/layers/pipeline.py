@@ -11,10 +11,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
-from spymaster import layout
 from spymaster.errors import SpymasterError
-from spymaster.lake import Lake, is_committed
-from spymaster.layout import Layer
+from spymaster.lake import Lake, is_committed, paths
+from spymaster.lake.paths import Layer
 from spymaster.settings import PipelineSettings, StorageSettings
 
 STAGES = ("bronze", "silver", "gold")
@@ -45,14 +44,14 @@ def run_date(
     Never raises for bad data: the failure is reported in the result with the stage it hit, so
     a backfill continues with the other dates.
     """
-    from spymaster import bronze, gold, silver
+    from spymaster.layers import bronze, gold, silver
 
     lake = Lake(storage)
     res = DateResult(date)
     stage = "bronze"
     try:
-        todo = [k for k in layout.REQUIRED_RAW if force or not bronze.is_current(lake, k, date)]
-        missing = [k for k in todo if not lake.exists(layout.raw_file(k, date))]
+        todo = [k for k in paths.REQUIRED_RAW if force or not bronze.is_current(lake, k, date)]
+        missing = [k for k in todo if not lake.exists(paths.raw_file(k, date))]
         if missing:
             names = ", ".join(f"{k.product.value} {k.schema}" for k in missing)
             raise SpymasterError(f"raw files not landed: {names}", date=date)
@@ -62,14 +61,14 @@ def run_date(
 
         stage = "silver"
         force = force or bool(todo)  # new bronze makes the layers above it stale
-        if force or not is_committed(lake, Layer.SILVER, "state", date):
+        if force or not is_committed(lake, Layer.SILVER, paths.STATE_TABLE, date):
             silver.build(lake, date, settings)
             res.done.append("silver")
         else:
             res.skipped.append("silver")
 
         stage = "gold"
-        if force or not is_committed(lake, Layer.GOLD, gold.EPISODES_TABLE, date):
+        if force or not is_committed(lake, Layer.GOLD, paths.EPISODES_TABLE, date):
             gold.build(lake, date)
             res.done.append("gold")
         else:
@@ -98,7 +97,7 @@ def run(
     else:
         # Import the heavy layers once here: forked workers inherit them instead of each paying
         # ~2.5 s of imports (measured) before its first date.
-        from spymaster import bronze, gold, silver  # noqa: F401
+        from spymaster.layers import bronze, gold, silver  # noqa: F401
 
         with ProcessPoolExecutor(max_workers=workers) as pool:
             futs = [pool.submit(run_date, storage, d, force=force) for d in dates]

@@ -25,20 +25,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from spymaster import gold, layout, vectors
-from spymaster.lake import Lake, committed_dates, is_committed, read_manifest
-from spymaster.layout import Layer
-
-TABLE = "episodes"
-INDEX_MARKERS = "_manifests/index"
-"""Per-date record of what was indexed (gold run + stats version): re-index only what changed."""
+from spymaster import vectors
+from spymaster.lake import Lake, committed_dates, is_committed, paths, read_manifest
+from spymaster.lake.paths import EPISODES_TABLE, VECTOR_TABLE, Layer
+from spymaster.layers import gold
+from spymaster.partitions import partition_key
 
 KEY_COLUMNS = ("episode_id", "date", "ts", "level_kind", "direction", "time_bucket", "partition")
 CARRIED = ("level_price", "price", "atr", "distance", "anchor_reason")
-
-
-def partition_key(level_kind: str, direction: str, time_bucket: int) -> str:
-    return f"{level_kind}|{direction}|{int(time_bucket)}"
 
 
 def schema() -> pa.Schema:
@@ -65,7 +59,7 @@ def schema() -> pa.Schema:
 def connect(lake: Lake) -> Any:
     import lancedb
 
-    uri = lake.full_uri(layout.VECTORS_DIR)
+    uri = lake.full_uri(paths.VECTORS_DIR)
     if lake.is_s3:
         return lancedb.connect(uri, storage_options=lake.settings.storage_options())
     return lancedb.connect(uri)
@@ -75,11 +69,11 @@ def open_table(lake: Lake, *, create: bool = False) -> Any | None:
     db = connect(lake)
     names = db.list_tables()
     names = list(getattr(names, "tables", names))
-    if TABLE in names:
-        return db.open_table(TABLE)
+    if VECTOR_TABLE in names:
+        return db.open_table(VECTOR_TABLE)
     if not create:
         return None
-    return db.create_table(TABLE, schema=schema())
+    return db.create_table(VECTOR_TABLE, schema=schema())
 
 
 StatsCache = dict[tuple[dt.date, tuple[str, ...]], Any]
@@ -124,20 +118,20 @@ class IndexResult:
     skipped: bool = False
 
 
-def _marker(date: dt.date) -> str:
-    return f"{INDEX_MARKERS}/date={date.isoformat()}.json"
-
-
 def index_date(
     lake: Lake, date: dt.date, *, force: bool = False, cache: StatsCache | None = None
 ) -> IndexResult:
     """Upsert one date's committed gold into the table; a no-op if that exact gold run and
     statistics version are already indexed (unless ``force``)."""
-    man = read_manifest(lake, Layer.GOLD, gold.EPISODES_TABLE, date)
+    man = read_manifest(lake, Layer.GOLD, EPISODES_TABLE, date)
     episodes = lake.read_parquet(man.files)
     rows, version = rows_for(lake, date, episodes, cache)
     marker = {"gold_run": man.run_id, "stats_version": version, "rows": rows.num_rows}
-    if not force and lake.exists(_marker(date)) and lake.read_json(_marker(date)) == marker:
+    if (
+        not force
+        and lake.exists(paths.index_marker(date))
+        and lake.read_json(paths.index_marker(date)) == marker
+    ):
         return IndexResult(date, rows.num_rows, version, skipped=True)
     table = open_table(lake, create=True)
     assert table is not None
@@ -152,18 +146,18 @@ def index_date(
         )
     else:
         table.delete(where)
-    lake.write_json(_marker(date), marker)
+    lake.write_json(paths.index_marker(date), marker)
     return IndexResult(date, rows.num_rows, version)
 
 
 def index(lake: Lake, dates: list[dt.date] | None = None, *, force: bool = False) -> list[IndexResult]:
     """Index committed gold dates (all by default), then make sure the scalar indexes exist."""
-    todo = dates if dates is not None else committed_dates(lake, Layer.GOLD, gold.EPISODES_TABLE)
+    todo = dates if dates is not None else committed_dates(lake, Layer.GOLD, EPISODES_TABLE)
     cache: StatsCache = {}
     out = [
         index_date(lake, d, force=force, cache=cache)
         for d in sorted(todo)
-        if is_committed(lake, Layer.GOLD, gold.EPISODES_TABLE, d)
+        if is_committed(lake, Layer.GOLD, EPISODES_TABLE, d)
     ]
     if any(not r.skipped for r in out):
         ensure_indexes(lake)
