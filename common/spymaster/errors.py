@@ -65,3 +65,7 @@ class UnknownDatasetError(BadInputError):
 
 class DownloadError(SpymasterError):
     """Fetching from Databento failed."""
+
+
+class OutcomeLeakError(ValueError):
+    """An input of the vector builder carried a column that is not a feature (e.g. an outcome)."""
