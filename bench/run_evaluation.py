@@ -17,10 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-from spymaster import calibration, evaluation, sessions
+from spymaster import evaluation, sessions
 from spymaster.lake import Lake, is_committed, paths
 from spymaster.lake.paths import Layer
 from spymaster.layers import index, pipeline
+from spymaster.retrieval import calibration
 from spymaster.settings import SERVED, StorageSettings
 from spymaster.synth import generate
 

@@ -57,7 +57,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from spymaster import calibration, sessions, vectors
+from spymaster import sessions, vectors
 from spymaster.lake import Lake, committed_dates, new_run_id, paths, read_manifest
 from spymaster.lake.paths import EPISODES_TABLE, Layer, truth_file
 from spymaster.layers.gold import EPISODE_SCHEMA
@@ -68,6 +68,7 @@ from spymaster.retrieval import (
     Hits,
     Params,
     Partition,
+    calibration,
     distribution,
     prior_mean,
     search,
@@ -1261,7 +1262,7 @@ def evaluate(
 
     Test days: committed gold dates in ``[start, end]`` (open ends = all) having at least
     ``min_train_days`` earlier gold dates before their cutoff. ``served`` is the setting the API
-    uses (default: :mod:`spymaster.calibration`'s recommendation); the published baseline
+    uses (default: :mod:`spymaster.retrieval.calibration`'s recommendation); the published baseline
     (k 50, ≤ 2/day, similarity⁴, 60-day decay, prior 2.5, all groups) is always evaluated next to it.
     ``sweep`` adds more settings (compared by log loss in a table).
     """

@@ -16,7 +16,7 @@
   outcomes, or later ones, in). The pooled prior counts only rows dated strictly before ``as_of``
   too (``Index.pooled_counts``).
 * **The estimator** is the evaluation's recommendation, set in one place
-  (:mod:`spymaster.calibration`): ``SERVED_PARAMS`` (the partition base rate shrunk toward the
+  (:mod:`spymaster.retrieval.calibration`): ``SERVED_PARAMS`` (the partition base rate shrunk toward the
   pooled split of all partitions with 100 pseudo-counts, the interval's Beta total capped at 2.5),
   ``SERVED.weights`` (``dealer`` 0; a request's weights override them group by group),
   ``SERVED.k`` and ``SERVED.max_per_day``.
@@ -47,7 +47,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from spymaster import calibration, retrieval, sessions, vectors
+from spymaster import retrieval, sessions, vectors
 from spymaster.errors import LakeError, NotCommittedError, SpymasterError
 from spymaster.features import STATE_SCHEMA
 from spymaster.lake import Lake, committed_dates, paths, read_committed, read_manifest
@@ -57,7 +57,7 @@ from spymaster.layers.index import open_table
 from spymaster.levels import DIRECTIONS, LEVEL_KINDS
 from spymaster.outcomes import HORIZONS_MIN, OUTCOMES, PRIMARY_HORIZON_MIN, label_codes
 from spymaster.partitions import TIME_BUCKETS, all_partitions, partition_key
-from spymaster.retrieval import Index, Params, Partition, finite_or_none
+from spymaster.retrieval import Index, Params, Partition, calibration, finite_or_none
 from spymaster.sessions import BAR_CLOSE_NS, NS, STEP_NS, day_number, from_day_number
 from spymaster.settings import SERVED
 

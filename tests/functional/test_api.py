@@ -27,11 +27,12 @@ import uvicorn
 from fastapi import FastAPI
 from scipy.stats import beta
 
-from spymaster import calibration, evaluation, sessions, synth, vectors
+from spymaster import evaluation, sessions, synth, vectors
 from spymaster.api import ApiSettings, create_app
 from spymaster.lake import Lake, paths, read_committed, read_manifest
 from spymaster.lake.paths import Layer
 from spymaster.layers import index, pipeline
+from spymaster.retrieval import calibration
 from spymaster.service import Service
 from spymaster.settings import StorageSettings
 from tests.support import s3_settings

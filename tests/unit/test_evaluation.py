@@ -9,10 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from spymaster import calibration, evaluation, sessions, vectors
+from spymaster import evaluation, sessions, vectors
 from spymaster.evaluation import Episodes, KnnConfig
 from spymaster.outcomes import HORIZONS_MIN
-from spymaster.retrieval import Params
+from spymaster.retrieval import Params, calibration
 
 # -- metrics -----------------------------------------------------------------------------------------
 

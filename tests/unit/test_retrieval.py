@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from scipy.stats import beta
 
-from spymaster import calibration, outcomes, retrieval
+from spymaster import outcomes, retrieval
 from spymaster.outcomes import HORIZONS_MIN, OUTCOMES
-from spymaster.retrieval import Index, Params, Partition
+from spymaster.retrieval import Index, Params, Partition, calibration
 from spymaster.settings import SERVED
 
 B, R, C = 0, 1, 2

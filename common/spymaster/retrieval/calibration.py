@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from spymaster.retrieval import Params, beta_interval
+from spymaster.retrieval.answer import Params, beta_interval
 from spymaster.settings import SERVED
 
 __all__ = [
