@@ -276,7 +276,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
 
     from spymaster.api import ApiSettings, create_app
-    from spymaster.service import Service
+    from spymaster.serving import Service
 
     rng = np.random.default_rng(args.seed)
     results: dict[str, dict[str, Any]] = {}

@@ -1,6 +1,6 @@
 """The HTTP API (FastAPI): one app for uvicorn locally and Mangum in Lambda.
 
-``create_app`` wires the routes to a :class:`spymaster.service.Service`. Errors are JSON
+``create_app`` wires the routes to a :class:`spymaster.serving.Service`. Errors are JSON
 ``{"detail": "<reason>"}``: domain errors are mapped to statuses in one place (``_STATUS``);
 request validation errors become one readable 422 reason; anything unexpected is logged and
 answered with a generic 500 that carries no detail (no traceback, no path). When
@@ -41,7 +41,7 @@ from spymaster.errors import NotCommittedError, SpymasterError
 from spymaster.lake import Lake
 from spymaster.levels import DIRECTIONS, LEVEL_KINDS
 from spymaster.outcomes import HORIZONS_MIN, PRIMARY_HORIZON_MIN
-from spymaster.service import (
+from spymaster.serving import (
     REPORT_MEDIA_TYPES,
     InvalidQueryError,
     NotFoundError,

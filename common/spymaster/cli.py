@@ -288,7 +288,7 @@ def query(
     """The answer POST /v1/similar gives, in the terminal: neighbours and the outcome distribution."""
     import json
 
-    from spymaster.service import Service
+    from spymaster.serving import Service
 
     try:
         at = dt.time.fromisoformat(time)

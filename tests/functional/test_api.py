@@ -33,7 +33,7 @@ from spymaster.lake import Lake, paths, read_committed, read_manifest
 from spymaster.lake.paths import Layer
 from spymaster.layers import index, pipeline
 from spymaster.retrieval import calibration
-from spymaster.service import Service
+from spymaster.serving import Service
 from spymaster.settings import StorageSettings
 from tests.support import s3_settings
 
