@@ -2,7 +2,7 @@
 
 * :func:`plan` — ``{"request": {"start", "end", "force"?}, "run": <execution name>}``: which dates
   of the range have every raw file landed (and are not built yet, unless ``force``). It writes the
-  Distributed Map's item list (one :class:`~spymaster.events.DateRequest` per date) and the plan to
+  Distributed Map's item list (one :class:`~functions.shared.events.DateRequest` per date) and the plan to
   the lake, and returns where the list is plus the Map's concurrency and failure tolerance.
 * :func:`report` — the state machine's state at the end: reads the plan and the per-date results the
   date jobs wrote, checks what the vector table holds, and writes ``_reports/backfill/<run>.json``.
@@ -21,8 +21,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from spymaster import events, sessions
-from spymaster.events import BackfillRequest, DateRequest
+from functions.shared import Lazy, events
+from functions.shared.events import BackfillRequest, DateRequest
+from spymaster import sessions
 from spymaster.lake import Lake, committed_dates, paths, status
 from spymaster.lake.paths import Layer
 from spymaster.settings import StorageSettings
@@ -138,14 +139,12 @@ def build_runtime(
     return Runtime(Lake(storage), bucket, prefix, settings or BackfillSettings())
 
 
-_runtime: Runtime | None = None
+_runtime: Lazy[Runtime] = Lazy(build_runtime)
+"""One runtime per container, built at first use (cold start)."""
 
 
 def runtime() -> Runtime:
-    global _runtime  # noqa: PLW0603  # one runtime per container, built at first use (cold start)
-    if _runtime is None:
-        _runtime = build_runtime()
-    return _runtime
+    return _runtime.get()
 
 
 @logger.inject_lambda_context(clear_state=True)

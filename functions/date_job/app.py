@@ -2,7 +2,7 @@
 
 Triggered by an SQS message from ``ready`` (the date-jobs FIFO queue, one message group per date)
 or invoked directly by the backfill state machine with ``{"date": "YYYY-MM-DD", ...}``
-(:class:`spymaster.events.DateRequest`).
+(:class:`functions.shared.events.DateRequest`).
 
 * Idempotent per request (date, force, reason): a redelivered message or a retried invocation that
   already succeeded returns the stored result and does not run the job again.
@@ -36,9 +36,8 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.shared import IdempotencySettings, SqsSender, replay_hook
-from spymaster import events
-from spymaster.events import DateRequest, GoldCommitted
+from functions.shared import IdempotencySettings, Lazy, SqsSender, events, replay_hook
+from functions.shared.events import DateRequest, GoldCommitted
 from spymaster.lake import Lake, is_committed, paths, read_manifest
 from spymaster.lake.paths import Layer
 from spymaster.layers import pipeline
@@ -177,14 +176,12 @@ def build_runtime(
     return Runtime(storage=storage, lake=lake, idempotency=config, run=run)
 
 
-_runtime: Runtime | None = None
+_runtime: Lazy[Runtime] = Lazy(build_runtime)
+"""One runtime per container, built at first use (cold start)."""
 
 
 def runtime() -> Runtime:
-    global _runtime  # noqa: PLW0603  # one runtime per container, built at first use (cold start)
-    if _runtime is None:
-        _runtime = build_runtime()
-    return _runtime
+    return _runtime.get()
 
 
 def _run(rt: Runtime, request: DateRequest) -> dict[str, Any]:

@@ -31,8 +31,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from spymaster import events, vectors
-from spymaster.events import GoldCommitted, IndexRangeRequest
+from functions.shared import Lazy, events
+from functions.shared.events import GoldCommitted, IndexRangeRequest
+from spymaster import vectors
 from spymaster.lake import Lake, committed_dates, is_committed, paths
 from spymaster.lake.paths import Layer
 from spymaster.layers import index
@@ -111,14 +112,12 @@ def build_runtime(storage: StorageSettings | None = None, settings: IndexerSetti
     return Runtime(lake=Lake(storage or StorageSettings()), settings=settings or IndexerSettings())
 
 
-_runtime: Runtime | None = None
+_runtime: Lazy[Runtime] = Lazy(build_runtime)
+"""One runtime per container, built at first use (cold start)."""
 
 
 def runtime() -> Runtime:
-    global _runtime  # noqa: PLW0603  # one runtime per container, built at first use (cold start)
-    if _runtime is None:
-        _runtime = build_runtime()
-    return _runtime
+    return _runtime.get()
 
 
 def _sqs(rt: Runtime, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

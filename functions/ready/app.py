@@ -30,9 +30,8 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.shared import IdempotencySettings, SqsSender, replay_hook
-from spymaster import events
-from spymaster.events import DateRequest, LandedObject
+from functions.shared import IdempotencySettings, Lazy, SqsSender, events, replay_hook
+from functions.shared.events import DateRequest, LandedObject
 from spymaster.lake import Lake, is_committed, paths
 from spymaster.lake.paths import Layer
 from spymaster.layers import bronze
@@ -131,14 +130,12 @@ def build_runtime(
     return Runtime(lake=lake, bucket=bucket, prefix=prefix, idempotency=config, on_landed=on_landed)
 
 
-_runtime: Runtime | None = None
+_runtime: Lazy[Runtime] = Lazy(build_runtime)
+"""One runtime per container, built at first use (cold start)."""
 
 
 def runtime() -> Runtime:
-    global _runtime  # noqa: PLW0603  # one runtime per container, built at first use (cold start)
-    if _runtime is None:
-        _runtime = build_runtime()
-    return _runtime
+    return _runtime.get()
 
 
 def _handle(rt: Runtime, objects: list[LandedObject]) -> list[dict[str, Any]]:

@@ -33,6 +33,7 @@ from functions.backfill import app as backfill_app
 from functions.date_job import app as date_job_app
 from functions.indexer import app as indexer_app
 from functions.ready import app as ready_app
+from functions.shared import Lazy
 from spymaster import sessions
 from spymaster.lake import Lake, is_committed, paths, read_manifest
 from spymaster.lake.paths import Layer, RawKind, backfill_report_key
@@ -202,7 +203,9 @@ def world(s3_endpoint: str) -> Iterator[World]:
         mp.setenv("SPYMASTER_GOLD_COMMITTED_QUEUE_URL", gold_q.url)
         mp.setenv("SPYMASTER_IDEMPOTENCY_TABLE", table)
         for module in HANDLER_MODULES:
-            mp.setattr(module, "_runtime", None)  # cold start: built from this environment
+            mp.setattr(
+                module, "_runtime", Lazy(module.build_runtime)
+            )  # cold start: built from this environment
         storage_settings.cache_clear()
         yield World(
             endpoint=s3_endpoint,
@@ -231,10 +234,10 @@ def fresh_prefix(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
     storage = s3_settings(world.endpoint, prefix)
     ready = ready_app.ReadySettings(date_jobs_queue_url=jobs.url, idempotency_table=table)
     job = date_job_app.DateJobSettings(gold_committed_queue_url=gold_q.url, idempotency_table=table)
-    monkeypatch.setattr(ready_app, "_runtime", ready_app.build_runtime(storage, ready))
-    monkeypatch.setattr(date_job_app, "_runtime", date_job_app.build_runtime(storage, job))
-    monkeypatch.setattr(indexer_app, "_runtime", indexer_app.build_runtime(storage))
-    monkeypatch.setattr(backfill_app, "_runtime", backfill_app.build_runtime(storage))
+    monkeypatch.setattr(ready_app, "_runtime", Lazy.of(ready_app.build_runtime(storage, ready)))
+    monkeypatch.setattr(date_job_app, "_runtime", Lazy.of(date_job_app.build_runtime(storage, job)))
+    monkeypatch.setattr(indexer_app, "_runtime", Lazy.of(indexer_app.build_runtime(storage)))
+    monkeypatch.setattr(backfill_app, "_runtime", Lazy.of(backfill_app.build_runtime(storage)))
     fields = {**world.__dict__, "prefix": prefix, "lake": Lake(storage), "jobs": jobs, "gold": gold_q}
     return World(**{**fields, "table": table, "job_settings": job})
 
@@ -600,7 +603,9 @@ def test_a_storage_fault_mid_date_leaves_nothing_visible_and_a_retry_completes(
     with FaultyS3(w.endpoint) as proxy:
         # and a date job whose storage refuses silver's second file (built by the handler's factory)
         storage = s3_settings(proxy.url, w.prefix)
-        monkeypatch.setattr(date_job_app, "_runtime", date_job_app.build_runtime(storage, w.job_settings))
+        monkeypatch.setattr(
+            date_job_app, "_runtime", Lazy.of(date_job_app.build_runtime(storage, w.job_settings))
+        )
         proxy.rule = rule = FailAfterFirstFile("silver")
 
         # When the job runs, it fails, and the message stays for SQS to redeliver

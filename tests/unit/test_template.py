@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from spymaster import events
+from functions.shared import events
 from spymaster.lake import paths
 
 ROOT = Path(__file__).parents[2]
@@ -226,7 +226,7 @@ def test_sample_events_parse_into_requests() -> None:
     backfill = events.BackfillRequest.model_validate(_event("backfill_input.json"))
     assert backfill.start <= backfill.end
     # the bronze handler's sample still names a raw file of a lake at s3://spymaster-test/lake
-    (bronze,) = events.landed_objects(_event("bronze_s3_put.json"))
+    (bronze,) = events.landed_objects(_event("ready_s3_put_fixture_date.json"))
     assert events.raw_landed(bronze, "spymaster-test", "lake/") is not None
 
 

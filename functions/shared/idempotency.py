@@ -1,9 +1,7 @@
-"""Pieces every Lambda handler shares (kept out of the core: they speak Powertools)."""
+"""Idempotency for the handlers that dedupe events: their settings and the replay hook (Powertools)."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -22,21 +20,6 @@ class IdempotencySettings(BaseSettings):
     idempotency_table: str
     idempotency_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     """How long a key is remembered: longer than S3 and SQS ever redeliver."""
-
-
-@dataclass(frozen=True)
-class SqsSender:
-    """Send one JSON message; on a FIFO queue with its message group and deduplication id."""
-
-    queue_url: str
-    client: Any
-
-    def send(self, body: dict[str, Any], *, group: str, dedup_id: str) -> str:
-        kwargs: dict[str, str] = {}
-        if self.queue_url.endswith(".fifo"):
-            kwargs = {"MessageGroupId": group, "MessageDeduplicationId": dedup_id}
-        resp = self.client.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(body), **kwargs)
-        return str(resp["MessageId"])
 
 
 def replay_hook(logger: Logger, metrics: Metrics) -> IdempotentHookFunction:
