@@ -18,14 +18,24 @@ from typing import Any
 import pyarrow as pa
 
 from spymaster.errors import BadInputError, EmptyInputError, LakeError
-from spymaster.lake import Lake, Manifest, commit, discard, new_run_id, paths, quarantine
+from spymaster.lake import (
+    Lake,
+    Manifest,
+    commit,
+    discard,
+    is_committed,
+    new_run_id,
+    paths,
+    quarantine,
+    read_manifest,
+)
 from spymaster.lake.paths import Layer, RawKind
 from spymaster.raw import dbnread
 
 
 def PARQUET_OPTIONS(schema: pa.Schema) -> dict[str, Any]:  # noqa: N802  # reads as a constant
-    """zstd level 1; dictionaries only for string columns (measured: 25 % faster writes, 17 % smaller
-    files than dictionary-encoding every numeric column of MBP-10)."""
+    """zstd level 1; dictionaries only for string columns (faster and smaller than dictionary-encoding
+    every numeric column of MBP-10; figures in docs/BENCHMARKS.md)."""
     strings = [f.name for f in schema if pa.types.is_string(f.type)]
     return {"compression": "zstd", "compression_level": 1, "use_dictionary": strings}
 
@@ -134,8 +144,6 @@ def build(lake: Lake, kind: RawKind, date: dt.date, *, tmp_dir: str | None = Non
 
 def is_current(lake: Lake, kind: RawKind, date: dt.date) -> bool:
     """Committed from the raw file that is there now (a replaced raw file makes bronze stale)."""
-    from spymaster.lake import is_committed, read_manifest
-
     key = paths.raw_file(kind, date)
     if not is_committed(lake, Layer.BRONZE, kind.bronze_table, date) or not lake.exists(key):
         return False

@@ -1,6 +1,6 @@
 """The LanceDB vector table on the lake: one table, partition columns, one writer.
 
-Design (measured in ``bench/bench_index.py``, documented in docs/GOLD.md):
+Design (measured by ``bench/bench_gold_index.py``, figures in docs/BENCHMARKS.md, documented in docs/GOLD.md):
 
 * **One table with partition columns** (``level_kind``, ``direction``, ``time_bucket`` and their
   ``partition`` key) plus bitmap scalar indexes, not 60 tables: one manifest to version, one

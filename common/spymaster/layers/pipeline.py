@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from spymaster.errors import SpymasterError
 from spymaster.lake import Lake, is_committed, paths
 from spymaster.lake.paths import Layer
+from spymaster.layers import bronze, gold, silver  # imported by the parent: forked workers inherit them
 from spymaster.settings import PipelineSettings, StorageSettings
 
 STAGES = ("bronze", "silver", "gold")
@@ -44,8 +45,6 @@ def run_date(
     Never raises for bad data: the failure is reported in the result with the stage it hit, so
     a backfill continues with the other dates.
     """
-    from spymaster.layers import bronze, gold, silver
-
     lake = Lake(storage)
     res = DateResult(date)
     stage = "bronze"
@@ -95,10 +94,6 @@ def run(
             if on_result:
                 on_result(r)
     else:
-        # Import the heavy layers once here: forked workers inherit them instead of each paying
-        # ~2.5 s of imports (measured) before its first date.
-        from spymaster.layers import bronze, gold, silver  # noqa: F401
-
         with ProcessPoolExecutor(max_workers=workers) as pool:
             futs = [pool.submit(run_date, storage, d, force=force) for d in dates]
             for f in as_completed(futs):

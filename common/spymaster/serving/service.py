@@ -6,7 +6,7 @@ similarity answer and signals (:mod:`.query`), and the evaluation report (:mod:`
 
 * **The vector table** is read whole into :class:`retrieval.Index` partitions once per LanceDB
   table version. The version is checked at most every ``table_check_seconds`` (default 10 s;
-  ``checkout_latest`` on the open table, ≈ 1 ms locally); a changed version is reloaded by one
+  ``checkout_latest`` on the open table, a metadata read); a changed version is reloaded by one
   thread while the others keep answering from the previous version. The API never writes.
 * **A date's silver** (state, levels, 2-minute bars) is read through the lake into a small LRU
   cache keyed by date; an entry is revalidated against its ``state`` manifest's run id at most
