@@ -15,6 +15,7 @@ from spymaster import sessions
 from spymaster.errors import SpymasterError
 from spymaster.lake import Lake, is_committed, paths
 from spymaster.lake.paths import Layer
+from spymaster.outcomes import OUTCOMES
 from spymaster.settings import storage_settings_for
 
 T = TypeVar("T")
@@ -191,8 +192,8 @@ def silver_cmd(
     from spymaster.layers import silver
 
     store = _lake(lake)
-    ready = set(committed_dates(store, Layer.BRONZE, "fut_trades")) & set(
-        committed_dates(store, Layer.BRONZE, "fut_mbp10")
+    ready = set(committed_dates(store, Layer.BRONZE, paths.FUT_TRADES.bronze_table)) & set(
+        committed_dates(store, Layer.BRONZE, paths.FUT_MBP10.bronze_table)
     )
     dates = _dates(start, end, days) or sorted(ready)
     jobs = [d for d in dates if force or not is_committed(store, Layer.SILVER, paths.STATE_TABLE, d)]
@@ -311,7 +312,7 @@ def query(
         f"  (partition {q['partition']}, neighbours before {q['as_of']})"
     )
     typer.echo(f"horizon {d['horizon']} min, n = {d['n']}, n_eff = {d['n_eff']:.1f}")
-    for o in ("BREAK", "REJECT", "CHOP"):
+    for o in OUTCOMES:
         lo, hi = d["interval"][o]
         typer.echo(
             f"  P({o:<6}) = {d['p'][o]:.2f}   80 % [{lo:.2f}, {hi:.2f}]   base rate {d['base_rate'][o]:.2f}"

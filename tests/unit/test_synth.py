@@ -18,9 +18,10 @@ import pytest
 from spymaster import sessions
 from spymaster.lake import Lake, paths
 from spymaster.lake.paths import Product, RawKind
+from spymaster.levels import LEVEL_KINDS
 from spymaster.synth import DayFiles, generate, generate_day
 from spymaster.synth.futures import instrument_id
-from spymaster.synth.market import LEVEL_KINDS, outcome_probabilities
+from spymaster.synth.market import outcome_probabilities
 from spymaster.synth.options import (
     GAMMA_GRID_HALF_WIDTH,
     GAMMA_SIGMA_REF,

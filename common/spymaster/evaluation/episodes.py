@@ -16,6 +16,7 @@ from spymaster.lake import Lake, read_manifest
 from spymaster.lake.paths import EPISODES_TABLE, Layer
 from spymaster.layers.gold import EPISODE_SCHEMA
 from spymaster.outcomes import BREAK, HORIZONS_MIN, PRIMARY_HORIZON_MIN, label_codes
+from spymaster.partitions import partition_key
 from spymaster.sessions import NS, from_day_number
 
 H_PRIMARY = HORIZONS_MIN.index(PRIMARY_HORIZON_MIN)
@@ -53,7 +54,7 @@ class Episodes:
         origin = np.array([opens[int(d)] for d in self.day.tolist()], dtype=np.int64)
         object.__setattr__(self, "minutes", (self.ts - origin) / (60 * NS))
         keys = [
-            f"{k}|{r}|{int(b)}"
+            partition_key(k, r, b)
             for k, r, b in zip(self.level_kind, self.direction, self.time_bucket, strict=True)
         ]
         object.__setattr__(self, "key", np.asarray(keys, dtype=np.str_))

@@ -36,6 +36,7 @@ from spymaster.errors import (
     UnknownDatasetError,
 )
 from spymaster.lake import paths
+from spymaster.sessions import NS
 
 CHUNK_RECORDS = 131_072
 """Records per decoded chunk and per Parquet row group: ~48 MB of MBP-10 in flight."""
@@ -356,7 +357,7 @@ def _symbols(arr: np.ndarray[Any, Any], ts_name: str, symbols: InstrumentMap) ->
     ``InstrumentMap.resolve_many`` sorts every row; a chunk holds a handful of distinct pairs, so
     hashing them (``pd.factorize``) and resolving each pair once is ~20x faster.
     """
-    day = np.ascontiguousarray(arr[ts_name]).view(np.int64) // (86_400 * 1_000_000_000)
+    day = np.ascontiguousarray(arr[ts_name]).view(np.int64) // (86_400 * NS)
     iid = np.ascontiguousarray(arr["instrument_id"]).astype(np.int64)
     codes, uniq = pd.factorize(iid * 1_000_000 + (day - int(day.min())) if day.size else iid)
     d0 = int(day.min()) if day.size else 0

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from spymaster.outcomes import HORIZONS_MIN, OUTCOMES, PRIMARY_HORIZON_MIN, horizon_index
+from spymaster.partitions import partition_key
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -211,7 +212,7 @@ class Index:
         fe = np.asarray(mfe, dtype=np.float64).reshape(len(HORIZONS_MIN), n)
         ae = np.asarray(mae, dtype=np.float64).reshape(len(HORIZONS_MIN), n)
         pkeys = np.array(
-            [f"{k}|{r}|{int(b)}" for k, r, b in zip(level_kind, direction, tb.tolist(), strict=True)],
+            [partition_key(k, r, b) for k, r, b in zip(level_kind, direction, tb.tolist(), strict=True)],
             dtype=np.str_,
         )
         keys, code = np.unique(pkeys, return_inverse=True)
