@@ -49,7 +49,7 @@ lint: install ## ruff check + format check
 	$(BIN)/ruff check common functions tests bench
 	$(BIN)/ruff format --check common functions tests bench
 
-typecheck: install ## mypy (strict on common/)
+typecheck: install ## mypy (strict on every package: common/spymaster and functions)
 	$(BIN)/mypy
 
 bench-bronze: install ## Bronze decode vs DBNStore.to_parquet on a full-scale generated day

@@ -32,7 +32,7 @@ def _child(mode: str, src: str, dst: str) -> None:
     if mode == "spymaster":
         import pyarrow.parquet as pq
 
-        from spymaster import dbnread
+        from spymaster.raw import dbnread
 
         info = dbnread.inspect(src)
         assert info.schema is not None
@@ -87,7 +87,7 @@ def main() -> None:
         _child(*args.child)
         return
 
-    from spymaster.layout import Product, RawKind
+    from spymaster.lake.paths import Product, RawKind
     from spymaster.synth import generate_day
 
     date = dt.date.fromisoformat(args.date)

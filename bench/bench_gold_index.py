@@ -39,8 +39,8 @@ def main() -> None:
 
     import lancedb
 
-    from spymaster import bronze, gold, layout, silver, vectordb
-    from spymaster.lake import Lake
+    from spymaster.lake import Lake, paths
+    from spymaster.layers import bronze, gold, index, silver
     from spymaster.settings import StorageSettings
     from spymaster.synth import generate
 
@@ -55,7 +55,7 @@ def main() -> None:
             progress=False,
         )
         for d in dates:
-            for k in layout.REQUIRED_RAW:
+            for k in paths.REQUIRED_RAW:
                 bronze.build(lake, k, d)
             silver.build(lake, d)
         gold_s, n_ep = [], []
@@ -66,13 +66,13 @@ def main() -> None:
         idx_s = []
         for d in dates:
             t0 = time.perf_counter()
-            vectordb.index_date(lake, d)
+            index.index_date(lake, d)
             idx_s.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        vectordb.ensure_indexes(lake)
+        index.ensure_indexes(lake)
         ensure_s = time.perf_counter() - t0
-        size = _du(Path(tmp) / layout.VECTORS_DIR)
-        rows = vectordb.read_all(lake)
+        size = _du(Path(tmp) / paths.VECTORS_DIR)
+        rows = index.read_all(lake)
         total = rows.num_rows
 
         # The alternative: one table per partition, same rows.
@@ -83,7 +83,7 @@ def main() -> None:
             alt.create_table(p.replace("|", "_"), data=sub)
         last = dates[-1]
         last_rows = rows.filter(pc.equal(rows.column("date"), last))
-        one = vectordb.open_table(lake)
+        one = index.open_table(lake)
         t0 = time.perf_counter()
         one.merge_insert("episode_id").when_matched_update_all().when_not_matched_insert_all().execute(
             last_rows

@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from spymaster.lake import paths
+
 OUT = Path(__file__).parent / "out"
 DATE = dt.date(2026, 3, 5)
 
@@ -36,13 +38,13 @@ def _vm_hwm() -> int:
 
 
 def _child_day(lake_dir: str) -> None:
-    from spymaster import bronze, gold, layout, silver
-    from spymaster.lake import Lake
+    from spymaster.lake import Lake, paths
+    from spymaster.layers import bronze, gold, silver
     from spymaster.settings import StorageSettings
 
     lake = Lake(StorageSettings(lake_uri=lake_dir))
     t = [time.perf_counter()]
-    for k in layout.REQUIRED_RAW:
+    for k in paths.REQUIRED_RAW:
         bronze.build(lake, k, DATE)
     t.append(time.perf_counter())
     silver.build(lake, DATE)
@@ -144,9 +146,9 @@ def bench_coldstart() -> dict[str, float]:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from spymaster import gold, pipeline, vectordb
     from spymaster.lake import Lake, committed_dates, read_committed
-    from spymaster.layout import Layer
+    from spymaster.lake.paths import Layer
+    from spymaster.layers import index, pipeline
     from spymaster.settings import StorageSettings
     from spymaster.synth import generate
 
@@ -169,12 +171,12 @@ def bench_coldstart() -> dict[str, float]:
             lake = Lake(StorageSettings(lake_uri=tmp))
             dates = generate(lake, DATE, 6, scale=0.02, seed=7, progress=False)
             pipeline.run(lake.settings, dates)
-            vectordb.index(lake)
+            index.index(lake)
             for f in Path(tmp).rglob("*"):
                 if f.is_file():
                     s3.upload_file(str(f), "bench", f"lake/{f.relative_to(tmp).as_posix()}")
-            last = committed_dates(lake, Layer.GOLD, gold.EPISODES_TABLE)[-1]
-            ep = read_committed(lake, Layer.GOLD, gold.EPISODES_TABLE, last).slice(0, 1).to_pylist()[0]
+            last = committed_dates(lake, Layer.GOLD, paths.EPISODES_TABLE)[-1]
+            ep = read_committed(lake, Layer.GOLD, paths.EPISODES_TABLE, last).slice(0, 1).to_pylist()[0]
         from spymaster.sessions import ET
 
         at = ep["ts"].astimezone(ET).strftime("%H:%M:%S")

@@ -188,9 +188,12 @@ def measure(
 
 
 def demo_index(args: argparse.Namespace, tmp: str) -> tuple[Any, Any, list[dict[str, Any]]]:
-    from spymaster import pipeline, sessions, synth, vectordb
+    from spymaster import sessions, synth
     from spymaster.api import ApiSettings, create_app
     from spymaster.lake import Lake
+    from spymaster.layers import pipeline
+    from spymaster.layers.index import index as build_index
+    from spymaster.layers.index import read_all
     from spymaster.settings import StorageSettings
 
     if args.lake:
@@ -207,7 +210,7 @@ def demo_index(args: argparse.Namespace, tmp: str) -> tuple[Any, Any, list[dict[
             progress=False,
         )
         pipeline.run(lake.settings, dates, workers=2)
-        vectordb.index(lake)
+        build_index(lake)
         print(
             f"generated and indexed {args.days} days at scale {args.scale} in {time.perf_counter() - t0:.0f} s"
         )
@@ -216,7 +219,7 @@ def demo_index(args: argparse.Namespace, tmp: str) -> tuple[Any, Any, list[dict[
     t0 = time.perf_counter()
     index = svc.index()
     print(f"demo lake: vector table v{index.version} read into memory in {time.perf_counter() - t0:.2f} s")
-    rows = vectordb.read_all(lake, ["date", "ts", "level_kind"]).to_pylist()
+    rows = read_all(lake, ["date", "ts", "level_kind"]).to_pylist()
     rng = np.random.default_rng(1)
     state = []
     for i in rng.choice(len(rows), size=min(args.queries // 2, len(rows)), replace=False).tolist():
@@ -228,8 +231,9 @@ def demo_index(args: argparse.Namespace, tmp: str) -> tuple[Any, Any, list[dict[
 
 def synthetic_index(n: int, seed: int) -> Any:
     from spymaster import retrieval, vectors
-    from spymaster.features import DIRECTIONS, LEVEL_KINDS
-    from spymaster.service import day_number
+    from spymaster.levels import DIRECTIONS, LEVEL_KINDS
+    from spymaster.outcomes import HORIZONS_MIN
+    from spymaster.sessions import day_number
 
     rng = np.random.default_rng(seed)
     keys = [(k, d, b) for k in LEVEL_KINDS for d in DIRECTIONS for b in range(5)]
@@ -237,8 +241,8 @@ def synthetic_index(n: int, seed: int) -> Any:
     days0 = day_number(dt.date(2025, 1, 2))
     days = days0 + np.sort(rng.integers(0, 365, n))  # ≈ 250 trading days' worth of dates
     vecs = rng.standard_normal((n, vectors.VECTOR_DIM), dtype=np.float32)
-    labels = rng.integers(0, 3, (len(retrieval.HORIZONS), n))
-    exc = rng.exponential(1.0, (len(retrieval.HORIZONS), n))
+    labels = rng.integers(0, 3, (len(HORIZONS_MIN), n))
+    exc = rng.exponential(1.0, (len(HORIZONS_MIN), n))
     t0 = time.perf_counter()
     index = retrieval.Index.build(
         1,
@@ -272,7 +276,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
 
     from spymaster.api import ApiSettings, create_app
-    from spymaster.service import Service
+    from spymaster.serving import Service
 
     rng = np.random.default_rng(args.seed)
     results: dict[str, dict[str, Any]] = {}

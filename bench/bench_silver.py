@@ -29,8 +29,8 @@ def _vm_hwm() -> int:
 
 
 def _child(lake_dir: str, date: str) -> None:
-    from spymaster import silver
     from spymaster.lake import Lake
+    from spymaster.layers import silver
     from spymaster.settings import StorageSettings
 
     lake = Lake(StorageSettings(lake_uri=lake_dir))
@@ -51,8 +51,8 @@ def main() -> None:
         _child(*args.child)
         return
 
-    from spymaster import bronze, layout
-    from spymaster.lake import Lake
+    from spymaster.lake import Lake, paths
+    from spymaster.layers import bronze
     from spymaster.settings import StorageSettings
     from spymaster.synth import generate
 
@@ -62,7 +62,7 @@ def main() -> None:
         t0 = time.perf_counter()
         generate(lake, date, 1, scale=args.scale, seed=args.seed, progress=False)
         t1 = time.perf_counter()
-        for kind in layout.REQUIRED_RAW:
+        for kind in paths.REQUIRED_RAW:
             bronze.build(lake, kind, date)
         t2 = time.perf_counter()
         cmd = [sys.executable, __file__, "--child", tmp, args.date]

@@ -17,10 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-from spymaster import calibration, evaluation, gold, pipeline, sessions, vectordb
-from spymaster.lake import Lake, is_committed
-from spymaster.layout import Layer
-from spymaster.settings import StorageSettings
+from spymaster import evaluation, sessions
+from spymaster.lake import Lake, is_committed, paths
+from spymaster.lake.paths import Layer
+from spymaster.layers import index, pipeline
+from spymaster.retrieval import calibration
+from spymaster.settings import SERVED, StorageSettings
 from spymaster.synth import generate
 
 
@@ -65,7 +67,7 @@ def main() -> int:
     root = Path(args.lake or Path(__file__).parent / "out" / f"eval-lake-{args.seed}-{args.scale:g}")
     lake = Lake(StorageSettings(lake_uri=str(root)))
     dates = sessions.trading_days(args.start, args.days)
-    todo = [d for d in dates if not is_committed(lake, Layer.GOLD, gold.EPISODES_TABLE, d)]
+    todo = [d for d in dates if not is_committed(lake, Layer.GOLD, paths.EPISODES_TABLE, d)]
     t0 = time.perf_counter()
     if todo:
         generate(
@@ -81,17 +83,17 @@ def main() -> int:
             print("failed dates:", [(r.date, r.failed_stage, r.error) for r in bad], file=sys.stderr)
         print(f"generated + pipeline: {len(todo)} days in {time.perf_counter() - t0:.0f} s", flush=True)
     if not args.no_index:
-        vectordb.index(lake, dates)
-    sweep = sweep_configs(dict(calibration.RECOMMENDED_WEIGHTS)) if args.sweep else []
+        index.index(lake, dates)
+    sweep = sweep_configs(dict(SERVED.weights)) if args.sweep else []
     if args.learned_metric:
         sweep.append(
             evaluation.KnnConfig.of(
                 "kNN served + learned metric",
-                k=calibration.RECOMMENDED_K,
-                max_per_day=calibration.RECOMMENDED_MAX_PER_DAY,
+                k=SERVED.k,
+                max_per_day=SERVED.max_per_day,
                 params=calibration.RECOMMENDED_PARAMS,
-                weights=calibration.RECOMMENDED_WEIGHTS,
-                pooled_prior=calibration.RECOMMENDED_POOLED_PRIOR,
+                weights=SERVED.weights,
+                pooled_prior=SERVED.pooled_prior,
                 metric="corr",
                 metric_shrink=0.5,
                 metric_power=2.0,

@@ -36,7 +36,7 @@ def decode_day_files(files: dict[object, bytes], tmp: Path) -> dict[str, object]
     """Decode generated DBN bytes the way bronze does, keyed by bronze table name."""
     import pyarrow as pa
 
-    from spymaster import dbnread
+    from spymaster.raw import dbnread
 
     out: dict[str, object] = {}
     for kind, data in files.items():
@@ -50,7 +50,7 @@ def silver_inputs(date: object, *, scale: float, seed: int) -> object:
     """A generated day decoded as bronze would be, as silver's inputs (tests cache it themselves)."""
     import tempfile
 
-    from spymaster import silver
+    from spymaster.layers import silver
     from spymaster.synth import generate_day
 
     day = generate_day(date, scale=scale, seed=seed)  # type: ignore[arg-type]

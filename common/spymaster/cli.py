@@ -11,10 +11,11 @@ from typing import Annotated, TypeVar
 import typer
 from tqdm import tqdm
 
-from spymaster import layout, sessions
+from spymaster import sessions
 from spymaster.errors import SpymasterError
-from spymaster.lake import Lake, is_committed
-from spymaster.layout import Layer
+from spymaster.lake import Lake, is_committed, paths
+from spymaster.lake.paths import Layer
+from spymaster.outcomes import OUTCOMES
 from spymaster.settings import storage_settings_for
 
 T = TypeVar("T")
@@ -112,7 +113,7 @@ def ingest(
     lake: LakeOpt = None,
 ) -> None:
     """Place Databento DBN files into raw/ by their own metadata; refuse what cannot be placed."""
-    from spymaster.ingest import ingest as run
+    from spymaster.raw.ingest import ingest as run
 
     placed, refused = run(_lake(lake), files, force=force)
     for p in placed:
@@ -132,7 +133,7 @@ def download(
     lake: LakeOpt = None,
 ) -> None:
     """Fetch the needed schemas per day from Databento (DATABENTO_API_KEY), in parallel, resumably."""
-    from spymaster.download import download as run
+    from spymaster.raw.download import download as run
     from spymaster.settings import DatabentoSettings
 
     try:
@@ -158,13 +159,13 @@ def bronze_cmd(
     lake: LakeOpt = None,
 ) -> None:
     """Decode raw DBN into committed bronze Parquet, per (date, schema); all landed dates by default."""
-    from spymaster import bronze
-    from spymaster.status import landed_raw
+    from spymaster.lake.status import landed_raw
+    from spymaster.layers import bronze
 
     store = _lake(lake)
     landed = landed_raw(store)
     dates = _dates(start, end, days) or sorted(landed)
-    wanted = [(d, k) for d in dates for k in layout.REQUIRED_RAW]
+    wanted = [(d, k) for d in dates for k in paths.REQUIRED_RAW]
     missing = [(d, k) for d, k in wanted if k not in landed.get(d, set())]
     jobs = [
         (d, k)
@@ -187,15 +188,15 @@ def silver_cmd(
     lake: LakeOpt = None,
 ) -> None:
     """Bars, the six levels and the level-relative state table per date (needs committed bronze)."""
-    from spymaster import silver
     from spymaster.lake import committed_dates
+    from spymaster.layers import silver
 
     store = _lake(lake)
-    ready = set(committed_dates(store, Layer.BRONZE, "fut_trades")) & set(
-        committed_dates(store, Layer.BRONZE, "fut_mbp10")
+    ready = set(committed_dates(store, Layer.BRONZE, paths.FUT_TRADES.bronze_table)) & set(
+        committed_dates(store, Layer.BRONZE, paths.FUT_MBP10.bronze_table)
     )
     dates = _dates(start, end, days) or sorted(ready)
-    jobs = [d for d in dates if force or not is_committed(store, Layer.SILVER, "state", d)]
+    jobs = [d for d in dates if force or not is_committed(store, Layer.SILVER, paths.STATE_TABLE, d)]
     rows, failures = _each(jobs, "silver", "day", lambda d: silver.build(store, d).state.num_rows)
     typer.echo(f"silver: {len(jobs) - len(failures)} of {len(jobs)} date(s) committed, {rows:,} state rows")
     _exit_on(failures)
@@ -210,12 +211,12 @@ def gold_cmd(
     lake: LakeOpt = None,
 ) -> None:
     """Approach episodes with raw vectors and first-crossing outcomes per date (needs silver)."""
-    from spymaster import gold
     from spymaster.lake import committed_dates
+    from spymaster.layers import gold
 
     store = _lake(lake)
-    dates = _dates(start, end, days) or committed_dates(store, Layer.SILVER, "state")
-    jobs = [d for d in dates if force or not is_committed(store, Layer.GOLD, gold.EPISODES_TABLE, d)]
+    dates = _dates(start, end, days) or committed_dates(store, Layer.SILVER, paths.STATE_TABLE)
+    jobs = [d for d in dates if force or not is_committed(store, Layer.GOLD, paths.EPISODES_TABLE, d)]
     n, failures = _each(jobs, "gold", "day", lambda d: gold.build(store, d).num_rows)
     typer.echo(f"gold: {len(jobs) - len(failures)} of {len(jobs)} date(s) committed, {n:,} episodes")
     _exit_on(failures)
@@ -227,9 +228,9 @@ def index_cmd(
     lake: LakeOpt = None,
 ) -> None:
     """Upsert committed gold into the LanceDB vector table (the table's only writer)."""
-    from spymaster import vectordb
+    from spymaster.layers import index
 
-    res = vectordb.index(_lake(lake), force=force)
+    res = index.index(_lake(lake), force=force)
     done = [r for r in res if not r.skipped]
     typer.echo(
         f"index: {len(done)} date(s) upserted, {len(res) - len(done)} unchanged, {sum(r.rows for r in res):,} episodes"
@@ -246,8 +247,8 @@ def run_cmd(
     lake: LakeOpt = None,
 ) -> None:
     """bronze → silver → gold per date (in parallel), then index; resumable, failures per date."""
-    from spymaster import pipeline, vectordb
-    from spymaster.status import landed_raw
+    from spymaster.lake.status import landed_raw
+    from spymaster.layers import index, pipeline
 
     store = _lake(lake)
     dates = _dates(start, end, days) or sorted(landed_raw(store))
@@ -262,7 +263,7 @@ def run_cmd(
     results = pipeline.run(store.settings, dates, workers=workers, force=force, on_result=done)
     bar.close()
     ok = [r.date for r in results if r.ok]
-    idx = vectordb.index(store, ok, force=force) if ok else []
+    idx = index.index(store, ok, force=force) if ok else []
     typer.echo(
         f"run: {len(ok)} of {len(dates)} date(s) at gold; indexed {sum(1 for r in idx if not r.skipped)}, "
         f"{sum(r.rows for r in idx):,} episodes in the vector table"
@@ -288,7 +289,7 @@ def query(
     """The answer POST /v1/similar gives, in the terminal: neighbours and the outcome distribution."""
     import json
 
-    from spymaster.service import Service
+    from spymaster.serving import Service
 
     try:
         at = dt.time.fromisoformat(time)
@@ -311,7 +312,7 @@ def query(
         f"  (partition {q['partition']}, neighbours before {q['as_of']})"
     )
     typer.echo(f"horizon {d['horizon']} min, n = {d['n']}, n_eff = {d['n_eff']:.1f}")
-    for o in ("BREAK", "REJECT", "CHOP"):
+    for o in OUTCOMES:
         lo, hi = d["interval"][o]
         typer.echo(
             f"  P({o:<6}) = {d['p'][o]:.2f}   80 % [{lo:.2f}, {hi:.2f}]   base rate {d['base_rate'][o]:.2f}"
@@ -368,8 +369,8 @@ def serve(
 @app.command()
 def status(lake: LakeOpt = None) -> None:
     """Which dates are at which layer, and what is quarantined."""
-    from spymaster import quarantine
-    from spymaster.status import collect
+    from spymaster.lake import quarantine
+    from spymaster.lake.status import collect
 
     store = _lake(lake)
     rows = collect(store)
@@ -377,7 +378,7 @@ def status(lake: LakeOpt = None) -> None:
     typer.echo(f"{'date':<12}{'raw':>6}{'bronze':>8}{'silver':>8}{'gold':>7}{'indexed':>9}  layer")
     for s in rows:
         q = f"  quarantined: {len(s.quarantined)}" if s.quarantined else ""
-        n_raw, n_br, n_all = len(s.raw), len(s.bronze), len(layout.REQUIRED_RAW)
+        n_raw, n_br, n_all = len(s.raw), len(s.bronze), len(paths.REQUIRED_RAW)
         sv, gd = ("yes" if s.silver else "-"), (f"{s.episodes}" if s.gold else "-")
         ix = "yes" if s.indexed else "-"
         typer.echo(
@@ -402,7 +403,7 @@ def sql(
     """Query the committed lake with DuckDB (views bronze.*, silver.*, gold.*)."""
     import duckdb
 
-    from spymaster.sql import query
+    from spymaster.lake.sql import query
 
     try:
         cols, rows = query(_lake(lake), statement)

@@ -65,3 +65,15 @@ class UnknownDatasetError(BadInputError):
 
 class DownloadError(SpymasterError):
     """Fetching from Databento failed."""
+
+
+class OutcomeLeakError(ValueError):
+    """An input of the vector builder carried a column that is not a feature (e.g. an outcome)."""
+
+
+class NotFoundError(SpymasterError, LookupError):
+    """The thing asked about is not in the lake (a date, an episode, an active level)."""
+
+
+class InvalidQueryError(SpymasterError, ValueError):
+    """The query is well-formed JSON but cannot be answered as asked."""

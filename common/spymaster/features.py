@@ -10,14 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 
-LEVEL_KINDS: tuple[str, ...] = ("PM_HIGH", "PM_LOW", "OR_HIGH", "OR_LOW", "SMA_90", "EMA_20")
-DIRECTIONS: tuple[str, ...] = ("UP", "DOWN")
-TIME_BUCKETS: tuple[tuple[int, int], ...] = ((0, 15), (15, 30), (30, 60), (60, 120), (120, 180))
-"""Minutes since 09:30 ET; bucket i holds [lo, hi), the last one also holds 180 (12:30)."""
 GROUPS: tuple[str, ...] = ("geometry", "kinematics", "flow", "barrier", "book", "tape", "dealer", "context")
 
 
@@ -183,13 +177,6 @@ STATE_SCHEMA = pa.schema(
     [*KEY_FIELDS, *(pa.field(f.name, pa.float64(), metadata={"group": f.group}) for f in FEATURES)],
     metadata={"conventions": __doc__.split("\n\n", 1)[1].strip() if __doc__ else ""},
 )
-
-
-def time_bucket(minutes: npt.ArrayLike) -> npt.NDArray[np.int8]:
-    """Index of the time bucket holding each minutes-since-open value (180 goes to the last)."""
-    m = np.asarray(minutes, dtype=np.float64)
-    edges = np.array([lo for lo, _ in TIME_BUCKETS[1:]], dtype=np.float64)
-    return np.searchsorted(edges, m, side="right").astype(np.int8)
 
 
 def markdown() -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -76,6 +78,27 @@ def storage_settings_for(lake_uri: str | None) -> StorageSettings:
     return base.model_copy(update={"lake_uri": StorageSettings._no_trailing_slash(lake_uri)})
 
 
+class ApiSettings(BaseSettings):
+    """API settings from the environment (``SPYMASTER_`` prefix)."""
+
+    model_config = SettingsConfigDict(env_prefix="SPYMASTER_", extra="ignore")
+
+    api_key: SecretStr | None = None
+    """When set, every /v1 route needs header ``X-API-Key`` with this value."""
+    max_k: int = Field(default=500, ge=1, le=100_000)
+    table_check_seconds: float = Field(default=10.0, ge=0)
+    """Check the vector table's version at most this often (a new version is reloaded)."""
+    blas_threads: int = Field(default=1, ge=0)
+    """BLAS threads for the process (0: leave as is). A query is a matrix-vector product over at
+    most a few ten thousand rows: threads gain nothing there, and on a busy machine multi-threaded
+    OpenBLAS stalls (measured in docs/BENCHMARKS.md)."""
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _blank_is_none(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v
+
+
 class PipelineSettings(BaseSettings):
     """Definitions the silver/gold layers are computed with (``SPYMASTER_`` env prefix).
 
@@ -106,3 +129,30 @@ class PipelineSettings(BaseSettings):
 
         _dt.time.fromisoformat(v)
         return v
+
+
+@dataclass(frozen=True)
+class ServedRetrieval:
+    """What every API query uses unless the request says otherwise: the walk-forward evaluation's
+    recommendation (docs/EVALUATION.md, "What is served"). The evaluation's reference setting reads
+    the same object, so the served and the evaluated estimator cannot drift apart.
+    """
+
+    k: int = 50
+    max_per_day: int = 2
+    weights: Mapping[str, float] = field(default_factory=lambda: {"dealer": 0.0})
+    """Per-group query weights (missing groups weigh 1; 0 drops a group): the ablation dropped
+    ``dealer`` on both synthetic lakes; ``barrier`` and ``tape`` were dropped on one and kept on the
+    other (all within about one standard error), so they stay."""
+    pooled_prior: float = 100.0
+    """Pseudo-counts shrinking the partition base rate toward the pooled split of all partitions
+    (``Params.default_prior`` = this × the pooled split of rows before as_of; 0 = the fixed 1/1/0.5)."""
+    interval_max_total: float | None = 2.5
+    """Upper bound on the Beta interval's total pseudo-count N = n_eff + prior strength (None: no
+    cap). Uncapped, the 80 % interval held the planted probability far less often than 80 % on two
+    synthetic lakes; capped, about as often as it claims (docs/EVALUATION.md)."""
+    recalibration: Literal["isotonic", "platt", "none"] = "none"
+
+
+SERVED = ServedRetrieval()
+"""The one set of served retrieval defaults."""

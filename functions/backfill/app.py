@@ -2,7 +2,7 @@
 
 * :func:`plan` — ``{"request": {"start", "end", "force"?}, "run": <execution name>}``: which dates
   of the range have every raw file landed (and are not built yet, unless ``force``). It writes the
-  Distributed Map's item list (one :class:`~spymaster.events.DateRequest` per date) and the plan to
+  Distributed Map's item list (one :class:`~functions.shared.events.DateRequest` per date) and the plan to
   the lake, and returns where the list is plus the Map's concurrency and failure tolerance.
 * :func:`report` — the state machine's state at the end: reads the plan and the per-date results the
   date jobs wrote, checks what the vector table holds, and writes ``_reports/backfill/<run>.json``.
@@ -21,10 +21,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from spymaster import events, gold, layout, sessions, status, vectordb
-from spymaster.events import BackfillRequest, DateRequest
-from spymaster.lake import Lake, committed_dates
-from spymaster.layout import Layer
+from functions.shared import Lazy, events
+from functions.shared.events import BackfillRequest, DateRequest
+from spymaster import sessions
+from spymaster.lake import Lake, committed_dates, paths, status
+from spymaster.lake.paths import Layer
 from spymaster.settings import StorageSettings
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "spymaster-backfill"))
@@ -45,8 +46,8 @@ def make_plan(
 ) -> tuple[list[DateRequest], dict[str, Any]]:
     """The dates to run and the plan document (also what was left out, and why)."""
     landed = status.landed_raw(lake)
-    built = set(committed_dates(lake, Layer.GOLD, gold.EPISODES_TABLE))
-    required = set(layout.REQUIRED_RAW)
+    built = set(committed_dates(lake, Layer.GOLD, paths.EPISODES_TABLE))
+    required = set(paths.REQUIRED_RAW)
     todo: list[DateRequest] = []
     incomplete: dict[str, list[str]] = {}
     no_raw: list[str] = []
@@ -82,13 +83,13 @@ def make_plan(
 
 def make_report(lake: Lake, run: str, state: dict[str, Any]) -> dict[str, Any]:
     """Per-date outcomes of a run: committed, failed (stage, error), no result, indexed or not."""
-    plan_doc: dict[str, Any] = lake.read_json(events.backfill_plan_key(run))
+    plan_doc: dict[str, Any] = lake.read_json(paths.backfill_plan_key(run))
     indexed = {d.isoformat() for d in _indexed_dates(lake)}
     succeeded: list[str] = []
     failed: list[dict[str, Any]] = []
     no_result: list[str] = []
     for iso in plan_doc["planned"]:
-        key = events.backfill_result_key(run, dt.date.fromisoformat(iso))
+        key = paths.backfill_result_key(run, dt.date.fromisoformat(iso))
         if not lake.exists(key):
             no_result.append(iso)  # never ran, timed out or crashed before reporting
             continue
@@ -118,7 +119,7 @@ def make_report(lake: Lake, run: str, state: dict[str, Any]) -> dict[str, Any]:
 
 
 def _indexed_dates(lake: Lake) -> list[dt.date]:
-    return sorted(layout.date_from_partition(p) for p in lake.list_files(vectordb.INDEX_MARKERS))
+    return sorted(paths.date_from_partition(p) for p in lake.list_files(paths.INDEX_MARKERS))
 
 
 @dataclass
@@ -138,14 +139,12 @@ def build_runtime(
     return Runtime(Lake(storage), bucket, prefix, settings or BackfillSettings())
 
 
-_runtime: Runtime | None = None
+_runtime: Lazy[Runtime] = Lazy(build_runtime)
+"""One runtime per container, built at first use (cold start)."""
 
 
 def runtime() -> Runtime:
-    global _runtime  # noqa: PLW0603  # one runtime per container, built at first use (cold start)
-    if _runtime is None:
-        _runtime = build_runtime()
-    return _runtime
+    return _runtime.get()
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -156,8 +155,8 @@ def plan(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = BackfillRequest.model_validate(event.get("request", event))
     with logger.append_context_keys(run=run):
         todo, doc = make_plan(rt.lake, request, run, rt.settings)
-        rt.lake.write_json(events.backfill_items_key(run), [r.body() for r in todo])
-        rt.lake.write_json(events.backfill_plan_key(run), doc)
+        rt.lake.write_json(paths.backfill_items_key(run), [r.body() for r in todo])
+        rt.lake.write_json(paths.backfill_plan_key(run), doc)
         metrics.add_metric(name="BackfillDatesPlanned", unit=MetricUnit.Count, value=len(todo))
         logger.info(
             "backfill planned",
@@ -170,7 +169,7 @@ def plan(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return {
         "run": run,
         "bucket": rt.bucket,
-        "key": rt.prefix + events.backfill_items_key(run),
+        "key": rt.prefix + paths.backfill_items_key(run),
         "count": len(todo),
         "start": request.start.isoformat(),
         "end": request.end.isoformat(),
@@ -186,7 +185,7 @@ def report(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     run = str(event["plan"]["run"])
     with logger.append_context_keys(run=run):
         doc = make_report(rt.lake, run, event)
-        key = events.backfill_report_key(run)
+        key = paths.backfill_report_key(run)
         rt.lake.write_json(key, doc)
         metrics.add_metric(name="BackfillDatesFailed", unit=MetricUnit.Count, value=len(doc["failed"]))
         summary = {

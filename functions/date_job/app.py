@@ -1,8 +1,8 @@
-"""Lambda: the per-date job — bronze → silver → gold for one date (:func:`spymaster.pipeline.run_date`).
+"""Lambda: the per-date job — bronze → silver → gold for one date (:func:`spymaster.layers.pipeline.run_date`).
 
 Triggered by an SQS message from ``ready`` (the date-jobs FIFO queue, one message group per date)
 or invoked directly by the backfill state machine with ``{"date": "YYYY-MM-DD", ...}``
-(:class:`spymaster.events.DateRequest`).
+(:class:`functions.shared.events.DateRequest`).
 
 * Idempotent per request (date, force, reason): a redelivered message or a retried invocation that
   already succeeded returns the stored result and does not run the job again.
@@ -36,22 +36,15 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.shared import IdempotencySettings, SqsSender, replay_hook
-from spymaster import events, gold, layout, pipeline
-from spymaster.events import DateRequest, GoldCommitted
-from spymaster.lake import Lake, is_committed, read_manifest
-from spymaster.layout import Layer
+from functions.shared import IdempotencySettings, Lazy, SqsSender, events, replay_hook
+from functions.shared.events import DateRequest, GoldCommitted
+from spymaster.lake import Lake, is_committed, paths, read_manifest
+from spymaster.lake.paths import Layer
+from spymaster.layers import pipeline
 from spymaster.settings import StorageSettings
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "spymaster-date-job"))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Spymaster"))
-
-STATUS_ROOT = "_reports/date_jobs"
-"""The last outcome of each date's job: ``_reports/date_jobs/date=YYYY-MM-DD.json``."""
-
-
-def status_key(date: dt.date) -> str:
-    return f"{STATUS_ROOT}/date={date.isoformat()}.json"
 
 
 class DateJobSettings(IdempotencySettings):
@@ -96,7 +89,7 @@ def run_job(storage: StorageSettings, lake: Lake, notify: Notify, request: DateR
     if res.error is not None:
         _report(lake, request, {**outcome, "status": "failed"})
         raise DateJobError(f"{date}: {res.failed_stage} failed: {res.error}")
-    man = read_manifest(lake, Layer.GOLD, gold.EPISODES_TABLE, date)
+    man = read_manifest(lake, Layer.GOLD, paths.EPISODES_TABLE, date)
     outcome.update(status="committed", gold_run=man.run_id, rows=man.rows)
     if request.notify:
         outcome["notified"] = notify(GoldCommitted(date=date, gold_run=man.run_id, rows=man.rows))
@@ -107,9 +100,9 @@ def run_job(storage: StorageSettings, lake: Lake, notify: Notify, request: DateR
 def _stage_reached(lake: Lake, date: dt.date) -> str:
     """The first stage of the date not committed (where an unexpected error stopped the job)."""
     try:
-        if not all(is_committed(lake, Layer.BRONZE, k.bronze_table, date) for k in layout.REQUIRED_RAW):
+        if not all(is_committed(lake, Layer.BRONZE, k.bronze_table, date) for k in paths.REQUIRED_RAW):
             return "bronze"
-        if not is_committed(lake, Layer.SILVER, "state", date):
+        if not is_committed(lake, Layer.SILVER, paths.STATE_TABLE, date):
             return "silver"
         return "gold"
     except Exception:  # storage may be what failed
@@ -126,9 +119,9 @@ def _report(lake: Lake, request: DateRequest, outcome: dict[str, Any]) -> None:
         metrics.add_metric(name="DatesFailed", unit=MetricUnit.Count, value=1)
         logger.error("date failed", extra=outcome)
     record = {**outcome, "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-    keys = [status_key(request.date)]
+    keys = [paths.date_job_status(request.date)]
     if request.run:
-        keys.append(events.backfill_result_key(request.run, request.date))
+        keys.append(paths.backfill_result_key(request.run, request.date))
     for key in keys:
         try:
             lake.write_json(key, record)
@@ -183,14 +176,12 @@ def build_runtime(
     return Runtime(storage=storage, lake=lake, idempotency=config, run=run)
 
 
-_runtime: Runtime | None = None
+_runtime: Lazy[Runtime] = Lazy(build_runtime)
+"""One runtime per container, built at first use (cold start)."""
 
 
 def runtime() -> Runtime:
-    global _runtime  # noqa: PLW0603  # one runtime per container, built at first use (cold start)
-    if _runtime is None:
-        _runtime = build_runtime()
-    return _runtime
+    return _runtime.get()
 
 
 def _run(rt: Runtime, request: DateRequest) -> dict[str, Any]:

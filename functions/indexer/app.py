@@ -3,7 +3,7 @@
 Two ways in:
 
 * an SQS batch from the gold-committed FIFO queue (one message group, so batches arrive in commit
-  order): each date is upserted with :func:`spymaster.vectordb.index_date`; a failed date fails
+  order): each date is upserted with :func:`spymaster.layers.index.index_date`; a failed date fails
   itself and the rest of the batch (partial batch response), which SQS redelivers;
 * ``{"start": …, "end": …, "after": …}`` from the backfill state machine: committed gold dates in
   the range, in date order, for as long as the invocation has time; ``{"done": false, "next": d}``
@@ -11,7 +11,7 @@ Two ways in:
 
 Normalisation uses the statistics of *earlier* committed dates, so when a date arrives after later
 ones were indexed, those later dates (within the statistics window) are re-checked too:
-:func:`~spymaster.vectordb.index_date` rewrites only the ones whose statistics changed.
+:func:`~spymaster.layers.index.index_date` rewrites only the ones whose statistics changed.
 """
 
 from __future__ import annotations
@@ -31,12 +31,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from spymaster import events, gold, layout, vectordb, vectors
-from spymaster.events import GoldCommitted, IndexRangeRequest
-from spymaster.lake import Lake, committed_dates, is_committed
-from spymaster.layout import Layer
+from functions.shared import Lazy, events
+from functions.shared.events import GoldCommitted, IndexRangeRequest
+from spymaster import vectors
+from spymaster.lake import Lake, committed_dates, is_committed, paths
+from spymaster.lake.paths import Layer
+from spymaster.layers import index
+from spymaster.layers.index import IndexResult
 from spymaster.settings import StorageSettings
-from spymaster.vectordb import IndexResult
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "spymaster-indexer"))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Spymaster"))
@@ -54,19 +56,19 @@ class IndexerSettings(BaseSettings):
 
 def indexed_dates(lake: Lake) -> list[dt.date]:
     """Dates with an index marker (what the vector table holds)."""
-    return sorted(layout.date_from_partition(p) for p in lake.list_files(vectordb.INDEX_MARKERS))
+    return sorted(paths.date_from_partition(p) for p in lake.list_files(paths.INDEX_MARKERS))
 
 
 def index_committed(lake: Lake, date: dt.date, window_days: int) -> list[IndexResult]:
     """Index one committed date, then re-check the indexed dates whose statistics it may change."""
-    if not is_committed(lake, Layer.GOLD, gold.EPISODES_TABLE, date):
+    if not is_committed(lake, Layer.GOLD, paths.EPISODES_TABLE, date):
         logger.warning(
             "gold is not committed (withdrawn since?); nothing to index", extra={"date": str(date)}
         )
         return []
-    out = [vectordb.index_date(lake, date)]
+    out = [index.index_date(lake, date)]
     later = [d for d in indexed_dates(lake) if d > date][:window_days]
-    out += [vectordb.index_date(lake, d) for d in later]
+    out += [index.index_date(lake, d) for d in later]
     return out
 
 
@@ -77,18 +79,18 @@ def index_range(
     least one per call, so a loop of calls always advances)."""
     todo = [
         d
-        for d in committed_dates(lake, Layer.GOLD, gold.EPISODES_TABLE)
+        for d in committed_dates(lake, Layer.GOLD, paths.EPISODES_TABLE)
         if request.start <= d <= request.end and (request.after is None or d > request.after)
     ]
     results: list[IndexResult] = []
     for d in todo:
         if results and not has_time():
             break
-        results.append(vectordb.index_date(lake, d))
+        results.append(index.index_date(lake, d))
     done = len(results) == len(todo)
     if done and todo:  # dates after the range whose statistics now include it
         later = [d for d in indexed_dates(lake) if d > todo[-1]][:window_days]
-        results += [vectordb.index_date(lake, d) for d in later]
+        results += [index.index_date(lake, d) for d in later]
     return {"done": done, "next": None if done else results[-1].date.isoformat(), "results": results}
 
 
@@ -110,14 +112,12 @@ def build_runtime(storage: StorageSettings | None = None, settings: IndexerSetti
     return Runtime(lake=Lake(storage or StorageSettings()), settings=settings or IndexerSettings())
 
 
-_runtime: Runtime | None = None
+_runtime: Lazy[Runtime] = Lazy(build_runtime)
+"""One runtime per container, built at first use (cold start)."""
 
 
 def runtime() -> Runtime:
-    global _runtime  # noqa: PLW0603  # one runtime per container, built at first use (cold start)
-    if _runtime is None:
-        _runtime = build_runtime()
-    return _runtime
+    return _runtime.get()
 
 
 def _sqs(rt: Runtime, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -137,7 +137,7 @@ def _sqs(rt: Runtime, event: dict[str, Any], context: LambdaContext) -> dict[str
             processor.process()
     finally:
         if any(not r.skipped for r in results):
-            vectordb.ensure_indexes(rt.lake)
+            index.ensure_indexes(rt.lake)
         _count(results)
     return dict(processor.response())
 
@@ -157,7 +157,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
     out = index_range(rt.lake, request, rt.settings.stats_window_days, has_time)
     if any(not r.skipped for r in out["results"]):
-        vectordb.ensure_indexes(rt.lake)
+        index.ensure_indexes(rt.lake)
     indexed, skipped = _count(out["results"])
     logger.info("range indexed", extra={"indexed": indexed, "skipped": skipped, "next": out["next"]})
     return {"done": out["done"], "next": out["next"], "indexed": indexed, "skipped": skipped}

@@ -1,6 +1,6 @@
 """Lambda: raw files landed → is their date ready? → dispatch the per-date job.
 
-A date is ready when every :data:`spymaster.layout.REQUIRED_RAW` file of it is in the lake. Each
+A date is ready when every :data:`spymaster.lake.paths.REQUIRED_RAW` file of it is in the lake. Each
 ObjectCreated record is handled once per (bucket, key, ETag): the check-and-dispatch step is
 idempotent (Powertools, DynamoDB persistence), so a replayed or duplicated S3 event never dispatches
 a job again — it gets the stored answer back, marked ``"replay": true``.
@@ -30,11 +30,11 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.shared import IdempotencySettings, SqsSender, replay_hook
-from spymaster import bronze, events, gold, layout
-from spymaster.events import DateRequest, LandedObject
-from spymaster.lake import Lake, is_committed
-from spymaster.layout import Layer
+from functions.shared import IdempotencySettings, Lazy, SqsSender, events, replay_hook
+from functions.shared.events import DateRequest, LandedObject
+from spymaster.lake import Lake, is_committed, paths
+from spymaster.lake.paths import Layer
+from spymaster.layers import bronze
 from spymaster.settings import StorageSettings
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "spymaster-ready"))
@@ -68,12 +68,12 @@ def check_and_dispatch(lake: Lake, landed: events.RawLanded, dispatch: Dispatch)
     """The core: is the landed file's date complete? If so (and not built yet), dispatch its job."""
     date = landed.raw.date
     out: dict[str, Any] = {"key": landed.obj.key, "date": date.isoformat(), "replay": False}
-    missing = [k for k in layout.REQUIRED_RAW if not lake.exists(layout.raw_file(k, date))]
+    missing = [k for k in paths.REQUIRED_RAW if not lake.exists(paths.raw_file(k, date))]
     if missing:
         out.update(status="waiting", missing=[f"{k.product.value} {k.schema}" for k in missing])
         return out
-    if is_committed(lake, Layer.GOLD, gold.EPISODES_TABLE, date) and all(
-        bronze.is_current(lake, k, date) for k in layout.REQUIRED_RAW
+    if is_committed(lake, Layer.GOLD, paths.EPISODES_TABLE, date) and all(
+        bronze.is_current(lake, k, date) for k in paths.REQUIRED_RAW
     ):
         out.update(status="built")  # a replaced raw file makes its bronze stale: then dispatch again
         return out
@@ -130,14 +130,12 @@ def build_runtime(
     return Runtime(lake=lake, bucket=bucket, prefix=prefix, idempotency=config, on_landed=on_landed)
 
 
-_runtime: Runtime | None = None
+_runtime: Lazy[Runtime] = Lazy(build_runtime)
+"""One runtime per container, built at first use (cold start)."""
 
 
 def runtime() -> Runtime:
-    global _runtime  # noqa: PLW0603  # one runtime per container, built at first use (cold start)
-    if _runtime is None:
-        _runtime = build_runtime()
-    return _runtime
+    return _runtime.get()
 
 
 def _handle(rt: Runtime, objects: list[LandedObject]) -> list[dict[str, Any]]:

@@ -43,14 +43,15 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def page_lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
     """Six generated days at a small scale, through bronze → silver → gold → vector index."""
-    from spymaster import pipeline, synth, vectordb
+    from spymaster import synth
+    from spymaster.layers import index, pipeline
 
     lake = Lake(StorageSettings(lake_uri=str(tmp_path_factory.mktemp("page") / "lake")))
     dates = synth.generate(lake, START, DAYS, scale=0.02, seed=5, progress=False)
     results = pipeline.run(lake.settings, dates)
     failed = [(r.date, r.failed_stage, r.error) for r in results if r.error]
     assert not failed, failed
-    vectordb.index(lake)
+    index.index(lake)
     return lake
 
 

@@ -27,11 +27,13 @@ import uvicorn
 from fastapi import FastAPI
 from scipy.stats import beta
 
-from spymaster import calibration, evaluation, gold, pipeline, sessions, synth, vectordb, vectors
+from spymaster import evaluation, sessions, synth, vectors
 from spymaster.api import ApiSettings, create_app
-from spymaster.lake import Lake, read_committed, read_manifest
-from spymaster.layout import Layer
-from spymaster.service import Service
+from spymaster.lake import Lake, paths, read_committed, read_manifest
+from spymaster.lake.paths import Layer
+from spymaster.layers import index, pipeline
+from spymaster.retrieval import calibration
+from spymaster.serving import Service
 from spymaster.settings import StorageSettings
 from tests.support import s3_settings
 
@@ -68,10 +70,10 @@ def demo_lake(factory: pytest.TempPathFactory) -> Demo:
         dates = synth.generate(lake, START, N_DAYS, scale=SCALE, seed=SEED, progress=False)
         results = pipeline.run(lake.settings, dates)
         assert all(r.ok for r in results), [r.error for r in results]
-        vectordb.index(lake)
+        index.index(lake)
         done.write_text("\n".join(d.isoformat() for d in dates))
     dates = [dt.date.fromisoformat(x) for x in done.read_text().split()]
-    rows = vectordb.read_all(lake).drop(["raw"])
+    rows = index.read_all(lake).drop(["raw"])
     return Demo(lake, dates, rows)
 
 
@@ -167,7 +169,7 @@ def test_days_are_the_dates_with_silver(http: httpx.Client, demo: Demo) -> None:
     for d in days:
         date = dt.date.fromisoformat(d["date"])
         assert d["indexed"] is True
-        assert d["episodes"] == read_manifest(demo.lake, Layer.GOLD, gold.EPISODES_TABLE, date).rows
+        assert d["episodes"] == read_manifest(demo.lake, Layer.GOLD, paths.EPISODES_TABLE, date).rows
 
 
 def test_bars_are_two_minute_bars_from_nine_to_half_past_twelve(http: httpx.Client, demo: Demo) -> None:
@@ -552,7 +554,7 @@ def test_served_estimator_pooled_prior_and_capped_interval(http: httpx.Client, d
 def test_partitions_cover_the_table(http: httpx.Client, demo: Demo) -> None:
     parts = http.get("/v1/partitions").json()["partitions"]
     assert sum(p["n"] for p in parts) == demo.episodes.num_rows
-    counts = vectordb.partition_counts(demo.lake)
+    counts = index.partition_counts(demo.lake)
     for p in parts:
         assert p["key"] == f"{p['level_kind']}|{p['direction']}|{p['time_bucket']}"
         assert p["n"] == counts[p["key"]]["n"]
@@ -768,7 +770,7 @@ def test_report_serves_the_latest_run_and_its_files(report_lake: tuple[Lake, eva
         r = c.get("/v1/report")
         assert r.status_code == 200, r.text
         body = r.json()
-        latest = lake.read_json(evaluation.latest_path())
+        latest = lake.read_json(paths.latest_path())
         assert body["run_id"] == latest["run_id"] == rep.run_id
         assert (body["created_at"], body["start"], body["end"]) == (
             latest["created_at"],
@@ -777,7 +779,7 @@ def test_report_serves_the_latest_run_and_its_files(report_lake: tuple[Lake, eva
         )
         assert body["markdown"] == rep.markdown == lake.read_bytes(latest["report"]).decode()
         assert body["metrics"]["n_test"] == rep.metrics["n_test"] > 0
-        assert body["metrics"]["scores"]["all"][evaluation.SERVED]["n"] == rep.metrics["n_test"]
+        assert body["metrics"]["scores"]["all"][evaluation.SERVED_NAME]["n"] == rep.metrics["n_test"]
         assert body["plots"] == {k: v.rsplit("/", 1)[-1] for k, v in latest["plots"].items()}
         assert {"reliability", "lift"} <= set(body["plots"])
         files = {f["name"]: f for f in body["files"]}
@@ -787,14 +789,14 @@ def test_report_serves_the_latest_run_and_its_files(report_lake: tuple[Lake, eva
             r = c.get(f"/v1/report/files/{name}")
             assert r.status_code == 200, name
             assert r.headers["content-type"] == f["media_type"]
-            assert r.content == lake.read_bytes(evaluation.report_path(rep.run_id, name))
+            assert r.content == lake.read_bytes(paths.report_path(rep.run_id, name))
         png = c.get(f"/v1/report/files/{body['plots']['reliability']}")
         assert png.headers["content-type"] == "image/png"
         assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
         assert c.get("/v1/report/files/report.md").headers["content-type"].startswith("text/markdown")
         # nothing else: not latest.json, not a file the run folder holds but latest.json does not list,
         # no path out of the folder however it is spelled
-        lake.write_bytes(evaluation.report_path(rep.run_id, "extra.png"), png.content)
+        lake.write_bytes(paths.report_path(rep.run_id, "extra.png"), png.content)
         for bad in (
             "latest.json",
             "extra.png",
@@ -817,22 +819,22 @@ def test_report_serves_the_latest_run_and_its_files(report_lake: tuple[Lake, eva
         tampered = dict(latest)
         tampered["plots"] = {
             "reliability": latest["plots"]["reliability"],
-            "escape": f"{evaluation.report_dir(rep.run_id)}/../other/lift.png",
+            "escape": f"{paths.report_dir(rep.run_id)}/../other/lift.png",
             "gold": "gold/secret.png",
         }
-        lake.write_json(evaluation.latest_path(), tampered)
+        lake.write_json(paths.latest_path(), tampered)
         try:
             body = c.get("/v1/report").json()
             assert body["plots"] == {"reliability": "reliability.png"}
             assert c.get("/v1/report/files/lift.png").status_code == 404
             assert c.get("/v1/report/files/secret.png").status_code == 404
             assert c.get("/v1/report/files/reliability.png").status_code == 200
-            lake.write_bytes(evaluation.latest_path(), b"{not json")
+            lake.write_bytes(paths.latest_path(), b"{not json")
             r = c.get("/v1/report")
             assert r.status_code == 404
             assert "malformed" in r.json()["detail"]
         finally:
-            lake.write_json(evaluation.latest_path(), latest)
+            lake.write_json(paths.latest_path(), latest)
         assert c.get("/v1/report").json()["run_id"] == rep.run_id
     finally:
         served.close()
@@ -852,7 +854,7 @@ def test_table_is_reloaded_only_when_its_version_changes(demo: Demo, tmp_path: P
     assert first.episodes == demo.episodes.num_rows
     now[0] = 30.0
     assert svc.index() is first  # checked, same version: same objects
-    table = vectordb.open_table(lake)
+    table = index.open_table(lake)
     assert table is not None
     gone = demo.dates[-1]
     table.delete(f"date = date '{gone.isoformat()}'")

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from spymaster.api import ApiSettings, create_app
-from spymaster.service import Service
+from spymaster.serving import Service
 from tests.functional.test_api import demo_lake
 
 

@@ -11,7 +11,6 @@ import pyarrow as pa
 import pytest
 import zstandard
 
-from spymaster import bronze, dbnfmt, dbnread, layout, quarantine
 from spymaster.errors import (
     BadInputError,
     CorruptInputError,
@@ -19,9 +18,12 @@ from spymaster.errors import (
     MislabelledInputError,
     UnknownDatasetError,
 )
-from spymaster.ingest import ingest
-from spymaster.lake import Lake, committed_dates, read_committed, read_manifest
-from spymaster.layout import Layer, Product, RawKind
+from spymaster.lake import Lake, committed_dates, paths, quarantine, read_committed, read_manifest
+from spymaster.lake.paths import Layer, Product, RawKind
+from spymaster.layers import bronze
+from spymaster.raw import dbnread
+from spymaster.raw.ingest import ingest
+from spymaster.synth import dbnwrite
 from tests.support import fixture
 
 FIX_DATE = dt.date(2020, 12, 28)  # the trading date of the GLBX.MDP3 fixtures (ESH1)
@@ -36,16 +38,16 @@ def _big_trades(date: dt.date, n: int = 200_000) -> bytes:
     from spymaster import sessions
 
     lo, _ = sessions.globex_session(date)
-    r = dbnfmt.empty_records("trades", n)
+    r = dbnwrite.empty_records("trades", n)
     r["instrument_id"] = 5482
     r["ts_event"] = lo + np.arange(n, dtype=np.uint64) * 100_000
     r["ts_recv"] = r["ts_event"] + 1_000
-    r["price"] = dbnfmt.to_fixed(3700 + (np.arange(n) % 40) * 0.25)
+    r["price"] = dbnwrite.to_fixed(3700 + (np.arange(n) % 40) * 0.25)
     r["size"] = 1
     r["action"] = b"T"
     r["side"] = b"B"
-    md = dbnfmt.metadata(schema="trades", start_ns=lo, end_ns=int(r["ts_recv"][-1]) + 1, symbols=["ES.FUT"])
-    return dbnfmt.encode(md, r)
+    md = dbnwrite.metadata(schema="trades", start_ns=lo, end_ns=int(r["ts_recv"][-1]) + 1, symbols=["ES.FUT"])
+    return dbnwrite.encode(md, r)
 
 
 def _bad_cases() -> dict[str, tuple[RawKind, Callable[[], bytes], type[BadInputError], str]]:
@@ -97,7 +99,7 @@ def _bad_cases() -> dict[str, tuple[RawKind, Callable[[], bytes], type[BadInputE
 def _land_fixtures(lake: Lake) -> None:
     placed, refused = ingest(lake, [fixture("trades"), fixture("mbp-10"), fixture("definition")])
     assert not refused
-    assert {p.key for p in placed} == {layout.raw_file(k, FIX_DATE) for k in (FUT_TRADES, FUT_MBP10, FUT_DEF)}
+    assert {p.key for p in placed} == {paths.raw_file(k, FIX_DATE) for k in (FUT_TRADES, FUT_MBP10, FUT_DEF)}
 
 
 def test_real_fixtures_ingest_and_build_bronze(lake: Lake) -> None:
@@ -123,8 +125,8 @@ def test_bad_input_fails_clearly_is_quarantined_and_loses_nothing(lake: Lake, ca
     # Given a good, committed date and a bad file landed for another date
     _land_fixtures(lake)
     bronze.build(lake, FUT_TRADES, FIX_DATE)
-    good_manifest = lake.read_bytes(layout.manifest(Layer.BRONZE, FUT_TRADES.bronze_table, FIX_DATE))
-    key = layout.raw_file(kind, BAD_DATE)
+    good_manifest = lake.read_bytes(paths.manifest(Layer.BRONZE, FUT_TRADES.bronze_table, FIX_DATE))
+    key = paths.raw_file(kind, BAD_DATE)
     lake.write_bytes(key, make())
 
     # When bronze runs on it
@@ -144,15 +146,15 @@ def test_bad_input_fails_clearly_is_quarantined_and_loses_nothing(lake: Lake, ca
     assert not lake.exists(key)
     # and no bronze output of it is visible or even left behind
     assert BAD_DATE not in committed_dates(lake, Layer.BRONZE, kind.bronze_table)
-    assert lake.list_files(layout.table_dir(Layer.BRONZE, kind.bronze_table, BAD_DATE)) == []
+    assert lake.list_files(paths.table_dir(Layer.BRONZE, kind.bronze_table, BAD_DATE)) == []
     # and the other date is untouched
-    assert lake.read_bytes(layout.manifest(Layer.BRONZE, FUT_TRADES.bronze_table, FIX_DATE)) == good_manifest
+    assert lake.read_bytes(paths.manifest(Layer.BRONZE, FUT_TRADES.bronze_table, FIX_DATE)) == good_manifest
     assert read_committed(lake, Layer.BRONZE, FUT_TRADES.bronze_table, FIX_DATE).num_rows == 4
 
 
 def test_rerun_replaces_and_a_failed_rerun_keeps_the_previous_commit(local_lake: Lake) -> None:
     lake = local_lake
-    key = layout.raw_file(FUT_TRADES, BAD_DATE)
+    key = paths.raw_file(FUT_TRADES, BAD_DATE)
     big = _big_trades(BAD_DATE)
     lake.write_bytes(key, big)
     first = bronze.build(lake, FUT_TRADES, BAD_DATE)
@@ -160,7 +162,7 @@ def test_rerun_replaces_and_a_failed_rerun_keeps_the_previous_commit(local_lake:
     # Re-running replaces: the same rows, only the latest run's files remain
     assert first.manifest.run_id != second.manifest.run_id
     assert (
-        lake.list_files(layout.table_dir(Layer.BRONZE, FUT_TRADES.bronze_table, BAD_DATE))
+        lake.list_files(paths.table_dir(Layer.BRONZE, FUT_TRADES.bronze_table, BAD_DATE))
         == second.manifest.files
     )
     before = read_committed(lake, Layer.BRONZE, FUT_TRADES.bronze_table, BAD_DATE)
@@ -174,7 +176,7 @@ def test_rerun_replaces_and_a_failed_rerun_keeps_the_previous_commit(local_lake:
     )
     assert read_committed(lake, Layer.BRONZE, FUT_TRADES.bronze_table, BAD_DATE).equals(before)
     assert (
-        lake.list_files(layout.table_dir(Layer.BRONZE, FUT_TRADES.bronze_table, BAD_DATE))
+        lake.list_files(paths.table_dir(Layer.BRONZE, FUT_TRADES.bronze_table, BAD_DATE))
         == second.manifest.files
     )
 
@@ -183,7 +185,7 @@ def test_row_groups_follow_decode_chunks(local_lake: Lake) -> None:
     import pyarrow.parquet as pq
 
     lake = local_lake
-    lake.write_bytes(layout.raw_file(FUT_TRADES, BAD_DATE), _big_trades(BAD_DATE, 300_000))
+    lake.write_bytes(paths.raw_file(FUT_TRADES, BAD_DATE), _big_trades(BAD_DATE, 300_000))
     m = bronze.build(lake, FUT_TRADES, BAD_DATE).manifest
     meta = pq.ParquetFile(lake.path(m.files[0])).metadata
     # one row group per decoded chunk: memory in flight is one chunk, whatever the file size

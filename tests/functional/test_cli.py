@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from spymaster import layout
-from spymaster.layout import Product, RawKind
+from spymaster.lake import paths
+from spymaster.lake.paths import Product, RawKind
 from tests.support import S3_BUCKET, fixture
 
-BAD_KEY = layout.raw_file(RawKind(Product.FUT, "trades"), __import__("datetime").date(2020, 12, 29))
+BAD_KEY = paths.raw_file(RawKind(Product.FUT, "trades"), __import__("datetime").date(2020, 12, 29))
 
 
 def _cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,4 @@
-"""``spymaster.download`` against a local emulation of Databento's historical HTTP API.
+"""``spymaster.raw.download`` against a local emulation of Databento's historical HTTP API.
 
 The real ``databento`` client runs unmodified: it builds the request, authenticates with HTTP
 basic auth, POSTs the form to ``/v0/timeseries.get_range`` and streams the zstd DBN body to the
@@ -33,12 +33,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
-from spymaster import dbnfmt, ingest, layout, sessions
-from spymaster.download import DownloadReport, download
+from spymaster import sessions
 from spymaster.errors import DownloadError, SettingsError
-from spymaster.lake import Lake
-from spymaster.layout import Product, RawKind
+from spymaster.lake import Lake, paths
+from spymaster.lake.paths import Product, RawKind
+from spymaster.raw import ingest
+from spymaster.raw.download import DownloadReport, download
 from spymaster.settings import DatabentoSettings, StorageSettings
+from spymaster.synth import dbnwrite
 
 API_KEY = "db-TestKey0123456789abcdefghijk"
 GET_RANGE = "/v0/timeseries.get_range"
@@ -46,7 +48,7 @@ RECORDS = 3
 RAW_SYMBOL = {Product.FUT.value: "ESH6", Product.OPT.value: "ESH6 C6800"}
 INSTRUMENT_ID = {Product.FUT.value: 42_001, Product.OPT.value: 42_002}
 THU, FRI, SAT, SUN, MON = (dt.date(2026, 3, d) for d in (5, 6, 7, 8, 9))
-ALL_KINDS = set(layout.REQUIRED_RAW)
+ALL_KINDS = set(paths.REQUIRED_RAW)
 
 
 # -- the emulated API ----------------------------------------------------------------------------
@@ -124,7 +126,7 @@ def dbn_body(form: dict[str, str], fault: str | None) -> bytes:
         end -= 86_400 * 1_000_000_000
     date = _session_date(end)
     raw, iid = RAW_SYMBOL[symbol], INSTRUMENT_ID[symbol]
-    meta = dbnfmt.metadata(
+    meta = dbnwrite.metadata(
         schema=schema,
         start_ns=start,
         end_ns=end,
@@ -133,7 +135,7 @@ def dbn_body(form: dict[str, str], fault: str | None) -> bytes:
         date=date,
         dataset=form["dataset"],
     )
-    recs = dbnfmt.empty_records(schema, RECORDS)
+    recs = dbnwrite.empty_records(schema, RECORDS)
     names = recs.dtype.names or ()
     # The last minutes of the session: inside the window and on the mapping's UTC date.
     ts = [end - (RECORDS - i) * 60 * 1_000_000_000 for i in range(RECORDS)]
@@ -141,10 +143,10 @@ def dbn_body(form: dict[str, str], fault: str | None) -> bytes:
     recs["ts_event"] = ts
     recs["ts_recv"] = ts
     if "price" in names:
-        recs["price"] = dbnfmt.to_fixed([6800.25 + 0.25 * i for i in range(RECORDS)])
+        recs["price"] = dbnwrite.to_fixed([6800.25 + 0.25 * i for i in range(RECORDS)])
     if "raw_symbol" in names:
         recs["raw_symbol"] = raw.encode()
-    return dbnfmt.encode(meta, recs)
+    return dbnwrite.encode(meta, recs)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -312,11 +314,11 @@ def run(lake: Lake, fake: FakeDatabento, start: dt.date, end: dt.date, **kwargs:
 
 
 def items(days: list[dt.date]) -> list[tuple[dt.date, RawKind]]:
-    return sorted((d, k) for d in days for k in layout.REQUIRED_RAW)
+    return sorted((d, k) for d in days for k in paths.REQUIRED_RAW)
 
 
 def raw_keys(days: list[dt.date]) -> list[str]:
-    return sorted(layout.raw_file(k, d) for d, k in items(days))
+    return sorted(paths.raw_file(k, d) for d, k in items(days))
 
 
 # -- tests ---------------------------------------------------------------------------------------
@@ -329,9 +331,9 @@ def test_two_days_land_every_raw_file(fake_databento: FakeDatabento, lake: Lake,
     assert report.skipped == []
     assert report.fetched == items([THU, FRI])
     assert report.ok
-    assert lake.list_files(layout.RAW_ROOT) == raw_keys([THU, FRI])
+    assert lake.list_files(paths.RAW_ROOT) == raw_keys([THU, FRI])
     for d, kind in report.fetched:
-        path = lake.path(layout.raw_file(kind, d))
+        path = lake.path(paths.raw_file(kind, d))
         assert ingest.place(path) == (kind, d)
         assert len(db.DBNStore.from_file(path).to_ndarray()) == RECORDS
     assert list(scratch.iterdir()) == []
@@ -370,7 +372,7 @@ def test_rerun_skips_and_force_refetches(fake_databento: FakeDatabento, lake: La
 
     # Resumable: only what is missing is asked for.
     gone = RawKind(Product.OPT, "statistics")
-    lake.delete(layout.raw_file(gone, FRI))
+    lake.delete(paths.raw_file(gone, FRI))
     resumed = run(lake, fake_databento, THU, FRI)
     assert resumed.fetched == [(FRI, gone)]
     assert len(resumed.skipped) == 13
@@ -381,7 +383,7 @@ def test_rerun_skips_and_force_refetches(fake_databento: FakeDatabento, lake: La
     assert forced.fetched == items([THU, FRI])
     assert forced.skipped == []
     assert len(fake_databento.seen) == 29
-    assert lake.list_files(layout.RAW_ROOT) == raw_keys([THU, FRI])
+    assert lake.list_files(paths.RAW_ROOT) == raw_keys([THU, FRI])
     assert list(scratch.iterdir()) == []
 
 
@@ -407,16 +409,16 @@ def test_http_error_fails_one_item_only(
     else:
         assert "Internal Server Error" in reason
     assert report.fetched == [i for i in items([THU, FRI]) if i != (FRI, bad)]
-    assert not lake.exists(layout.raw_file(bad, FRI))
-    assert lake.exists(layout.raw_file(bad, THU))
-    assert len(lake.list_files(layout.RAW_ROOT)) == 13
+    assert not lake.exists(paths.raw_file(bad, FRI))
+    assert lake.exists(paths.raw_file(bad, THU))
+    assert len(lake.list_files(paths.RAW_ROOT)) == 13
     assert list(scratch.iterdir()) == []
 
     # The next run asks again for the failed item only, and succeeds once the server recovers.
     fake_databento.faults.clear()
     retry = run(lake, fake_databento, THU, FRI)
     assert retry.fetched == [(FRI, bad)]
-    assert lake.list_files(layout.RAW_ROOT) == raw_keys([THU, FRI])
+    assert lake.list_files(paths.RAW_ROOT) == raw_keys([THU, FRI])
 
 
 @pytest.mark.parametrize(
@@ -441,12 +443,12 @@ def test_mislabelled_response_is_refused(
     assert "2026-03-05" in reason
     assert bad.schema in reason
     assert served in reason
-    assert not lake.exists(layout.raw_file(bad, THU))
+    assert not lake.exists(paths.raw_file(bad, THU))
     assert len(report.fetched) == 6
-    assert lake.list_files(layout.RAW_ROOT) == [layout.raw_file(k, THU) for _, k in items([THU]) if k != bad]
+    assert lake.list_files(paths.RAW_ROOT) == [paths.raw_file(k, THU) for _, k in items([THU]) if k != bad]
     # Whatever the server sent by mistake never lands at another key either.
     for d, k in report.fetched:
-        assert ingest.place(lake.path(layout.raw_file(k, d))) == (k, d)
+        assert ingest.place(lake.path(paths.raw_file(k, d))) == (k, d)
     assert list(scratch.iterdir()) == []
 
 
@@ -457,7 +459,7 @@ def test_missing_api_key_is_refused_before_any_request(
     with pytest.raises(DownloadError, match="DATABENTO_API_KEY"):
         download(lake, THU, FRI, settings=settings_for(fake_databento, key), progress=False)
     assert fake_databento.seen == []
-    assert lake.list_files(layout.RAW_ROOT) == []
+    assert lake.list_files(paths.RAW_ROOT) == []
 
 
 def test_plain_http_gateway_is_refused(fake_databento: FakeDatabento, lake: Lake) -> None:
@@ -483,8 +485,8 @@ def test_weekend_is_skipped(fake_databento: FakeDatabento, lake: Lake, scratch: 
 
     assert report.failed == []
     assert report.fetched == items([FRI, MON])
-    assert lake.list_files(layout.RAW_ROOT) == raw_keys([FRI, MON])
-    assert not [k for k in lake.list_files(layout.RAW_ROOT) if str(SAT) in k or str(SUN) in k]
+    assert lake.list_files(paths.RAW_ROOT) == raw_keys([FRI, MON])
+    assert not [k for k in lake.list_files(paths.RAW_ROOT) if str(SAT) in k or str(SUN) in k]
     seen = fake_databento.get_ranges
     assert len(seen) == 14
     assert {_session_date(_ns(s.form["end"])) for s in seen} == {FRI, MON}
@@ -515,5 +517,5 @@ def test_unreachable_gateway_fails_every_item(
         assert "cannot reach Databento" in reason
         assert k.schema in reason
         assert "2026-03-05" in reason
-    assert lake.list_files(layout.RAW_ROOT) == []
+    assert lake.list_files(paths.RAW_ROOT) == []
     assert list(scratch.iterdir()) == []

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from spymaster import evaluation, pipeline, vectordb
-from spymaster.lake import Lake
+from spymaster import evaluation
+from spymaster.lake import Lake, paths
+from spymaster.layers import index, pipeline
 from spymaster.synth import generate
 
 START = dt.date(2026, 3, 16)
@@ -20,7 +21,7 @@ def test_evaluate_writes_the_report_and_latest(local_lake: Lake) -> None:
     dates = generate(local_lake, START, N_DAYS, scale=0.01, seed=5, progress=False)
     results = pipeline.run(local_lake.settings, dates)
     assert all(r.ok for r in results), [r.error for r in results]
-    vectordb.index(local_lake)
+    index.index(local_lake)
 
     # When the evaluation runs over the whole range with one day of training history required
     report = evaluation.evaluate(local_lake, None, None, min_train_days=1, retrain_every=2)
@@ -31,9 +32,9 @@ def test_evaluate_writes_the_report_and_latest(local_lake: Lake) -> None:
     assert m["n_test"] > 100
     assert m["embargo_days"] == 1
     # every file is in the lake where latest.json says
-    latest = local_lake.read_json(evaluation.latest_path())
+    latest = local_lake.read_json(paths.latest_path())
     assert latest["run_id"] == report.run_id
-    assert latest["report"] == evaluation.report_path(report.run_id, "report.md")
+    assert latest["report"] == paths.report_path(report.run_id, "report.md")
     assert local_lake.read_bytes(latest["report"]).decode() == report.markdown
     for name in ("reliability", "lift"):
         assert local_lake.read_bytes(latest["plots"][name])[:8] == b"\x89PNG\r\n\x1a\n"
@@ -54,7 +55,7 @@ def test_evaluate_writes_the_report_and_latest(local_lake: Lake) -> None:
         "boosted (HGB)",
         "kNN published raw",
         "kNN recommended raw",
-        evaluation.SERVED,
+        evaluation.SERVED_NAME,
     ):
         s = overall[est]
         assert s["n"] == m["n_test"]
@@ -62,7 +63,7 @@ def test_evaluate_writes_the_report_and_latest(local_lake: Lake) -> None:
     assert m["ablation"]["recommended_weights"].keys() >= {"geometry", "flow", "dealer"}
     assert m["oracle"]["n_matched"] > 0
     # the served estimator's interval is judged on the oracle-matched episodes
-    assert overall[evaluation.SERVED]["n_oracle"] == m["oracle"]["n_matched"]
+    assert overall[evaluation.SERVED_NAME]["n_oracle"] == m["oracle"]["n_matched"]
     # every goal is reported with its measured value, met or not
     assert len(m["goals"]) == 5
     assert all(isinstance(g["met"], bool) and g["value"] is not None for g in m["goals"])
@@ -73,4 +74,4 @@ def test_evaluate_without_enough_history_says_so(local_lake: Lake) -> None:
     assert all(r.ok for r in pipeline.run(local_lake.settings, dates))
     with pytest.raises(ValueError, match="no test dates"):
         evaluation.evaluate(local_lake, None, None, min_train_days=1, write=False)
-    assert not local_lake.exists(evaluation.latest_path())
+    assert not local_lake.exists(paths.latest_path())

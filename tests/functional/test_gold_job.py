@@ -13,9 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from spymaster import bronze, gold, layout, silver, vectors
-from spymaster.lake import Lake, committed_dates, read_manifest
-from spymaster.layout import Layer
+from spymaster import outcomes, vectors
+from spymaster.lake import Lake, committed_dates, paths, read_manifest
+from spymaster.lake.paths import Layer
+from spymaster.layers import bronze, gold, silver
 from spymaster.settings import StorageSettings
 from spymaster.synth import generate
 
@@ -37,7 +38,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     dates = generate(lake, START, N_DAYS, scale=0.01, seed=7, progress=False)
     first = {}
     for date in dates:
-        for kind in layout.REQUIRED_RAW:
+        for kind in paths.REQUIRED_RAW:
             bronze.build(lake, kind, date)
         silver.build(lake, date)
         first[date] = gold.build(lake, date)
@@ -46,9 +47,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 
 def test_gold_is_committed_per_date(built: Built) -> None:
     lake = built.lake
-    assert committed_dates(lake, Layer.GOLD, gold.EPISODES_TABLE) == built.dates
+    assert committed_dates(lake, Layer.GOLD, paths.EPISODES_TABLE) == built.dates
     for date in built.dates:
-        m = read_manifest(lake, Layer.GOLD, gold.EPISODES_TABLE, date)
+        m = read_manifest(lake, Layer.GOLD, paths.EPISODES_TABLE, date)
         assert all(f.startswith(f"gold/episodes/date={date.isoformat()}/") for f in m.files)
         ep = gold.read_episodes(lake, date)
         assert ep.num_rows == m.rows > 50
@@ -75,18 +76,18 @@ def _same(a: pa.Table, b: pa.Table) -> None:
 def test_running_gold_twice_gives_the_same_rows_and_ids(built: Built) -> None:
     lake = built.lake
     date = built.dates[0]
-    run1 = read_manifest(lake, Layer.GOLD, gold.EPISODES_TABLE, date).run_id
+    run1 = read_manifest(lake, Layer.GOLD, paths.EPISODES_TABLE, date).run_id
     again = gold.build(lake, date)
-    m = read_manifest(lake, Layer.GOLD, gold.EPISODES_TABLE, date)
+    m = read_manifest(lake, Layer.GOLD, paths.EPISODES_TABLE, date)
     assert m.run_id != run1
     _same(built.first[date], again)
     _same(built.first[date], gold.read_episodes(lake, date))
     # the previous run's file is gone: exactly one data file in the partition
-    assert lake.list_files(layout.table_dir(Layer.GOLD, gold.EPISODES_TABLE, date)) == m.files
+    assert lake.list_files(paths.table_dir(Layer.GOLD, paths.EPISODES_TABLE, date)) == m.files
 
 
 def _truth(lake: Lake, date: dt.date) -> pd.DataFrame:
-    return pq.read_table(lake.path(layout.truth_file(date))).to_pandas()
+    return pq.read_table(lake.path(paths.truth_file(date))).to_pandas()
 
 
 def test_planted_truth_has_matching_episodes_and_labels_agree(built: Built) -> None:
@@ -119,7 +120,7 @@ def test_planted_truth_has_matching_episodes_and_labels_agree(built: Built) -> N
     agree = float((m["label"] == m["truth"]).mean())
     pt = m["truth"].value_counts(normalize=True)
     pl = m["label"].value_counts(normalize=True)
-    chance = float(sum(pt.get(k, 0.0) * pl.get(k, 0.0) for k in gold.OUTCOMES))
+    chance = float(sum(pt.get(k, 0.0) * pl.get(k, 0.0) for k in outcomes.OUTCOMES))
     kappa = (agree - chance) / (1 - chance)
     print(
         f"\ntruth interactions {len(df)}, with an episode within 3 min {df['near'].mean():.3f}, "
@@ -139,7 +140,7 @@ def test_normalisation_statistics_come_from_earlier_dates(built: Built) -> None:
     assert not s3.fallback
     assert s3.window == (d1.isoformat(), d2.isoformat())
     assert s3.n_rows == built.first[d1].num_rows + built.first[d2].num_rows
-    assert lake.exists(vectors.stats_path(s3.version))
+    assert lake.exists(paths.stats_file(s3.version))
     assert vectors.load_stats(lake, s3.version) == s3
     assert vectors.stats_for_date(lake, d3).version == s3.version  # stable
     z = vectors.apply(s3, vectors.vectors_from_arrow(gold.read_episodes(lake, d3).column("vector")))
@@ -156,4 +157,4 @@ def test_gold_needs_committed_silver(tmp_path: Path) -> None:
     lake = Lake(StorageSettings(lake_uri=str(tmp_path / "empty")))
     with pytest.raises(NotCommittedError):
         gold.build(lake, START)
-    assert committed_dates(lake, Layer.GOLD, gold.EPISODES_TABLE) == []
+    assert committed_dates(lake, Layer.GOLD, paths.EPISODES_TABLE) == []

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from spymaster import gold, pipeline, vectordb
-from spymaster.lake import Lake, read_committed
-from spymaster.layout import Layer
+from spymaster.lake import Lake, paths, read_committed
+from spymaster.lake.paths import Layer
+from spymaster.layers import gold, index, pipeline
 from spymaster.synth import generate
 
 START = dt.date(2026, 3, 10)
@@ -18,13 +18,13 @@ START = dt.date(2026, 3, 10)
 
 def _table_rows(lake: Lake) -> pa.Table:
     cols = ["episode_id", "date", "partition", "stats_version", "vector", "label"]
-    return vectordb.read_all(lake, cols).sort_by("episode_id")
+    return index.read_all(lake, cols).sort_by("episode_id")
 
 
 def _gold_ids(lake: Lake, dates: list[dt.date]) -> list[str]:
     ids: list[str] = []
     for d in dates:
-        ids += read_committed(lake, Layer.GOLD, gold.EPISODES_TABLE, d).column("episode_id").to_pylist()
+        ids += read_committed(lake, Layer.GOLD, paths.EPISODES_TABLE, d).column("episode_id").to_pylist()
     return sorted(ids)
 
 
@@ -33,7 +33,7 @@ def test_parallel_jobs_then_indexer_lose_and_duplicate_nothing(lake: Lake) -> No
     dates = generate(lake, START, 3, scale=0.01, seed=21, progress=False)
     results = pipeline.run(lake.settings, dates, workers=2)
     assert all(r.ok for r in results), [r.error for r in results]
-    vectordb.index(lake)
+    index.index(lake)
     table = _table_rows(lake)
     ids = _gold_ids(lake, dates)
     # Then every gold episode is in the table exactly once
@@ -44,9 +44,9 @@ def test_parallel_jobs_then_indexer_lose_and_duplicate_nothing(lake: Lake) -> No
     # When a date is recomputed and re-indexed, and every event is replayed
     again = pipeline.run(lake.settings, [dates[1]], force=True)
     assert again[0].ok
-    vectordb.index(lake)
-    vectordb.index(lake)
-    vectordb.index(lake, [dates[0]], force=True)
+    index.index(lake)
+    index.index(lake)
+    index.index(lake, [dates[0]], force=True)
     # Then the table is unchanged: same ids, same vectors
     assert _table_rows(lake).equals(table)
     assert _gold_ids(lake, dates) == ids
@@ -58,33 +58,33 @@ def test_index_order_does_not_matter(tmp_path: Path) -> None:
     base = Lake(StorageSettings(lake_uri=str(tmp_path / "a")))
     dates = generate(base, START, 3, scale=0.01, seed=22, progress=False)
     assert all(r.ok for r in pipeline.run(base.settings, dates))
-    vectordb.index(base, dates)
+    index.index(base, dates)
     forward = _table_rows(base)
     # A second table on the same gold, indexed newest first
     other = Lake(StorageSettings(lake_uri=str(tmp_path / "a")))
-    db = vectordb.connect(other)
-    db.drop_table(vectordb.TABLE)
+    db = index.connect(other)
+    db.drop_table(paths.VECTOR_TABLE)
     for m in other.list_files("_manifests/index"):
         other.delete(m)
     for d in reversed(dates):
-        vectordb.index_date(other, d)
+        index.index_date(other, d)
     assert _table_rows(other).equals(forward)
 
 
 def test_a_date_with_no_episodes_clears_its_rows(local_lake: Lake) -> None:
     dates = generate(local_lake, START, 2, scale=0.01, seed=23, progress=False)
     assert all(r.ok for r in pipeline.run(local_lake.settings, dates))
-    vectordb.index(local_lake)
+    index.index(local_lake)
     n_before = _table_rows(local_lake).num_rows
     # Commit an empty gold partition for the first date (as if its episodes vanished)
     from spymaster.lake import commit, new_run_id
-    from spymaster.layout import data_file
+    from spymaster.lake.paths import data_file
 
     run = new_run_id()
-    path = data_file(Layer.GOLD, gold.EPISODES_TABLE, dates[0], run, 0)
+    path = data_file(Layer.GOLD, paths.EPISODES_TABLE, dates[0], run, 0)
     local_lake.write_parquet(path, gold.EPISODE_SCHEMA.empty_table())
-    commit(local_lake, Layer.GOLD, gold.EPISODES_TABLE, dates[0], run, [path], 0)
-    vectordb.index(local_lake, [dates[0]])
+    commit(local_lake, Layer.GOLD, paths.EPISODES_TABLE, dates[0], run, [path], 0)
+    index.index(local_lake, [dates[0]])
     rows = _table_rows(local_lake)
     assert dates[0] not in rows.column("date").to_pylist()
     assert rows.num_rows < n_before

@@ -8,10 +8,18 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from spymaster import layout
 from spymaster.errors import NotCommittedError
-from spymaster.lake import Lake, commit, committed_dates, new_run_id, read_committed, read_manifest, uncommit
-from spymaster.layout import Layer
+from spymaster.lake import (
+    Lake,
+    commit,
+    committed_dates,
+    new_run_id,
+    paths,
+    read_committed,
+    read_manifest,
+    uncommit,
+)
+from spymaster.lake.paths import Layer
 from tests.support import fixture
 
 D = dt.date(2026, 3, 5)
@@ -33,7 +41,7 @@ def test_commit_makes_a_run_visible_and_replaces_the_previous(lake: Lake) -> Non
     t2 = pa.table({"x": [4, 5]})
     # Given files written but not committed: readers see nothing
     run1 = new_run_id()
-    f1 = layout.data_file(Layer.SILVER, "demo", D, run1, 0)
+    f1 = paths.data_file(Layer.SILVER, "demo", D, run1, 0)
     lake.write_parquet(f1, t1)
     assert committed_dates(lake, Layer.SILVER, "demo") == []
     with pytest.raises(NotCommittedError):
@@ -43,17 +51,17 @@ def test_commit_makes_a_run_visible_and_replaces_the_previous(lake: Lake) -> Non
     assert read_committed(lake, Layer.SILVER, "demo", D).equals(t1)
     # A second run replaces it and removes the first run's files
     run2 = new_run_id()
-    f2 = layout.data_file(Layer.SILVER, "demo", D, run2, 0)
+    f2 = paths.data_file(Layer.SILVER, "demo", D, run2, 0)
     lake.write_parquet(f2, t2)
     assert read_committed(lake, Layer.SILVER, "demo", D).equals(t1)  # not visible until commit
     commit(lake, Layer.SILVER, "demo", D, run2, [f2], 2)
     assert read_committed(lake, Layer.SILVER, "demo", D).equals(t2)
-    assert lake.list_files(layout.table_dir(Layer.SILVER, "demo", D)) == [f2]
+    assert lake.list_files(paths.table_dir(Layer.SILVER, "demo", D)) == [f2]
     assert read_manifest(lake, Layer.SILVER, "demo", D).rows == 2
     # Uncommit hides first, then removes
     uncommit(lake, Layer.SILVER, "demo", D)
     assert committed_dates(lake, Layer.SILVER, "demo") == []
-    assert lake.list_files(layout.table_dir(Layer.SILVER, "demo", D)) == []
+    assert lake.list_files(paths.table_dir(Layer.SILVER, "demo", D)) == []
 
 
 def test_local_write_is_atomic_on_failure(local_lake: Lake) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from spymaster import gold, layout, pipeline
-from spymaster.lake import Lake, read_committed
-from spymaster.layout import Layer, Product, RawKind
+from spymaster.lake import Lake, paths, read_committed
+from spymaster.lake.paths import Layer, Product, RawKind
+from spymaster.layers import pipeline
 from spymaster.synth import generate, generate_day
 
 D1, D2 = dt.date(2026, 3, 10), dt.date(2026, 3, 11)
@@ -22,14 +22,14 @@ def test_resume_skips_done_work_and_a_replaced_raw_file_rebuilds_its_date(local_
     again = pipeline.run(lake.settings, [D1, D2])
     assert [r.done for r in again] == [[], []]
     assert [r.skipped for r in again] == [["bronze", "silver", "gold"]] * 2
-    ids_d2 = read_committed(lake, Layer.GOLD, gold.EPISODES_TABLE, D2).column("episode_id").to_pylist()
+    ids_d2 = read_committed(lake, Layer.GOLD, paths.EPISODES_TABLE, D2).column("episode_id").to_pylist()
     # A corrected trades file lands for D1 (another market: a different seed)
-    lake.write_bytes(layout.raw_file(FUT_TRADES, D1), generate_day(D1, scale=0.01, seed=32).files[FUT_TRADES])
+    lake.write_bytes(paths.raw_file(FUT_TRADES, D1), generate_day(D1, scale=0.01, seed=32).files[FUT_TRADES])
     third = pipeline.run(lake.settings, [D1, D2])
     # Only the replaced kind's bronze is rebuilt, then every layer above it
     assert third[0].done == ["bronze", "silver", "gold"]
     assert third[1].done == []
-    manifest = lake.read_json(layout.manifest(Layer.BRONZE, FUT_TRADES.bronze_table, D1))
-    assert manifest["inputs"]["bytes"] == lake.size(layout.raw_file(FUT_TRADES, D1))
-    d2 = read_committed(lake, Layer.GOLD, gold.EPISODES_TABLE, D2)
+    manifest = lake.read_json(paths.manifest(Layer.BRONZE, FUT_TRADES.bronze_table, D1))
+    assert manifest["inputs"]["bytes"] == lake.size(paths.raw_file(FUT_TRADES, D1))
+    d2 = read_committed(lake, Layer.GOLD, paths.EPISODES_TABLE, D2)
     assert d2.column("episode_id").to_pylist() == ids_d2

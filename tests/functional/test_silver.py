@@ -12,9 +12,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from spymaster import bronze, features, layout, sessions, silver
-from spymaster.lake import Lake, read_committed, read_manifest
-from spymaster.layout import Layer
+from spymaster import features, levels, sessions
+from spymaster.lake import Lake, paths, read_committed, read_manifest
+from spymaster.lake.paths import Layer
+from spymaster.layers import bronze, silver
 from spymaster.synth import generate, generate_day
 from tests.support import silver_inputs
 
@@ -101,17 +102,17 @@ def test_deterministic_and_byte_identical_on_the_lake(local_lake: Lake) -> None:
     again = silver.compute(_inputs(DAY))
     assert again.state.equals(_silver(DAY).state)
     generate(local_lake, DAY, 1, scale=0.01, seed=3, progress=False)
-    for kind in layout.REQUIRED_RAW:
+    for kind in paths.REQUIRED_RAW:
         bronze.build(local_lake, kind, DAY)
     silver.build(local_lake, DAY)
     first = {
         n: local_lake.read_bytes(read_manifest(local_lake, Layer.SILVER, n, DAY).files[0])
-        for n in silver.SILVER_TABLES
+        for n in paths.SILVER_TABLES
     }
     silver.build(local_lake, DAY)
     second = {
         n: local_lake.read_bytes(read_manifest(local_lake, Layer.SILVER, n, DAY).files[0])
-        for n in silver.SILVER_TABLES
+        for n in paths.SILVER_TABLES
     }
     assert first == second
 
@@ -126,7 +127,7 @@ def test_deterministic_and_byte_identical_on_the_lake(local_lake: Lake) -> None:
     ],
 )
 def test_dst_dates_give_the_right_et_windows(date: dt.date, utc_hour: int) -> None:
-    steps = silver.step_times(date)
+    steps = sessions.step_times(date)
     first = dt.datetime.fromtimestamp(steps[0] / NS, dt.UTC)
     last = dt.datetime.fromtimestamp(steps[-1] / NS, dt.UTC)
     assert (first.hour, first.minute) == (utc_hour, 30)
@@ -223,7 +224,7 @@ def test_planted_levels_agree_with_the_generator_truth() -> None:
 def test_state_schema_groups_and_docs_in_sync() -> None:
     state = _silver(DAY).state
     assert state.schema.equals(features.STATE_SCHEMA, check_metadata=False)
-    assert set(state.column("level_kind").to_pylist()) == set(features.LEVEL_KINDS)
+    assert set(state.column("level_kind").to_pylist()) == set(levels.LEVEL_KINDS)
     assert set(state.column("direction").to_pylist()) == {"UP", "DOWN"}
     groups = {f.metadata[b"group"].decode() for f in state.schema if f.metadata}
     assert groups == set(features.GROUPS)
@@ -234,7 +235,7 @@ def test_state_schema_groups_and_docs_in_sync() -> None:
 @pytest.mark.s3
 def test_silver_commits_on_s3(s3_lake: Lake) -> None:
     generate(s3_lake, DAY, 1, scale=0.01, seed=3, progress=False)
-    for kind in layout.REQUIRED_RAW:
+    for kind in paths.REQUIRED_RAW:
         bronze.build(s3_lake, kind, DAY)
     out = silver.build(s3_lake, DAY)
     assert read_committed(s3_lake, Layer.SILVER, "state", DAY).equals(out.state)

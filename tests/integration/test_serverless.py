@@ -33,10 +33,11 @@ from functions.backfill import app as backfill_app
 from functions.date_job import app as date_job_app
 from functions.indexer import app as indexer_app
 from functions.ready import app as ready_app
-from spymaster import gold, layout, sessions, vectordb
-from spymaster.events import backfill_report_key
-from spymaster.lake import Lake, is_committed, read_manifest
-from spymaster.layout import Layer, RawKind
+from functions.shared import Lazy
+from spymaster import sessions
+from spymaster.lake import Lake, is_committed, paths, read_manifest
+from spymaster.lake.paths import Layer, RawKind, backfill_report_key
+from spymaster.layers import gold, index
 from spymaster.settings import StorageSettings, storage_settings
 from spymaster.synth import generate
 from tests.support import S3_BUCKET, s3_settings
@@ -130,7 +131,7 @@ class World:
 
     def put_raw(self, kind: RawKind, date: dt.date, data: bytes) -> dict[str, Any]:
         """PUT a raw file as a user or downloader would; the S3 event it causes (real ETag)."""
-        key = f"{self.prefix}/{layout.raw_file(kind, date)}"
+        key = f"{self.prefix}/{paths.raw_file(kind, date)}"
         resp = self.s3.put_object(Bucket=S3_BUCKET, Key=key, Body=data)
         seq = int(hashlib.sha1(key.encode()).hexdigest()[:12], 16)
         return s3_put_event(key, resp["ETag"].strip('"'), len(data), seq)
@@ -175,7 +176,7 @@ def raw_days(tmp_path_factory: pytest.TempPathFactory) -> dict[dt.date, dict[Raw
     """Three tiny generated days: the bytes of their seven raw files each."""
     local = Lake(StorageSettings(lake_uri=str(tmp_path_factory.mktemp("generated") / "lake")))
     dates = generate(local, START, 3, scale=0.01, seed=11, progress=False)
-    return {d: {k: local.read_bytes(layout.raw_file(k, d)) for k in layout.REQUIRED_RAW} for d in dates}
+    return {d: {k: local.read_bytes(paths.raw_file(k, d)) for k in paths.REQUIRED_RAW} for d in dates}
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +203,9 @@ def world(s3_endpoint: str) -> Iterator[World]:
         mp.setenv("SPYMASTER_GOLD_COMMITTED_QUEUE_URL", gold_q.url)
         mp.setenv("SPYMASTER_IDEMPOTENCY_TABLE", table)
         for module in HANDLER_MODULES:
-            mp.setattr(module, "_runtime", None)  # cold start: built from this environment
+            mp.setattr(
+                module, "_runtime", Lazy(module.build_runtime)
+            )  # cold start: built from this environment
         storage_settings.cache_clear()
         yield World(
             endpoint=s3_endpoint,
@@ -231,10 +234,10 @@ def fresh_prefix(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
     storage = s3_settings(world.endpoint, prefix)
     ready = ready_app.ReadySettings(date_jobs_queue_url=jobs.url, idempotency_table=table)
     job = date_job_app.DateJobSettings(gold_committed_queue_url=gold_q.url, idempotency_table=table)
-    monkeypatch.setattr(ready_app, "_runtime", ready_app.build_runtime(storage, ready))
-    monkeypatch.setattr(date_job_app, "_runtime", date_job_app.build_runtime(storage, job))
-    monkeypatch.setattr(indexer_app, "_runtime", indexer_app.build_runtime(storage))
-    monkeypatch.setattr(backfill_app, "_runtime", backfill_app.build_runtime(storage))
+    monkeypatch.setattr(ready_app, "_runtime", Lazy.of(ready_app.build_runtime(storage, ready)))
+    monkeypatch.setattr(date_job_app, "_runtime", Lazy.of(date_job_app.build_runtime(storage, job)))
+    monkeypatch.setattr(indexer_app, "_runtime", Lazy.of(indexer_app.build_runtime(storage)))
+    monkeypatch.setattr(backfill_app, "_runtime", Lazy.of(backfill_app.build_runtime(storage)))
     fields = {**world.__dict__, "prefix": prefix, "lake": Lake(storage), "jobs": jobs, "gold": gold_q}
     return World(**{**fields, "table": table, "job_settings": job})
 
@@ -310,7 +313,7 @@ def flow(world: World, raw_days: dict[dt.date, dict[RawKind, bytes]]) -> Flow:
     rng = random.Random(5)
     d1, d2, d3 = sorted(raw_days)
     flow = Flow(dates=[d1, d2, d3])
-    kinds = list(layout.REQUIRED_RAW)
+    kinds = list(paths.REQUIRED_RAW)
 
     _land(world, flow, [(d2, k, raw_days[d2][k]) for k in rng.sample(kinds, len(kinds))], rng)
     _run_jobs_and_index(world, flow)
@@ -330,7 +333,7 @@ def flow(world: World, raw_days: dict[dt.date, dict[RawKind, bytes]]) -> Flow:
 
 
 def _index_marker(lake: Lake, date: dt.date) -> dict[str, Any]:
-    marker: dict[str, Any] = lake.read_json(f"{vectordb.INDEX_MARKERS}/date={date.isoformat()}.json")
+    marker: dict[str, Any] = lake.read_json(f"{paths.INDEX_MARKERS}/date={date.isoformat()}.json")
     return marker
 
 
@@ -338,7 +341,7 @@ def _gold_snapshot(lake: Lake, dates: list[dt.date]) -> dict[str, Any]:
     """Gold as readers see it: manifest run ids, the committed files' bytes, the episode ids."""
     out: dict[str, Any] = {}
     for d in dates:
-        man = read_manifest(lake, Layer.GOLD, gold.EPISODES_TABLE, d)
+        man = read_manifest(lake, Layer.GOLD, paths.EPISODES_TABLE, d)
         ids = lake.read_parquet(man.files, columns=["episode_id"]).column("episode_id").to_pylist()
         out[d.isoformat()] = {
             "run": man.run_id,
@@ -359,13 +362,13 @@ def test_end_to_end_from_raw_puts_to_api_neighbours(world: World, flow: Flow) ->
     lake = world.lake
     # Then every date was dispatched only with all seven raw files in the bucket, and built
     assert {d for d, _ in flow.dispatches} == set(flow.dates)
-    assert all(n == len(layout.REQUIRED_RAW) for _, n in flow.dispatches), flow.dispatches
-    assert all(is_committed(lake, Layer.GOLD, gold.EPISODES_TABLE, d) for d in flow.dates)
+    assert all(n == len(paths.REQUIRED_RAW) for _, n in flow.dispatches), flow.dispatches
+    assert all(is_committed(lake, Layer.GOLD, paths.EPISODES_TABLE, d) for d in flow.dates)
     # and the vector table holds every gold episode once, normalised as if indexed in date order
     # (the middle day, indexed first, was re-normalised when the first day arrived)
-    table = vectordb.read_all(lake, ["episode_id", "date"])
+    table = index.read_all(lake, ["episode_id", "date"])
     assert sorted(table.column("episode_id").to_pylist()) == _gold_ids(lake, flow.dates)
-    assert all(r.skipped for r in vectordb.index(lake)), "a date's statistics were stale"
+    assert all(r.skipped for r in index.index(lake)), "a date's statistics were stale"
     assert _index_marker(lake, flow.dates[1])["stats_version"] != flow.stats_indexed_alone
 
     # When the API (Mangum) is asked for neighbours of an episode of the last date
@@ -427,7 +430,7 @@ def test_a_date_missing_a_schema_waits_for_its_last_file(world: World, flow: Flo
     d1, _, d3 = flow.dates
     last = [res for d, _, res in flow.ready_log if d == d3]
     # While the last day had six of its seven files in the bucket, its events dispatched nothing
-    with_six = [res for d, n, res in flow.ready_log if d == d3 and n == len(layout.REQUIRED_RAW) - 1]
+    with_six = [res for d, n, res in flow.ready_log if d == d3 and n == len(paths.REQUIRED_RAW) - 1]
     assert with_six
     assert all(r["status"] == "waiting" and r["missing"] == ["ES.FUT mbp-10"] for r in with_six)
     assert all(r["status"] == "waiting" for r in last[:-1])
@@ -440,7 +443,7 @@ def test_a_date_missing_a_schema_waits_for_its_last_file(world: World, flow: Flo
 def test_every_event_replayed_out_of_order_changes_nothing(world: World, flow: Flow) -> None:
     lake = world.lake
     gold_before = _gold_snapshot(lake, flow.dates)
-    rows_before = vectordb.read_all(lake, ["episode_id"]).num_rows
+    rows_before = index.read_all(lake, ["episode_id"]).num_rows
     items_before = world.idempotency_items()
     assert all(i["status"]["S"] == "COMPLETED" for i in items_before)
 
@@ -470,7 +473,7 @@ def test_every_event_replayed_out_of_order_changes_nothing(world: World, flow: F
     assert len(items_after) == len(items_before) == len(flow.s3_events) + len(flow.job_events)
     # and gold and the vector table are exactly as before
     assert _gold_snapshot(lake, flow.dates) == gold_before
-    assert vectordb.read_all(lake, ["episode_id"]).num_rows == rows_before
+    assert index.read_all(lake, ["episode_id"]).num_rows == rows_before
 
 
 # -- a storage fault in the middle of a date -------------------------------------------------------------
@@ -592,7 +595,7 @@ def test_a_storage_fault_mid_date_leaves_nothing_visible_and_a_retry_completes(
     w = fresh_prefix
     date = sorted(raw_days)[0]
     # Given a complete date landed and dispatched
-    for kind in layout.REQUIRED_RAW:
+    for kind in paths.REQUIRED_RAW:
         ready_app.handler(w.put_raw(kind, date, raw_days[date][kind]), FakeContext())
     (message,) = w.drain(w.jobs)
     event = sqs_event([message], w.jobs.arn)
@@ -600,7 +603,9 @@ def test_a_storage_fault_mid_date_leaves_nothing_visible_and_a_retry_completes(
     with FaultyS3(w.endpoint) as proxy:
         # and a date job whose storage refuses silver's second file (built by the handler's factory)
         storage = s3_settings(proxy.url, w.prefix)
-        monkeypatch.setattr(date_job_app, "_runtime", date_job_app.build_runtime(storage, w.job_settings))
+        monkeypatch.setattr(
+            date_job_app, "_runtime", Lazy.of(date_job_app.build_runtime(storage, w.job_settings))
+        )
         proxy.rule = rule = FailAfterFirstFile("silver")
 
         # When the job runs, it fails, and the message stays for SQS to redeliver
@@ -616,7 +621,7 @@ def test_a_storage_fault_mid_date_leaves_nothing_visible_and_a_retry_completes(
         assert not [m for m in manifests if not m.startswith("_manifests/bronze/")]
         assert w.lake.list_files("silver") == w.lake.list_files("gold") == []
         assert w.drain(w.gold) == []  # the indexer was not told anything
-        failure = w.lake.read_json(date_job_app.status_key(date))
+        failure = w.lake.read_json(paths.date_job_status(date))
         assert failure["status"] == "failed"
         assert failure["stage"] == "silver"
         assert "injected fault" in failure["error"]
@@ -627,11 +632,11 @@ def test_a_storage_fault_mid_date_leaves_nothing_visible_and_a_retry_completes(
 
     # Then the retry ran (the failed attempt left no idempotency record) and completed the date
     assert res == {"batchItemFailures": []}
-    done = w.lake.read_json(date_job_app.status_key(date))
+    done = w.lake.read_json(paths.date_job_status(date))
     assert done["status"] == "committed"
     assert done["skipped"] == ["bronze"]
     assert done["done"] == ["silver", "gold"]
-    assert is_committed(w.lake, Layer.GOLD, gold.EPISODES_TABLE, date)
+    assert is_committed(w.lake, Layer.GOLD, paths.EPISODES_TABLE, date)
     assert _visible_and_orphans(w.lake)[1] == []
     (note,) = w.drain(w.gold)
     assert json.loads(note["Body"])["date"] == date.isoformat()
@@ -646,9 +651,9 @@ def test_backfill_plan_map_index_report(
     w = fresh_prefix
     d1, d2, d3 = sorted(raw_days)
     # Given a range where one date is complete, one lacks a schema and one has a corrupt file
-    for kind in layout.REQUIRED_RAW:
+    for kind in paths.REQUIRED_RAW:
         w.put_raw(kind, d1, raw_days[d1][kind])
-        if kind != layout.REQUIRED_RAW[-1]:
+        if kind != paths.REQUIRED_RAW[-1]:
             w.put_raw(kind, d2, raw_days[d2][kind])
         w.put_raw(kind, d3, raw_days[d3][kind][:200] if kind.schema == "trades" else raw_days[d3][kind])
     request = _event("backfill_input.json") | {"start": d1.isoformat(), "end": d3.isoformat()}
@@ -693,9 +698,7 @@ def test_backfill_plan_map_index_report(
     assert report["succeeded"] == report["indexed"] == [d1.isoformat()]
     assert [(f["date"], f["stage"]) for f in report["failed"]] == [(d3.isoformat(), "bronze")]
     assert list(report["incomplete_raw"]) == [d2.isoformat()]
-    assert (
-        vectordb.read_all(w.lake, ["date"]).num_rows == read_manifest(w.lake, Layer.GOLD, "episodes", d1).rows
-    )
+    assert index.read_all(w.lake, ["date"]).num_rows == read_manifest(w.lake, Layer.GOLD, "episodes", d1).rows
 
 
 def test_a_replaced_raw_file_rebuilds_its_date(world: World, flow: Flow) -> None:
@@ -703,7 +706,7 @@ def test_a_replaced_raw_file_rebuilds_its_date(world: World, flow: Flow) -> None
     from spymaster.synth import generate_day
 
     d1, d2, _ = flow.dates
-    trades = next(k for k in layout.REQUIRED_RAW if k.bronze_table == "fut_trades")
+    trades = next(k for k in paths.REQUIRED_RAW if k.bronze_table == "fut_trades")
     before = _gold_ids(world.lake, [d1])
     other_d2 = _gold_ids(world.lake, [d2])
     # Given a built date, When a corrected trades file lands for it (another market: another seed)
@@ -715,5 +718,5 @@ def test_a_replaced_raw_file_rebuilds_its_date(world: World, flow: Flow) -> None
     after = _gold_ids(world.lake, [d1])
     assert after != before
     assert _gold_ids(world.lake, [d2]) == other_d2
-    table = vectordb.read_all(world.lake, ["episode_id"])
+    table = index.read_all(world.lake, ["episode_id"])
     assert sorted(table.column("episode_id").to_pylist()) == _gold_ids(world.lake, flow.dates)

@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from spymaster.bars import TS_TYPE, asof, ema, sma, time_bars, wilder_atr
+from spymaster.indicators.bars import TS_TYPE, asof, ema, sma, time_bars, wilder_atr
 from spymaster.sessions import QUERY_END, RTH_OPEN, et_ns
 
 S = 1_000_000_000

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spymaster import black76
-from spymaster.black76 import gamma, implied_vol, price, vega, year_fraction
+from spymaster.indicators import black76
+from spymaster.indicators.black76 import gamma, implied_vol, price, vega, year_fraction
 
 MIN = 60 * 1_000_000_000
 FLOOR_T = 5.0 / (365 * 24 * 60)

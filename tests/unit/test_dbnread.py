@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from spymaster import dbnread
+from spymaster.raw import dbnread
 from tests.support import DATA, fixture, fixture_files
 
 # Fields whose meaning changed between DBN versions: the decoder upgrades them to the current
@@ -120,7 +120,7 @@ def test_undefined_prices_are_null_not_sentinels() -> None:
 
 
 def test_prefetch_keeps_order_and_forwards_errors() -> None:
-    from spymaster.bronze import prefetch
+    from spymaster.layers.bronze import prefetch
 
     def gen(fail_at: int | None) -> Iterator[pa.RecordBatch]:
         for i in range(7):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spymaster.dealer import Walls, by_strike, gex, net_gex_near, walls
+from spymaster.indicators.dealer import Walls, by_strike, gex, net_gex_near, walls
 
 # Hand-made chain (F = 5000): strike, is_call, gamma, open interest
 CHAIN = [

@@ -9,9 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from spymaster import calibration, evaluation, sessions, vectors
+from spymaster import evaluation, sessions, vectors
 from spymaster.evaluation import Episodes, KnnConfig
-from spymaster.retrieval import HORIZONS, Params
+from spymaster.outcomes import HORIZONS_MIN
+from spymaster.retrieval import Params, calibration
 
 # -- metrics -----------------------------------------------------------------------------------------
 
@@ -159,7 +160,7 @@ def _episodes(rng: np.random.Generator) -> tuple[Episodes, np.ndarray]:
         open_ns = int(dt.datetime(d.year, d.month, d.day, 14, 31, tzinfo=dt.UTC).timestamp()) * 10**9
         raws.append(raw)
         labels.append(lab)
-        days += [evaluation.day_number(d)] * PER_DAY
+        days += [sessions.day_number(d)] * PER_DAY
         ts += [open_ns + j * 30 * 10**9 for j in range(PER_DAY)]
     n = PER_DAY * len(DAYS)
     lab_all = np.concatenate(labels)
@@ -171,7 +172,7 @@ def _episodes(rng: np.random.Generator) -> tuple[Episodes, np.ndarray]:
         direction=[KEY[1]] * n,
         time_bucket=[KEY[2]] * n,
         raw=np.concatenate(raws),
-        labels=np.tile(lab_all, (len(HORIZONS), 1)),
+        labels=np.tile(lab_all, (len(HORIZONS_MIN), 1)),
     )
     return ep, queries
 
@@ -179,8 +180,8 @@ def _episodes(rng: np.random.Generator) -> tuple[Episodes, np.ndarray]:
 def _perturbed(ep: Episodes, from_day: dt.date, test_day: dt.date) -> Episodes:
     """Every outcome of ``from_day`` on flipped to CHOP; every vector of those days but the test
     day's (its own queries) scaled ×50."""
-    late = ep.day >= evaluation.day_number(from_day)
-    scale = late & (ep.day != evaluation.day_number(test_day))
+    late = ep.day >= sessions.day_number(from_day)
+    scale = late & (ep.day != sessions.day_number(test_day))
     raw = ep.raw.copy()
     raw[scale] *= 50.0
     labels = ep.labels.copy()
@@ -243,10 +244,10 @@ def test_walk_forward_never_sees_the_test_day_the_embargo_day_or_later_days() ->
     ep, _ = _episodes(np.random.default_rng(3))
     test_day, embargo_day = TEST_DAY, EMBARGO_DAY
     wf = evaluation.walk_forward(ep, [test_day], CONFIGS, embargo_days=1)
-    tday = evaluation.day_number(test_day)
+    tday = sessions.day_number(test_day)
     # what the day was allowed to see: days strictly before its embargo day, stats likewise
-    assert wf.cutoffs[tday] == evaluation.day_number(embargo_day)
-    assert set(wf.train_days[tday]) == {evaluation.day_number(d) for d in DAYS[:3]}
+    assert wf.cutoffs[tday] == sessions.day_number(embargo_day)
+    assert set(wf.train_days[tday]) == {sessions.day_number(d) for d in DAYS[:3]}
     assert wf.stats_window[tday] == tuple(d.isoformat() for d in DAYS[:3])
     assert len(wf.rows) == PER_DAY
     # With no leak the forecasts are low (the past is mostly REJECT) …
@@ -283,7 +284,7 @@ def test_baselines_never_see_the_embargo_day_or_later() -> None:
     b = evaluation.boosted_forecast(other, [test_day], embargo_days=1, min_rows=10)
     assert np.array_equal(a, b)
     # the partition base rate is the kNN's prior mean over days 0–2: (B + 1) / (n + 2.5)
-    train = ep.day < evaluation.day_number(DAYS[3])
+    train = ep.day < sessions.day_number(DAYS[3])
     breaks = int((ep.primary[train] == 0).sum())
     assert evaluation.partition_rate(ep, [test_day])[0] == pytest.approx((breaks + 1) / (train.sum() + 2.5))
 

@@ -6,8 +6,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from spymaster.bars import TS_TYPE
-from spymaster.flow import (
+from spymaster.indicators.bars import TS_TYPE
+from spymaster.indicators.flow import (
     book_depth_near,
     book_shape,
     book_side_band,

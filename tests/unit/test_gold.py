@@ -11,8 +11,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from spymaster import gold, sessions, vectors
-from spymaster.features import FEATURE_NAMES, STATE_SCHEMA, time_bucket
+from spymaster import outcomes, sessions, vectors
+from spymaster.features import FEATURE_NAMES, STATE_SCHEMA
+from spymaster.layers import gold
+from spymaster.partitions import time_bucket
 
 NS = 1_000_000_000
 DAY = dt.date(2026, 3, 5)  # a Thursday, EST
@@ -171,7 +173,7 @@ def test_horizons() -> None:
     r = _one("UP", 100.0, 99.0, 2.0, path)
     assert r["resolve_s"] == 300.0
     assert (r["label_2m"], r["label_4m"], r["label_8m"], r["label_20m"]) == ("CHOP", "CHOP", "BREAK", "BREAK")
-    assert r["label"] == r[f"label_{gold.PRIMARY_HORIZON_MIN}m"] == "BREAK"
+    assert r["label"] == r[f"label_{outcomes.PRIMARY_HORIZON_MIN}m"] == "BREAK"
     assert r["fwd_2m"] == pytest.approx(0.25)
     assert r["fwd_8m"] == pytest.approx(1.5)
 

@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 from scipy.stats import beta
 
-from spymaster import calibration, retrieval
-from spymaster.retrieval import HORIZONS, OUTCOMES, Index, Params, Partition
+from spymaster import outcomes, retrieval
+from spymaster.outcomes import HORIZONS_MIN, OUTCOMES
+from spymaster.retrieval import Index, Params, Partition, calibration
+from spymaster.settings import SERVED
 
 B, R, C = 0, 1, 2
-H = len(HORIZONS)
-I8 = retrieval.HORIZONS.index(8)
+H = len(HORIZONS_MIN)
+I8 = HORIZONS_MIN.index(8)
 
 
 def part(
@@ -47,7 +49,7 @@ def part(
 
 
 def test_label_codes() -> None:
-    assert retrieval.label_codes(["BREAK", "REJECT", "CHOP", None, "x"]).tolist() == [0, 1, 2, -1, -1]
+    assert outcomes.label_codes(["BREAK", "REJECT", "CHOP", None, "x"]).tolist() == [0, 1, 2, -1, -1]
 
 
 def test_weighted_cosine_by_hand() -> None:
@@ -138,7 +140,7 @@ def test_search_equals_brute_force(seed: int) -> None:
     for _ in range(10):
         q = rng.standard_normal(8).astype(np.float32)
         as_of, k, cap, h = int(rng.integers(0, 32)), int(rng.integers(1, 80)), int(rng.integers(1, 4)), 2
-        hits = retrieval.search(p, q, as_of_day=as_of, k=k, max_per_day=cap, horizon=HORIZONS[h])
+        hits = retrieval.search(p, q, as_of_day=as_of, k=k, max_per_day=cap, horizon=HORIZONS_MIN[h])
         assert hits.rows.tolist() == _reference(p, q, as_of, k, cap, h)
 
 
@@ -225,7 +227,7 @@ def test_no_earlier_rows_gives_the_published_prior() -> None:
 def test_unlabelled_rows_are_skipped_per_horizon() -> None:
     by_h = [[B, R, C], [B, R, C], [-1, R, C], [-1, -1, C]]  # 2, 4, 8, 20 minutes
     p = part([[1, 0, 0], [1, 1, 0], [0, 1, 0]], [0, 1, 2], [], labels_by_h=by_h)
-    for h, n in zip(HORIZONS, (3, 3, 2, 1), strict=True):
+    for h, n in zip(HORIZONS_MIN, (3, 3, 2, 1), strict=True):
         ans = retrieval.query(p, [1, 0, 0], as_of_day=10, horizon=h)
         assert ans.distribution.n == n
         assert ans.distribution.base_n == n
@@ -504,21 +506,18 @@ def test_served_params_are_the_evaluations_recommendation() -> None:
 
     served = calibration.SERVED_PARAMS
     assert replace(served, pooled_prior=0.0, interval_max_total=None) == calibration.RECOMMENDED_PARAMS
-    assert served.pooled_prior == calibration.RECOMMENDED_POOLED_PRIOR == 100.0
-    assert served.interval_max_total == calibration.RECOMMENDED_INTERVAL_TOTAL_CAP == 2.5
-    assert dict(calibration.SERVED_WEIGHTS) == dict(calibration.RECOMMENDED_WEIGHTS) == {"dealer": 0.0}
-    assert (calibration.SERVED_K, calibration.SERVED_MAX_PER_DAY) == (
-        calibration.RECOMMENDED_K,
-        calibration.RECOMMENDED_MAX_PER_DAY,
-    )
+    assert served.pooled_prior == SERVED.pooled_prior == 100.0
+    assert served.interval_max_total == SERVED.interval_max_total == 2.5
+    assert dict(SERVED.weights) == {"dealer": 0.0}
+    assert (SERVED.k, SERVED.max_per_day) == (50, 2)
     # The evaluation's setting (KnnConfig with the same constants) shrinks toward the raw pooled
     # split; the served one shrinks that split toward 1/1/0.5 with Σd⁰ = 2.5 pseudo-counts: the same
     # prior to within 100 · 2.5 / ΣP pseudo-counts (< 0.25 for the ≥ 1 000 rows of any evaluation).
     cfg = KnnConfig.of(
         "served",
         params=calibration.RECOMMENDED_PARAMS,
-        weights=calibration.RECOMMENDED_WEIGHTS,
-        pooled_prior=calibration.RECOMMENDED_POOLED_PRIOR,
+        weights=SERVED.weights,
+        pooled_prior=SERVED.pooled_prior,
     )
     for counts in ([260, 500, 240], [2600, 5000, 2400], [7, 1, 2]):
         theirs = np.array(cfg.params_for(counts).default_prior)
@@ -528,8 +527,6 @@ def test_served_params_are_the_evaluations_recommendation() -> None:
     # and the evaluation's served interval (calibration.intervals with the cap) is the API's
     pk = np.array([0.27, 0.5, 0.23])
     np.testing.assert_allclose(
-        calibration.intervals(
-            pk, np.full(3, 7.3), served.interval, calibration.RECOMMENDED_INTERVAL_TOTAL_CAP
-        ),
+        calibration.intervals(pk, np.full(3, 7.3), served.interval, SERVED.interval_max_total),
         retrieval.beta_interval(pk, served.interval_total(7.3 - served.prior_strength), served.interval),
     )

@@ -15,12 +15,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from spymaster import layout, sessions
-from spymaster.lake import Lake
-from spymaster.layout import Product, RawKind
+from spymaster import sessions
+from spymaster.lake import Lake, paths
+from spymaster.lake.paths import Product, RawKind
+from spymaster.levels import LEVEL_KINDS
 from spymaster.synth import DayFiles, generate, generate_day
 from spymaster.synth.futures import instrument_id
-from spymaster.synth.market import LEVEL_KINDS, outcome_probabilities
+from spymaster.synth.market import outcome_probabilities
 from spymaster.synth.options import (
     GAMMA_GRID_HALF_WIDTH,
     GAMMA_SIGMA_REF,
@@ -72,7 +73,7 @@ def _arr(day: DayFiles, kind: RawKind) -> np.ndarray[Any, Any]:
 # -- format ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", layout.REQUIRED_RAW, ids=lambda k: f"{k.product.short}-{k.schema}")
+@pytest.mark.parametrize("kind", paths.REQUIRED_RAW, ids=lambda k: f"{k.product.short}-{k.schema}")
 def test_every_file_decodes_with_its_metadata(day: DayFiles, kind: RawKind) -> None:
     store = _store(day, kind)
     md = store.metadata
@@ -248,7 +249,7 @@ def test_deterministic_per_seed_and_date(day: DayFiles) -> None:
     assert again.files == day.files
     assert again.truth.equals(day.truth)
     other = generate_day(DATE, scale=0.02, seed=SEED + 1)
-    for kind in layout.REQUIRED_RAW:
+    for kind in paths.REQUIRED_RAW:
         if kind.schema != "definition":  # definitions depend on the date and the opening strike only
             assert other.files[kind] != day.files[kind], kind
 
@@ -411,20 +412,20 @@ def test_generate_writes_the_lake(local_lake: Lake) -> None:
     dates = generate(local_lake, dt.date(2026, 3, 6), 2, scale=0.01, seed=SEED, progress=False)
     assert dates == [dt.date(2026, 3, 6), dt.date(2026, 3, 9)]
     for date in dates:
-        for kind in layout.REQUIRED_RAW:
-            assert local_lake.size(layout.raw_file(kind, date)) > 0
-        truth = pq.read_table(local_lake.path(layout.truth_file(date)))
+        for kind in paths.REQUIRED_RAW:
+            assert local_lake.size(paths.raw_file(kind, date)) > 0
+        truth = pq.read_table(local_lake.path(paths.truth_file(date)))
         assert truth.num_rows > 0
         assert truth.column("date").to_pylist()[0] == date
     alone = generate_day(dt.date(2026, 3, 9), scale=0.01, seed=SEED)
-    on_disk = Path(local_lake.path(layout.raw_file(FUT_TRADES, dt.date(2026, 3, 9)))).read_bytes()
+    on_disk = Path(local_lake.path(paths.raw_file(FUT_TRADES, dt.date(2026, 3, 9)))).read_bytes()
     assert on_disk == alone.files[FUT_TRADES]  # a day alone = the same day inside a range
 
 
 def test_generate_skips_dates_already_landed_unless_forced(local_lake: Lake) -> None:
     date = dt.date(2026, 3, 6)
     generate(local_lake, date, 1, scale=0.01, seed=SEED, progress=False)
-    key = layout.raw_file(FUT_TRADES, date)
+    key = paths.raw_file(FUT_TRADES, date)
     local_lake.write_bytes(key, b"sentinel: must survive a plain re-run")
     generate(local_lake, date, 1, scale=0.01, seed=SEED, progress=False)
     assert local_lake.read_bytes(key) == b"sentinel: must survive a plain re-run"

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from spymaster import events, layout
+from functions.shared import events
+from spymaster.lake import paths
 
 ROOT = Path(__file__).parents[2]
 ASL = ROOT / "infra" / "statemachine" / "backfill.asl.json"
@@ -207,7 +208,7 @@ def test_sample_events_parse_into_requests() -> None:
     (obj,) = events.landed_objects(_event("ready_s3_put.json"))
     raw = events.raw_landed(obj, "spymaster-test", "lake/")
     assert raw is not None
-    assert raw.rel == layout.raw_file(raw.raw.kind, raw.raw.date)
+    assert raw.rel == paths.raw_file(raw.raw.kind, raw.raw.date)
     assert events.raw_landed(obj, "other-bucket", "lake/") is None
     assert events.raw_landed(obj, "spymaster-test", "elsewhere/") is None
 
@@ -225,7 +226,7 @@ def test_sample_events_parse_into_requests() -> None:
     backfill = events.BackfillRequest.model_validate(_event("backfill_input.json"))
     assert backfill.start <= backfill.end
     # the bronze handler's sample still names a raw file of a lake at s3://spymaster-test/lake
-    (bronze,) = events.landed_objects(_event("bronze_s3_put.json"))
+    (bronze,) = events.landed_objects(_event("ready_s3_put_fixture_date.json"))
     assert events.raw_landed(bronze, "spymaster-test", "lake/") is not None
 
 

@@ -7,7 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from spymaster.trajectory import dct_coefficients, fill_window_gaps, trailing_windows, trajectory_features
+from spymaster.indicators.trajectory import (
+    dct_coefficients,
+    fill_window_gaps,
+    trailing_windows,
+    trajectory_features,
+)
 
 
 def _loop_dct(x: list[float], k: int) -> list[float]:

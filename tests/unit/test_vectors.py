@@ -14,10 +14,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from spymaster import gold, sessions, silver, vectors
-from spymaster.features import FEATURE_NAMES, GROUPS, STATE_SCHEMA, time_bucket
-from spymaster.lake import Lake
-from spymaster.trajectory import dct_coefficients
+from spymaster import sessions, vectors
+from spymaster.features import FEATURE_NAMES, GROUPS, STATE_SCHEMA
+from spymaster.indicators.trajectory import dct_coefficients
+from spymaster.lake import Lake, paths
+from spymaster.layers import gold, silver
+from spymaster.partitions import time_bucket
 from tests.support import silver_inputs
 
 NS = 1_000_000_000
@@ -378,7 +380,7 @@ def test_stats_version_is_stable_and_content_addressed(local_lake: Lake) -> None
     assert vectors.fit_stats_before(days, query, window_days=3).version != a.version
     # stored in the lake under its version, read back identical
     path = vectors.save_stats(local_lake, a)
-    assert path == vectors.stats_path(a.version) == f"gold/_stats/{a.version}.json"
+    assert path == paths.stats_file(a.version) == f"gold/_stats/{a.version}.json"
     assert vectors.load_stats(local_lake, a.version) == a
     doc = json.loads(local_lake.read_bytes(path))
     assert doc["version"] == a.version

@@ -23,8 +23,10 @@ import numpy.typing as npt
 import zstandard
 from scipy.special import expit, ndtri
 
-from spymaster import dbnfmt, sessions
-from spymaster.synth.market import NS, TICK, Component, MarketDay, rng_for
+from spymaster import sessions
+from spymaster.sessions import NS
+from spymaster.synth import dbnwrite
+from spymaster.synth.market import TICK, Component, MarketDay, rng_for
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -370,13 +372,13 @@ class _SymbolMapping:
 
 
 def session_metadata(schema: str, date: dt.date, parent: str, mappings: dict[str, int]) -> dbn.Metadata:
-    """Metadata of one Globex session's file. Like ``dbnfmt.metadata`` but each mapping interval
+    """Metadata of one Globex session's file. Like ``dbnwrite.metadata`` but each mapping interval
     spans every UTC date the session touches: the 18:00 ET open is on the previous UTC date, and a
     one-day interval would leave the evening's records without a symbol."""
     t0, t1 = sessions.globex_session(date)
     first = dt.datetime.fromtimestamp(t0 / NS, tz=dt.UTC).date()
     last = dt.datetime.fromtimestamp((t1 - 1) / NS, tz=dt.UTC).date() + dt.timedelta(days=1)
-    base = dbnfmt.metadata(schema=schema, start_ns=t0, end_ns=t1, symbols=[parent])
+    base = dbnwrite.metadata(schema=schema, start_ns=t0, end_ns=t1, symbols=[parent])
     maps = [_SymbolMapping(sym, [_Interval(first, last, str(iid))]) for sym, iid in sorted(mappings.items())]
     # the stubs type enum members as str: pass the fields untyped
     fields: dict[str, Any] = {
@@ -410,7 +412,7 @@ def _listed_before(c: sessions.Contract, quarters: int) -> dt.date:
 def definition(c: sessions.Contract, ts: int) -> Any:
     """An ES future's InstrumentDefMsg; fields DBN leaves undefined keep its sentinels."""
     fields: dict[str, Any] = {
-        "publisher_id": dbnfmt.PUBLISHER_GLBX,
+        "publisher_id": dbnwrite.PUBLISHER_GLBX,
         "instrument_id": instrument_id(c.symbol),
         "ts_event": ts,
         "ts_recv": ts,
@@ -423,7 +425,7 @@ def definition(c: sessions.Contract, ts: int) -> Any:
         "security_update_action": dbn.SecurityUpdateAction.ADD,
         "expiration": sessions.et_ns(c.expiry, sessions.RTH_OPEN),
         "activation": sessions.et_ns(_listed_before(c, 5), sessions.RTH_OPEN),
-        "unit_of_measure_qty": 50 * dbnfmt.PRICE_SCALE,
+        "unit_of_measure_qty": 50 * dbnwrite.PRICE_SCALE,
         "contract_multiplier": 50,
         "currency": "USD",
         "settl_currency": "USD",
@@ -472,7 +474,7 @@ def render(day: MarketDay) -> FuturesFiles:
     del evs
     t0, _ = sessions.globex_session(day.date)
 
-    defs = dbnfmt.encode(
+    defs = dbnwrite.encode(
         session_metadata("definition", day.date, "ES.FUT", symbols),
         [definition(c, t0) for c in (front_c, back_c)],
         level=ZSTD_LEVEL,
@@ -480,7 +482,7 @@ def render(day: MarketDay) -> FuturesFiles:
     )
     iids = np.array([i.iid for i in insts], dtype=np.uint32)
     tr = np.flatnonzero(merged["kind"] == KIND_TRADE)
-    trades = dbnfmt.empty_records("trades", len(tr))
+    trades = dbnwrite.empty_records("trades", len(tr))
     for f in ("ts_event", "ts_recv", "ts_in_delta", "sequence", "size", "depth"):
         trades[f] = merged[f][tr]
     trades["instrument_id"] = iids[merged["inst"][tr]]
@@ -488,7 +490,7 @@ def render(day: MarketDay) -> FuturesFiles:
     trades["action"] = merged["action"][tr].view("S1")
     trades["side"] = merged["side"][tr].view("S1")
     trades["flags"] = dbn.F_LAST
-    trades_bytes = dbnfmt.encode(
+    trades_bytes = dbnwrite.encode(
         session_metadata("trades", day.date, "ES.FUT", symbols),
         trades,
         level=ZSTD_LEVEL,
@@ -556,7 +558,7 @@ def _mbp10_slice(
     inst = mg["inst"][a:b]
     sec = mg["sec"][a:b]
     kind = mg["kind"][a:b]
-    rec = dbnfmt.empty_records("mbp-10", m)
+    rec = dbnwrite.empty_records("mbp-10", m)
     rec["instrument_id"] = iids[inst]
     for f in ("ts_event", "ts_recv", "ts_in_delta", "sequence", "size", "depth"):
         rec[f] = mg[f][a:b]

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 from tqdm import tqdm
 
-from spymaster import layout, sessions
-from spymaster.lake import Lake
-from spymaster.layout import Product, RawKind
+from spymaster import sessions
+from spymaster.lake import Lake, paths
+from spymaster.lake.paths import Product, RawKind
 from spymaster.synth import futures, market, options
 
 TRUTH_SCHEMA = pa.schema(
@@ -73,7 +73,7 @@ def generate_day(date: dt.date, *, scale: float = 1.0, seed: int = 0) -> DayFile
         RawKind(Product.OPT, "mbp-1"): opt.mbp1,
         RawKind(Product.OPT, "statistics"): opt.statistics,
     }
-    assert set(files) == set(layout.REQUIRED_RAW)
+    assert set(files) == set(paths.REQUIRED_RAW)
     rows = [{**row, "date": date} for row in day.truth]
     truth = pa.Table.from_pylist(rows, schema=TRUTH_SCHEMA)
     counts = {
@@ -102,11 +102,11 @@ def generate(
     """
     dates = sessions.trading_days(start, days)
     for date in tqdm(dates, desc="generate", unit="day", disable=not progress):
-        there = [layout.raw_file(k, date) for k in layout.REQUIRED_RAW] + [layout.truth_file(date)]
+        there = [paths.raw_file(k, date) for k in paths.REQUIRED_RAW] + [paths.truth_file(date)]
         if not force and all(lake.exists(p) for p in there):
             continue
         day = generate_day(date, scale=scale, seed=seed)
         for kind, data in day.files.items():
-            lake.write_bytes(layout.raw_file(kind, date), data)
-        lake.write_parquet(layout.truth_file(date), day.truth)
+            lake.write_bytes(paths.raw_file(kind, date), data)
+        lake.write_parquet(paths.truth_file(date), day.truth)
     return dates

@@ -26,20 +26,19 @@ from scipy.signal import lfilter
 from scipy.special import expit, ndtri
 
 from spymaster import sessions
+from spymaster.levels import LEVEL_KINDS
+from spymaster.sessions import NS
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 I8 = npt.NDArray[np.int8]
 B1 = npt.NDArray[np.bool_]
 
-NS = 1_000_000_000
+
 TICK = 0.25
-BAR_SECONDS = 120
+BAR_SECONDS = sessions.BAR_CLOSE_S
 TRADES_PER_DAY = 600_000
 """Expected ES trades (both listed contracts) in a full Globex session at ``scale=1``."""
-
-LEVEL_KINDS: tuple[str, ...] = ("PM_HIGH", "PM_LOW", "OR_HIGH", "OR_LOW", "SMA_90", "EMA_20")
-OUTCOMES: tuple[str, ...] = ("BREAK", "REJECT", "CHOP")
 
 
 class Component:

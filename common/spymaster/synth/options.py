@@ -18,9 +18,11 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import expit, ndtr
 
-from spymaster import dbnfmt, sessions
+from spymaster import sessions
+from spymaster.sessions import NS
+from spymaster.synth import dbnwrite
 from spymaster.synth.futures import ZSTD_LEVEL, ZSTD_THREADS, instrument_id, session_metadata
-from spymaster.synth.market import NS, Component, MarketDay, rng_for
+from spymaster.synth.market import Component, MarketDay, rng_for
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -195,7 +197,7 @@ def _unique_ids(symbols: list[str]) -> I64:
 def _definition(chain: Chain, i: int, ts: int) -> Any:
     date = chain.date
     fields: dict[str, Any] = {
-        "publisher_id": dbnfmt.PUBLISHER_GLBX,
+        "publisher_id": dbnwrite.PUBLISHER_GLBX,
         "instrument_id": int(chain.ids[i]),
         "ts_event": ts,
         "ts_recv": ts,
@@ -208,9 +210,9 @@ def _definition(chain: Chain, i: int, ts: int) -> Any:
         "security_update_action": dbn.SecurityUpdateAction.ADD,
         "expiration": chain.expiration_ns,
         "activation": sessions.et_ns(date - dt.timedelta(days=35), sessions.GLOBEX_CLOSE),
-        "strike_price": int(dbnfmt.to_fixed(float(chain.strike[i]))),
+        "strike_price": int(dbnwrite.to_fixed(float(chain.strike[i]))),
         "underlying_id": chain.underlying_id,
-        "unit_of_measure_qty": MULTIPLIER * dbnfmt.PRICE_SCALE,
+        "unit_of_measure_qty": MULTIPLIER * dbnwrite.PRICE_SCALE,
         "contract_multiplier": MULTIPLIER,
         "currency": "USD",
         "settl_currency": "USD",
@@ -235,14 +237,14 @@ def _definition(chain: Chain, i: int, ts: int) -> Any:
 def _stats(chain: Chain) -> npt.NDArray[Any]:
     """Prior-day open interest, published at 07:00 ET (before the RTH open), one record each."""
     n = len(chain.ids)
-    rec = dbnfmt.empty_records("statistics", n)
+    rec = dbnwrite.empty_records("statistics", n)
     ts = sessions.et_ns(chain.date, dt.time(7, 0)) + np.arange(n, dtype=np.int64) * 3_000
     prev = sessions.previous_trading_day(chain.date)
     rec["instrument_id"] = chain.ids
     rec["ts_event"] = ts
     rec["ts_recv"] = ts + 15_000
     rec["ts_ref"] = int(dt.datetime.combine(prev, dt.time(0), tzinfo=dt.UTC).timestamp()) * NS
-    rec["price"] = dbnfmt.UNDEF_PRICE
+    rec["price"] = dbnwrite.UNDEF_PRICE
     rec["quantity"] = chain.oi
     rec["sequence"] = 1_000 + np.arange(n)
     rec["ts_in_delta"] = 12_000
@@ -286,8 +288,8 @@ def _quotes(chain: Chain, opt: I64, fut: F64, ts: I64, r: np.random.Generator) -
     bid = np.floor((theo - hw) / tick + 1e-9) * tick
     ask = np.maximum(np.ceil((theo + hw) / tick - 1e-9) * tick, bid + tick)
     ask = np.maximum(ask, 0.05)
-    bid_fx = np.where(bid >= 0.05 - 1e-9, dbnfmt.to_fixed(bid), dbnfmt.UNDEF_PRICE).astype(np.int64)
-    return bid_fx, dbnfmt.to_fixed(ask).astype(np.int64)
+    bid_fx = np.where(bid >= 0.05 - 1e-9, dbnwrite.to_fixed(bid), dbnwrite.UNDEF_PRICE).astype(np.int64)
+    return bid_fx, dbnwrite.to_fixed(ask).astype(np.int64)
 
 
 def _mbp1_and_trades(chain: Chain, day: MarketDay) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
@@ -304,7 +306,7 @@ def _mbp1_and_trades(chain: Chain, day: MarketDay) -> tuple[npt.NDArray[Any], np
     fut = day.mid[sec]
     opt = _pick(r, chain, fut)
     bid, ask = _quotes(chain, opt, fut, ts, r)
-    no_bid = bid == dbnfmt.UNDEF_PRICE
+    no_bid = bid == dbnwrite.UNDEF_PRICE
     bsz = np.where(no_bid, 0, np.rint(np.exp(r.normal(3.3, 0.8, size=n))) + 1).astype(np.int64)
     asz = np.rint(np.exp(r.normal(3.3, 0.8, size=n))).astype(np.int64) + 1
 
@@ -322,7 +324,7 @@ def _mbp1_and_trades(chain: Chain, day: MarketDay) -> tuple[npt.NDArray[Any], np
     lat = 20_000 + r.gamma(2.0, 10_000.0, size=n).astype(np.int64)
     ts_recv = np.maximum.accumulate(ts + lat)
 
-    mbp = dbnfmt.empty_records("mbp-1", n)
+    mbp = dbnwrite.empty_records("mbp-1", n)
     mbp["instrument_id"] = chain.ids[opt]
     mbp["ts_event"] = ts
     mbp["ts_recv"] = ts_recv
@@ -342,7 +344,7 @@ def _mbp1_and_trades(chain: Chain, day: MarketDay) -> tuple[npt.NDArray[Any], np
     mbp["ask_ct_00"] = np.maximum(1, asz // 8)
 
     ti = np.flatnonzero(is_trade)
-    trades = dbnfmt.empty_records("trades", len(ti))
+    trades = dbnwrite.empty_records("trades", len(ti))
     for f in (
         "instrument_id",
         "ts_event",
@@ -376,7 +378,7 @@ def render(chain: Chain, day: MarketDay) -> OptionFiles:
 
     def enc(schema: str, records: Any) -> bytes:
         meta = session_metadata(schema, day.date, "ES.OPT", mapping)
-        return dbnfmt.encode(meta, records, level=ZSTD_LEVEL, threads=ZSTD_THREADS)
+        return dbnwrite.encode(meta, records, level=ZSTD_LEVEL, threads=ZSTD_THREADS)
 
     defs = [_definition(chain, i, t0) for i in range(len(chain.ids))]
     stats = _stats(chain)

@@ -1,0 +1,319 @@
+"""The API's contract: input types and parsing, the request model and the response models.
+
+Response models document the answers (the service returns plain dicts in this shape); they become
+the OpenAPI schemas at ``/docs``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import Path
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
+
+from spymaster import sessions, vectors
+from spymaster.errors import InvalidQueryError
+from spymaster.levels import DIRECTIONS, LEVEL_KINDS
+from spymaster.outcomes import HORIZONS_MIN, PRIMARY_HORIZON_MIN
+from spymaster.settings import SERVED
+
+# -- input types -----------------------------------------------------------------------------------
+
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_TIME_RE = re.compile(r"^\d{2}:\d{2}(:\d{2})?$")
+
+
+def parse_date(v: Any) -> dt.date:
+    """``YYYY-MM-DD`` → a date, with the reason when it is not one."""
+    if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
+        return v
+    if not isinstance(v, str) or not _DATE_RE.match(v):
+        raise ValueError("dates are YYYY-MM-DD strings")
+    try:
+        return dt.date.fromisoformat(v)
+    except ValueError:
+        raise ValueError(f"{v} is not a calendar date") from None
+
+
+def parse_time(v: Any) -> dt.time:
+    """ET wall-clock ``HH:MM`` or ``HH:MM:SS`` between 09:30 and 12:30."""
+    if isinstance(v, dt.time):
+        t = v
+    else:
+        if not isinstance(v, str) or not _TIME_RE.match(v):
+            raise ValueError("times are HH:MM or HH:MM:SS strings (ET)")
+        try:
+            t = dt.time.fromisoformat(v)
+        except ValueError:
+            raise ValueError(f"{v} is not a time of day") from None
+    if not sessions.RTH_OPEN <= t <= sessions.QUERY_END:
+        raise ValueError(f"{t.isoformat()} is outside 09:30–12:30 ET")
+    return t
+
+
+DateIn = Annotated[
+    dt.date,
+    BeforeValidator(parse_date),
+    WithJsonSchema({"type": "string", "format": "date", "examples": ["2026-03-05"]}),
+]
+TimeIn = Annotated[
+    dt.time,
+    BeforeValidator(parse_time),
+    WithJsonSchema({"type": "string", "pattern": _TIME_RE.pattern, "examples": ["10:02", "10:02:30"]}),
+]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+if TYPE_CHECKING:
+    LevelKind = str
+    Direction = str
+    Horizon = int
+    Group = str
+else:  # the vocabulary's own tuples, as the Literal types the OpenAPI schema shows
+    LevelKind = Literal[LEVEL_KINDS]
+    Direction = Literal[DIRECTIONS]
+    Horizon = Literal[HORIZONS_MIN]
+    Group = Literal[vectors.VECTOR_GROUPS]
+    """The feature groups a request may weigh: :data:`spymaster.vectors.VECTOR_GROUPS`."""
+
+
+class PartitionRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    level_kind: LevelKind
+    direction: Direction
+    time_bucket: int = Field(ge=0, le=4, description="0: 0–15, 1: 15–30, 2: 30–60, 3: 60–120, 4: 120–180 min")
+
+
+class SimilarRequest(BaseModel):
+    """Exactly one of: ``episode_id``; ``date`` + ``time`` + ``level_kind``; ``vector`` + ``partition``
+    + ``as_of``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    episode_id: str | None = Field(default=None, min_length=1, max_length=64)
+    date: DateIn | None = None
+    time: TimeIn | None = Field(default=None, description="ET wall clock, 09:30–12:30 (floored to 30 s)")
+    level_kind: LevelKind | None = None
+    vector: list[FiniteFloat] | None = Field(
+        default=None,
+        min_length=vectors.VECTOR_DIM,
+        max_length=vectors.VECTOR_DIM,
+        description="A normalised vector (the table's `vector` space)",
+    )
+    partition: PartitionRef | None = None
+    as_of: DateIn | None = Field(
+        default=None,
+        description="Neighbours strictly before this date; default (and latest) the query's date",
+    )
+    k: int = Field(default=SERVED.k, ge=1, description="Neighbours (at most the server's max_k, default 500)")
+    max_per_day: int = Field(default=SERVED.max_per_day, ge=1, le=50)
+    weights: dict[Group, Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = Field(
+        default=None,
+        description=(
+            "Feature-group weights, each overriding the served default for its group (0 ablates a "
+            "group); served defaults: "
+            + (", ".join(f"{g} {w:g}" for g, w in sorted(SERVED.weights.items())) or "none")
+            + ", every other group 1"
+        ),
+    )
+    horizon: Horizon = PRIMARY_HORIZON_MIN
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> SimilarRequest:
+        state = (self.date, self.time, self.level_kind)
+        modes = [
+            self.episode_id is not None,
+            any(x is not None for x in state),
+            self.vector is not None or self.partition is not None,
+        ]
+        if sum(modes) != 1:
+            raise ValueError("give exactly one of: episode_id; date + time + level_kind; vector + partition")
+        if modes[1] and any(x is None for x in state):
+            raise ValueError("a state query needs date, time and level_kind")
+        if modes[2] and (self.vector is None or self.partition is None or self.as_of is None):
+            raise ValueError("a vector query needs vector, partition and as_of")
+        return self
+
+
+# -- response models (documentation; the service returns plain dicts) ------------------------------
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+class Health(BaseModel):
+    status: str
+    episodes: int
+    table_version: int | None
+
+
+class DayInfo(BaseModel):
+    date: str
+    episodes: int
+    indexed: bool
+
+
+class Days(BaseModel):
+    days: list[DayInfo]
+
+
+class Bar(BaseModel):
+    t: str = Field(description="bar close, UTC")
+    open: float | None
+    high: float | None
+    low: float | None
+    close: float | None
+    volume: int
+
+
+class Bars(BaseModel):
+    date: str
+    bars: list[Bar]
+
+
+class LevelPoint(BaseModel):
+    t: str
+    value: float | None
+
+
+class LevelSeries(BaseModel):
+    kind: str
+    points: list[LevelPoint]
+
+
+class Levels(BaseModel):
+    date: str
+    levels: list[LevelSeries]
+
+
+class Probs(BaseModel):
+    BREAK: float
+    REJECT: float
+    CHOP: float
+
+
+class Intervals(BaseModel):
+    BREAK: tuple[float, float]
+    REJECT: tuple[float, float]
+    CHOP: tuple[float, float]
+
+
+class Signal(BaseModel):
+    t: str
+    level_kind: str
+    direction: str
+    distance: float | None
+    p: Probs
+    interval: Intervals
+    n: int
+    n_eff: float
+    smoothed: Probs
+    base_rate: Probs = Field(description="the partition's outcome rates over its rows before this date")
+    base_n: int = Field(description="labelled partition rows behind base_rate")
+
+
+class Signals(BaseModel):
+    date: str
+    horizon: int
+    smoothing_alpha: float = Field(description="EMA weight of the newest bar in `smoothed`")
+    signals: list[Signal]
+
+
+class QueryInfo(BaseModel):
+    date: str | None
+    time: str | None = Field(description="ET wall clock HH:MM:SS")
+    ts: str | None
+    level_kind: str
+    direction: str
+    time_bucket: int
+    partition: str
+    as_of: str
+    stats_version: str | None
+    episode_id: str | None
+    table_version: int | None
+
+
+class NeighbourOut(BaseModel):
+    episode_id: str
+    date: str
+    time: str = Field(description="ET wall clock HH:MM:SS")
+    similarity: float
+    weight: float
+    outcome: str | None
+    mfe: float | None
+    mae: float | None
+    level_kind: str
+    direction: str
+    time_bucket: int
+
+
+class DistributionOut(BaseModel):
+    horizon: int
+    p: Probs
+    interval: Intervals
+    counts: Probs = Field(description="similarity-weighted counts")
+    n: int
+    n_eff: float
+    base_rate: Probs
+    base_n: int
+    expected_mfe: float | None
+    expected_mae: float | None
+    prior: Probs
+
+
+class SimilarResponse(BaseModel):
+    query: QueryInfo
+    neighbours: list[NeighbourOut]
+    distribution: DistributionOut
+
+
+class PartitionInfo(BaseModel):
+    key: str
+    level_kind: str
+    direction: str
+    time_bucket: int
+    n: int
+    base_rate: Probs
+
+
+class Partitions(BaseModel):
+    partitions: list[PartitionInfo]
+
+
+class ReportFile(BaseModel):
+    name: str = Field(description="served at /v1/report/files/{name}")
+    kind: Literal["report", "metrics", "plot"]
+    media_type: str
+
+
+class ReportOut(BaseModel):
+    run_id: str
+    created_at: str | None
+    start: str | None
+    end: str | None
+    markdown: str = Field(description="the report (its images are the files named in `plots`)")
+    metrics: dict[str, Any] = Field(description="every number of the run (metrics.json)")
+    plots: dict[str, str] = Field(description="plot (reliability, lift, coverage) → file name")
+    files: list[ReportFile]
+
+
+def path_date(value: str) -> dt.date:
+    try:
+        return parse_date(value)
+    except ValueError as exc:
+        raise InvalidQueryError(str(exc)) from None
+
+
+DatePath = Annotated[str, Path(description="YYYY-MM-DD", examples=["2026-03-05"])]
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorBody, "description": d}
+    for s, d in ((401, "Missing or wrong API key"), (404, "Not in the lake"), (422, "Invalid input"))
+}

@@ -1,0 +1,30 @@
+"""The lake: storage (:mod:`.store`), the commit protocol (:mod:`.commit`) and every key (:mod:`.paths`).
+
+``quarantine``, ``status`` and ``sql`` read the lake through these three.
+"""
+
+from spymaster.lake.commit import (
+    Manifest,
+    commit,
+    committed_dates,
+    discard,
+    is_committed,
+    new_run_id,
+    read_committed,
+    read_manifest,
+    uncommit,
+)
+from spymaster.lake.store import Lake
+
+__all__ = [
+    "Lake",
+    "Manifest",
+    "commit",
+    "committed_dates",
+    "discard",
+    "is_committed",
+    "new_run_id",
+    "read_committed",
+    "read_manifest",
+    "uncommit",
+]

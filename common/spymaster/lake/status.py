@@ -1,0 +1,80 @@
+"""Which dates are at which layer, and what is quarantined."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from spymaster.lake import paths
+from spymaster.lake import Lake, committed_dates, paths, quarantine, read_manifest
+from spymaster.lake.paths import Layer
+
+
+@dataclass
+class DateStatus:
+    date: dt.date
+    raw: set[paths.RawKind] = field(default_factory=set)
+    bronze: set[str] = field(default_factory=set)
+    quarantined: set[paths.RawKind] = field(default_factory=set)
+    silver: bool = False
+    gold: bool = False
+    episodes: int = 0
+    indexed: bool = False
+
+    @property
+    def raw_ready(self) -> bool:
+        return len(self.raw) == len(paths.REQUIRED_RAW)
+
+    @property
+    def bronze_done(self) -> bool:
+        return self.bronze >= set(paths.BRONZE_TABLES)
+
+    @property
+    def layer(self) -> str:
+        """The furthest layer complete for this date."""
+        if self.indexed:
+            return "indexed"
+        if self.gold:
+            return "gold"
+        if self.silver:
+            return "silver"
+        if self.bronze_done:
+            return "bronze"
+        if self.raw_ready:
+            return "raw"
+        return "partial-raw" if self.raw else "none"
+
+
+def landed_raw(lake: Lake) -> dict[dt.date, set[paths.RawKind]]:
+    out: dict[dt.date, set[paths.RawKind]] = {}
+    for f in lake.list_files(paths.RAW_ROOT):
+        try:
+            k = paths.parse_raw_key(f)
+        except ValueError:
+            continue
+        if f == paths.raw_file(k.kind, k.date):
+            out.setdefault(k.date, set()).add(k.kind)
+    return out
+
+
+def collect(lake: Lake) -> list[DateStatus]:
+    by_date: dict[dt.date, DateStatus] = {}
+
+    def get(d: dt.date) -> DateStatus:
+        return by_date.setdefault(d, DateStatus(d))
+
+    for d, kinds in landed_raw(lake).items():
+        get(d).raw |= kinds
+    for table in paths.BRONZE_TABLES:
+        for d in committed_dates(lake, Layer.BRONZE, table):
+            get(d).bronze.add(table)
+    for d in committed_dates(lake, Layer.SILVER, paths.STATE_TABLE):
+        get(d).silver = True
+    for d in committed_dates(lake, Layer.GOLD, paths.EPISODES_TABLE):
+        get(d).gold = True
+        get(d).episodes = read_manifest(lake, Layer.GOLD, paths.EPISODES_TABLE, d).rows
+    for f in lake.list_files(paths.INDEX_MARKERS):
+        get(paths.date_from_partition(f)).indexed = True
+    for q in quarantine.list_all(lake):
+        get(dt.date.fromisoformat(q.date)).quarantined.add(paths.raw_kind(q.product, q.schema))
+    return [by_date[d] for d in sorted(by_date)]

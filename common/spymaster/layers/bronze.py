@@ -1,0 +1,164 @@
+"""Bronze: a date's raw DBN files decoded to Parquet, one table per (product, schema).
+
+Per (date, kind) job: copy the raw object locally if it lives on S3, check its metadata against
+its place, stream-decode in chunks into one Parquet file (one row group per chunk, so peak memory
+does not grow with the file), then commit. A bad file is quarantined with its reason and no
+bronze output of it ever becomes visible.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from spymaster.errors import BadInputError, EmptyInputError, LakeError
+from spymaster.lake import (
+    Lake,
+    Manifest,
+    commit,
+    discard,
+    is_committed,
+    new_run_id,
+    paths,
+    quarantine,
+    read_manifest,
+)
+from spymaster.lake.paths import Layer, RawKind
+from spymaster.raw import dbnread
+
+
+def PARQUET_OPTIONS(schema: pa.Schema) -> dict[str, Any]:  # noqa: N802  # reads as a constant
+    """zstd level 1; dictionaries only for string columns (faster and smaller than dictionary-encoding
+    every numeric column of MBP-10; figures in docs/BENCHMARKS.md)."""
+    strings = [f.name for f in schema if pa.types.is_string(f.type)]
+    return {"compression": "zstd", "compression_level": 1, "use_dictionary": strings}
+
+
+_DONE = object()
+
+
+def prefetch(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:
+    """Decode on a second thread while the caller writes: zstd and Parquet both release the GIL,
+    so on two cores the slower stage sets the pace instead of the sum of both. At most ``depth``
+    chunks wait in memory."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        """Hand over one item unless the consumer has gone (then never block)."""
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for b in batches:
+                if not put(b):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer, re-raised there
+            put(exc)
+
+    t = threading.Thread(target=run, name="bronze-decode", daemon=True)
+    t.start()
+    try:
+        while (item := q.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join()
+
+
+@dataclass(frozen=True)
+class BronzeResult:
+    date: dt.date
+    kind: RawKind
+    rows: int
+    manifest: Manifest
+
+
+def build(lake: Lake, kind: RawKind, date: dt.date, *, tmp_dir: str | None = None) -> BronzeResult:
+    """Decode one raw file of a date into its committed bronze table partition.
+
+    Raises
+    ------
+    BadInputError
+        The raw file is missing-in-content, corrupt or mislabelled; it has been quarantined.
+    LakeError
+        The raw file does not exist, or storage failed (nothing was committed).
+    """
+    key = paths.raw_file(kind, date)
+    if not lake.exists(key):
+        raise LakeError("raw file has not landed", file=key, date=date, schema=kind.schema)
+    table = kind.bronze_table
+    run_id = new_run_id()
+    out = paths.data_file(Layer.BRONZE, table, date, run_id, 0)
+    written: list[str] = []
+    source = lake.fingerprint(key)
+    try:
+        with lake.local_copy(key, tmp_dir=tmp_dir) as local:
+            info = dbnread.inspect(local, label=key)
+            dbnread.check_placement(info, kind, date)
+            schema = dbnread.arrow_schema(kind.schema)
+            rows = 0
+            written.append(out)
+            with lake.parquet_writer(out, schema, **PARQUET_OPTIONS(schema)) as writer:
+                for batch in prefetch(dbnread.decode(local, label=key)):
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
+            if rows == 0:
+                raise EmptyInputError(
+                    "file has a header but no records", file=key, date=date, schema=kind.schema
+                )
+        manifest = commit(
+            lake,
+            Layer.BRONZE,
+            table,
+            date,
+            run_id,
+            [out],
+            rows,
+            inputs={"raw": key, **source, "dbn_version": info.version},
+        )
+    except BadInputError as exc:
+        discard(lake, written)
+        quarantine.put(lake, key, kind, date, exc)
+        raise
+    except BaseException:
+        discard(lake, written)
+        raise
+    return BronzeResult(date=date, kind=kind, rows=rows, manifest=manifest)
+
+
+def is_current(lake: Lake, kind: RawKind, date: dt.date) -> bool:
+    """Committed from the raw file that is there now (a replaced raw file makes bronze stale)."""
+    key = paths.raw_file(kind, date)
+    if not is_committed(lake, Layer.BRONZE, kind.bronze_table, date) or not lake.exists(key):
+        return False
+    inputs = read_manifest(lake, Layer.BRONZE, kind.bronze_table, date).inputs
+    return {k: inputs.get(k) for k in ("bytes", "mtime_ns")} == lake.fingerprint(key)
+
+
+def build_date(
+    lake: Lake, date: dt.date, *, tmp_dir: str | None = None
+) -> dict[RawKind, BronzeResult | Exception]:
+    """Every raw kind of a date; one kind failing does not stop the others."""
+    results: dict[RawKind, BronzeResult | Exception] = {}
+    for kind in paths.REQUIRED_RAW:
+        try:
+            results[kind] = build(lake, kind, date, tmp_dir=tmp_dir)
+        except (BadInputError, LakeError) as exc:
+            results[kind] = exc
+    return results

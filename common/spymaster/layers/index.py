@@ -1,0 +1,215 @@
+"""The LanceDB vector table on the lake: one table, partition columns, one writer.
+
+Design (measured by ``bench/bench_gold_index.py``, figures in docs/BENCHMARKS.md, documented in docs/GOLD.md):
+
+* **One table with partition columns** (``level_kind``, ``direction``, ``time_bucket`` and their
+  ``partition`` key) plus bitmap scalar indexes, not 60 tables: one manifest to version, one
+  ``merge_insert`` per date, and the API loads each partition once per table version anyway.
+* **One writer.** Date jobs only commit gold Parquet; :func:`index_date` alone writes the table,
+  with ``merge_insert`` on ``episode_id`` and a delete of the date's rows that are no longer in
+  gold, so re-indexing a date replaces exactly that date and replays change nothing.
+* **Normalised at index time** with the statistics of the trailing window of dates *before* the
+  episode's date (``vectors.stats_for_date``), so no vector is scaled with later information; the
+  statistics version is stored per row and the query path applies the same version.
+* **No ANN index by default:** partitions stay small enough (≈ 1 M episodes / 60) that exact
+  search over an in-memory partition beats any index at recall 1.0; see the benchmark.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from spymaster import vectors
+from spymaster.lake import Lake, committed_dates, is_committed, paths, read_manifest
+from spymaster.lake.paths import EPISODES_TABLE, VECTOR_TABLE, Layer
+from spymaster.layers import gold
+from spymaster.partitions import partition_key
+
+KEY_COLUMNS = ("episode_id", "date", "ts", "level_kind", "direction", "time_bucket", "partition")
+CARRIED = ("level_price", "price", "atr", "distance", "anchor_reason")
+
+
+def schema() -> pa.Schema:
+    ep = gold.EPISODE_SCHEMA
+    fields = [
+        ep.field("episode_id"),
+        ep.field("date"),
+        ep.field("ts"),
+        ep.field("level_kind"),
+        ep.field("direction"),
+        ep.field("time_bucket"),
+        pa.field("partition", pa.string(), nullable=False),
+        *(ep.field(c) for c in CARRIED),
+        pa.field("stats_version", pa.string(), nullable=False),
+        pa.field("vector", vectors.VECTOR_TYPE, nullable=False),
+        # Raw (unscaled) features may be NaN; LanceDB refuses NaN in fixed-size float lists,
+        # which it treats as vector columns, so the raw copy is a plain list.
+        pa.field("raw", pa.list_(pa.float32()), nullable=False),
+        *(ep.field(c) for c in gold.OUTCOME_COLUMNS),
+    ]
+    return pa.schema(fields, metadata={"vector_layout": vectors.LAYOUT_VERSION})
+
+
+def connect(lake: Lake) -> Any:
+    import lancedb
+
+    uri = lake.full_uri(paths.VECTORS_DIR)
+    if lake.is_s3:
+        return lancedb.connect(uri, storage_options=lake.settings.storage_options())
+    return lancedb.connect(uri)
+
+
+def open_table(lake: Lake, *, create: bool = False) -> Any | None:
+    db = connect(lake)
+    names = db.list_tables()
+    names = list(getattr(names, "tables", names))
+    if VECTOR_TABLE in names:
+        return db.open_table(VECTOR_TABLE)
+    if not create:
+        return None
+    return db.create_table(VECTOR_TABLE, schema=schema())
+
+
+StatsCache = dict[tuple[dt.date, tuple[str, ...]], Any]
+
+
+def rows_for(
+    lake: Lake, date: dt.date, episodes: pa.Table, cache: StatsCache | None = None
+) -> tuple[pa.Table, str]:
+    """Episodes of a date as vector-table rows, normalised with that date's statistics."""
+    stats = vectors.stats_for_date(lake, date, cache=cache)
+    raw = vectors.vectors_from_arrow(episodes.column("vector"))
+    norm = vectors.apply(stats, raw)
+    part = [
+        partition_key(k, d, b)
+        for k, d, b in zip(
+            episodes.column("level_kind").to_pylist(),
+            episodes.column("direction").to_pylist(),
+            episodes.column("time_bucket").to_pylist(),
+            strict=True,
+        )
+    ]
+    cols: dict[str, Any] = {}
+    for f in schema():
+        if f.name == "partition":
+            cols[f.name] = pa.array(part, pa.string())
+        elif f.name == "stats_version":
+            cols[f.name] = pa.array([stats.version] * episodes.num_rows, pa.string())
+        elif f.name == "vector":
+            cols[f.name] = vectors.vectors_to_arrow(norm)
+        elif f.name == "raw":
+            cols[f.name] = episodes.column("vector").combine_chunks().cast(pa.list_(pa.float32()))
+        else:
+            cols[f.name] = episodes.column(f.name)
+    return pa.table(cols, schema=schema()), stats.version
+
+
+@dataclass(frozen=True)
+class IndexResult:
+    date: dt.date
+    rows: int
+    stats_version: str
+    skipped: bool = False
+
+
+def index_date(
+    lake: Lake, date: dt.date, *, force: bool = False, cache: StatsCache | None = None
+) -> IndexResult:
+    """Upsert one date's committed gold into the table; a no-op if that exact gold run and
+    statistics version are already indexed (unless ``force``)."""
+    man = read_manifest(lake, Layer.GOLD, EPISODES_TABLE, date)
+    episodes = lake.read_parquet(man.files)
+    rows, version = rows_for(lake, date, episodes, cache)
+    marker = {"gold_run": man.run_id, "stats_version": version, "rows": rows.num_rows}
+    if (
+        not force
+        and lake.exists(paths.index_marker(date))
+        and lake.read_json(paths.index_marker(date)) == marker
+    ):
+        return IndexResult(date, rows.num_rows, version, skipped=True)
+    table = open_table(lake, create=True)
+    assert table is not None
+    where = f"date = date '{date.isoformat()}'"
+    if rows.num_rows:
+        (
+            table.merge_insert("episode_id")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .when_not_matched_by_source_delete(where)
+            .execute(rows)
+        )
+    else:
+        table.delete(where)
+    lake.write_json(paths.index_marker(date), marker)
+    return IndexResult(date, rows.num_rows, version)
+
+
+def index(lake: Lake, dates: list[dt.date] | None = None, *, force: bool = False) -> list[IndexResult]:
+    """Index committed gold dates (all by default), then make sure the scalar indexes exist."""
+    todo = dates if dates is not None else committed_dates(lake, Layer.GOLD, EPISODES_TABLE)
+    cache: StatsCache = {}
+    out = [
+        index_date(lake, d, force=force, cache=cache)
+        for d in sorted(todo)
+        if is_committed(lake, Layer.GOLD, EPISODES_TABLE, d)
+    ]
+    if any(not r.skipped for r in out):
+        ensure_indexes(lake)
+    return out
+
+
+def ensure_indexes(lake: Lake) -> None:
+    """Bitmap indexes on the partition columns and a B-tree on date, created once; then compact."""
+    table = open_table(lake)
+    if table is None or table.count_rows() == 0:
+        return
+    have = {tuple(i.columns) for i in table.list_indices()}
+    wanted = {
+        "partition": "BITMAP",
+        "level_kind": "BITMAP",
+        "direction": "BITMAP",
+        "time_bucket": "BITMAP",
+        "date": "BTREE",
+    }
+    with warnings.catch_warnings():
+        # create_scalar_index is deprecated in favour of create_index(config=…), whose 0.40
+        # signature is still the vector one; the scalar call is the one that works today.
+        warnings.simplefilter("ignore")
+        for col, kind in wanted.items():
+            if (col,) not in have:
+                table.create_scalar_index(col, index_type=kind)
+    table.optimize()
+
+
+def read_all(lake: Lake, columns: list[str] | None = None, where: str | None = None) -> pa.Table:
+    """The table's rows (for the API's in-memory partitions and for tests)."""
+    table = open_table(lake)
+    if table is None:
+        return schema().empty_table() if columns is None else schema().empty_table().select(columns)
+    q = table.search().limit(None) if hasattr(table, "search") else table
+    if where:
+        q = q.where(where)
+    if columns:
+        q = q.select(columns)
+    out: pa.Table = q.to_arrow()
+    return out
+
+
+def partition_counts(lake: Lake) -> dict[str, dict[str, int]]:
+    """Rows and primary-label counts per partition key."""
+    t = read_all(lake, ["partition", "label"])
+    out: dict[str, dict[str, int]] = {}
+    for r in pc.value_counts(
+        pc.binary_join_element_wise(t.column("partition"), t.column("label"), "#")
+    ).to_pylist():
+        part, lab = str(r["values"]).rsplit("#", 1)
+        d = out.setdefault(part, {"n": 0})
+        d["n"] += int(r["counts"])
+        d[lab] = d.get(lab, 0) + int(r["counts"])
+    return out

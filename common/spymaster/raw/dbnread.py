@@ -1,0 +1,383 @@
+"""Reading DBN: metadata inspection, placement checks, and chunked decoding to Arrow.
+
+The decoder streams ``DBNStore.to_ndarray(count=…)`` chunks (bounded memory) and converts each
+structured array to an Arrow record batch with the same fields and values ``DBNStore.to_df()``
+gives: prices as float (``UNDEF_PRICE`` → null), timestamps as UTC nanoseconds
+(``UNDEF_TIMESTAMP`` → null), character fields as strings, and the mapped ``symbol``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import databento as db
+import databento_dbn as dbn
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import zstandard
+from databento.common.error import BentoWarning
+from databento.common.symbology import InstrumentMap
+
+from spymaster import sessions
+from spymaster.errors import (
+    BadInputError,
+    CorruptInputError,
+    EmptyInputError,
+    MislabelledInputError,
+    UnknownDatasetError,
+)
+from spymaster.lake import paths
+from spymaster.sessions import NS
+
+CHUNK_RECORDS = 131_072
+"""Records per decoded chunk and per Parquet row group: ~48 MB of MBP-10 in flight."""
+
+_SCHEMA_CLASSES: dict[str, Any] = {
+    "trades": dbn.TradeMsg,
+    "tbbo": dbn.MBP1Msg,
+    "mbp-1": dbn.MBP1Msg,
+    "mbp-10": dbn.MBP10Msg,
+    "mbo": dbn.MBOMsg,
+    "statistics": dbn.StatMsg,
+    "definition": dbn.InstrumentDefMsg,
+    "status": dbn.StatusMsg,
+    "ohlcv-1s": dbn.OHLCVMsg,
+    "ohlcv-1m": dbn.OHLCVMsg,
+    "ohlcv-1h": dbn.OHLCVMsg,
+    "ohlcv-1d": dbn.OHLCVMsg,
+}
+_UNDEF_TS = np.uint64(dbn.UNDEF_TIMESTAMP)
+_TS = pa.timestamp("ns", tz="UTC")
+_FUT_RE = re.compile(r"^ES[HMUZ]\d{1,2}$")
+
+
+@dataclass(frozen=True)
+class DbnInfo:
+    """What a DBN file says about itself."""
+
+    file: str
+    version: int
+    dataset: str
+    schema: str | None
+    stype_in: str | None
+    symbols: tuple[str, ...]
+    start: dt.datetime
+    end: dt.datetime | None
+    metadata: Any
+
+
+def inspect(path: str | Path, *, label: str | None = None) -> DbnInfo:
+    """Read and sanity-check a DBN file's metadata; ``label`` names it in errors (e.g. its lake key)."""
+    name = label or str(path)
+    p = Path(path)
+    if not p.exists() or p.stat().st_size == 0:
+        raise EmptyInputError("file is empty (0 bytes)", file=name)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", BentoWarning)
+            store = db.DBNStore.from_file(p)
+            md = store.metadata
+    except Exception as exc:
+        raise CorruptInputError(f"corrupt or not a DBN file: {_why(exc)}", file=name) from exc
+    return DbnInfo(
+        file=name,
+        version=int(md.version),
+        dataset=str(md.dataset),
+        schema=str(md.schema) if md.schema is not None else None,
+        stype_in=str(md.stype_in) if md.stype_in is not None else None,
+        symbols=tuple(md.symbols or ()),
+        start=store.start,
+        end=store.end,
+        metadata=md,
+    )
+
+
+def product_of(info: DbnInfo) -> paths.Product | None:
+    """Which ES product a file carries: its parent symbol, else inferred from raw symbols."""
+    for sym in info.symbols:
+        if sym in (paths.Product.FUT.value, paths.Product.OPT.value):
+            return paths.Product(sym)
+    syms = [s for s in info.symbols if s]
+    if syms and all(_FUT_RE.match(s) for s in syms):
+        return paths.Product.FUT
+    if syms and all(s.startswith("ES") and (" C" in s or " P" in s) for s in syms):
+        return paths.Product.OPT
+    return None
+
+
+def trading_date_of(info: DbnInfo) -> dt.date:
+    """The trading date whose Globex session (18:00 ET prior evening → 17:00 ET) overlaps the
+    file's [start, end) window most; files requested per UTC day land on the right date."""
+    start_et = info.start.astimezone(sessions.ET)
+    d = start_et.date()
+    if start_et.time() >= sessions.GLOBEX_OPEN:
+        d += dt.timedelta(days=1)
+    while not sessions.is_trading_day(d):
+        d += dt.timedelta(days=1)
+    if info.end is None:
+        return d
+    lo_ns, hi_ns = _ns(info.start), _ns(info.end)
+
+    def overlap(day: dt.date) -> int:
+        a, b = sessions.globex_session(day)
+        return max(0, min(b, hi_ns) - max(a, lo_ns))
+
+    nxt = d + dt.timedelta(days=1)
+    while not sessions.is_trading_day(nxt):
+        nxt += dt.timedelta(days=1)
+    return nxt if overlap(nxt) > overlap(d) else d
+
+
+def _ns(t: dt.datetime) -> int:
+    """Exact nanoseconds (``DBNStore`` hands out ``pd.Timestamp``, which keeps them)."""
+    return int(pd.Timestamp(t).value)
+
+
+def check_placement(info: DbnInfo, kind: paths.RawKind, date: dt.date) -> None:
+    """Refuse a file whose own metadata disagrees with the place it sits in the lake."""
+    if info.dataset not in paths.DECODABLE_DATASETS:
+        raise UnknownDatasetError(f"unknown dataset {info.dataset!r}", file=info.file, date=date)
+    if info.dataset != paths.DATASET:
+        raise MislabelledInputError(
+            f"dataset is {info.dataset}, expected {paths.DATASET}", file=info.file, date=date
+        )
+    if info.schema != kind.schema:
+        raise MislabelledInputError(
+            f"schema is {info.schema}, but the file sits under schema={kind.schema}",
+            file=info.file,
+            date=date,
+            schema=kind.schema,
+        )
+    product = product_of(info)
+    if product is not None and product != kind.product:
+        raise MislabelledInputError(
+            f"symbols {list(info.symbols)} are {product.value}, not {kind.product.value}",
+            file=info.file,
+            date=date,
+            schema=kind.schema,
+        )
+    placed = trading_date_of(info)
+    if placed != date:
+        raise MislabelledInputError(
+            f"covers {info.start.isoformat()} to {info.end}, the {placed} session, not the {date} session",
+            file=info.file,
+            date=date,
+            schema=kind.schema,
+        )
+
+
+# -- Arrow schemas -------------------------------------------------------------------------------
+
+
+@cache
+def arrow_schema(schema: str) -> pa.Schema:
+    """The explicit Arrow schema bronze writes for a DBN schema (current DBN version layout)."""
+    cls = _SCHEMA_CLASSES.get(schema)
+    if cls is None:
+        raise UnknownDatasetError(f"unsupported DBN schema {schema!r}", schema=schema)
+    dtypes = dict(cls._dtypes)
+    fields: list[pa.Field] = []
+    for name in cls._ordered_fields:
+        fields.append(pa.field(name, _arrow_type(cls, name, dtypes[name])))
+    fields.append(pa.field("symbol", pa.string()))
+    return pa.schema(fields, metadata={"dbn_schema": schema, "dbn_version": str(dbn.DBN_VERSION)})
+
+
+def _arrow_type(cls: Any, name: str, np_dtype: str) -> pa.DataType:
+    if name in cls._timestamp_fields:
+        return _TS
+    if name in cls._price_fields:
+        return pa.float64()
+    if np_dtype.startswith("S"):
+        return pa.string()
+    return pa.from_numpy_dtype(np.dtype(np_dtype))
+
+
+# -- decoding ------------------------------------------------------------------------------------
+
+
+def decode(
+    path: str | Path, *, label: str | None = None, chunk: int = CHUNK_RECORDS
+) -> Iterator[pa.RecordBatch]:
+    """Decode a homogeneous DBN file into Arrow record batches of at most ``chunk`` rows.
+
+    Raises
+    ------
+    CorruptInputError
+        Truncated, not zstd/DBN, or records that are not of the file's schema.
+    """
+    info = inspect(path, label=label)
+    if info.schema is None:
+        raise CorruptInputError("mixed-schema DBN files are not supported", file=info.file)
+    schema = arrow_schema(info.schema)
+    cls = _SCHEMA_CLASSES[info.schema]
+    symbols = InstrumentMap()
+    symbols.insert_metadata(info.metadata)
+    ts_name = cls._ordered_fields[0]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", BentoWarning)
+            if info.version < dbn.DBN_VERSION:
+                arrays: Iterator[np.ndarray[Any, Any]] = _upgraded(db.DBNStore.from_file(path), cls, chunk)
+            else:
+                arrays = _stream(Path(path), np.dtype(cls._dtypes), chunk, info.file)
+            for arr in arrays:
+                if len(arr) == 0:
+                    continue
+                _check_records(arr, cls, info)
+                yield _to_batch(arr, cls, schema, symbols, ts_name)
+    except BadInputError:
+        raise
+    except Exception as exc:
+        raise CorruptInputError(f"corrupt DBN data: {_why(exc)}", file=info.file, schema=info.schema) from exc
+
+
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_READ_BYTES = 1 << 20
+
+
+def _stream(path: Path, dtype: np.dtype[Any], chunk: int, name: str) -> Iterator[np.ndarray[Any, Any]]:
+    """Records of a current-version DBN file, ``chunk`` at a time, decompressed 1 MiB at a time.
+
+    Hand-rolled instead of ``DBNStore.to_ndarray`` because that reader ends quietly at a
+    truncated zstd frame; here the frame must end (``eof``) or the file is reported truncated.
+    Pieces are joined once per chunk and viewed, not copied, by numpy.
+    """
+    want = dtype.itemsize * chunk
+    pieces: list[bytes | memoryview] = []
+    have = 0
+    header_left: int | None = None
+    with open(path, "rb") as f:
+        compressed = f.read(4) == _ZSTD_MAGIC
+        f.seek(0)
+        dobj = zstandard.ZstdDecompressor().decompressobj() if compressed else None
+        while raw := f.read(_READ_BYTES):
+            piece: bytes | memoryview = raw
+            if dobj is not None:
+                out = dobj.decompress(raw)
+                while dobj.eof and dobj.unused_data:  # concatenated frames are valid zstd
+                    rest = dobj.unused_data
+                    dobj = zstandard.ZstdDecompressor().decompressobj()
+                    out += dobj.decompress(rest)
+                piece = out
+            pieces.append(piece)
+            have += len(piece)
+            if header_left is None and have >= 8:
+                head = b"".join(pieces)
+                pieces, header_left = [head], 8 + int.from_bytes(head[4:8], "little")
+            if header_left and have >= header_left:
+                body = memoryview(b"".join(pieces))[header_left:]
+                pieces, have, header_left = [body], len(body), 0
+            if header_left == 0 and have >= want:
+                joined = memoryview(b"".join(pieces))
+                n_full = (len(joined) // want) * want
+                for off in range(0, n_full, want):
+                    yield np.frombuffer(joined[off : off + want], dtype=dtype)
+                pieces, have = [joined[n_full:]], len(joined) - n_full
+        if dobj is not None and not dobj.eof:
+            raise CorruptInputError("zstd stream is truncated (its last frame never ends)", file=name)
+    if header_left != 0:
+        raise CorruptInputError("file ends inside its metadata header", file=name)
+    tail = b"".join(pieces)
+    if len(tail) % dtype.itemsize:
+        raise CorruptInputError(
+            f"file is truncated: {len(tail) % dtype.itemsize} trailing bytes of an incomplete record",
+            file=name,
+        )
+    if tail:
+        yield np.frombuffer(tail, dtype=dtype)
+
+
+def _upgraded(store: db.DBNStore, cls: Any, chunk: int) -> Iterator[np.ndarray[Any, Any]]:
+    """Older DBN versions: the store's own iterator upgrades records to the current layout."""
+    dtype = np.dtype(cls._dtypes)
+    buf: list[bytes] = []
+    for rec in store:
+        buf.append(bytes(rec))
+        if len(buf) == chunk:
+            yield np.frombuffer(b"".join(buf), dtype=dtype)
+            buf = []
+    if buf:
+        yield np.frombuffer(b"".join(buf), dtype=dtype)
+
+
+def _check_records(arr: np.ndarray[Any, Any], cls: Any, info: DbnInfo) -> None:
+    """Every record must carry its own schema's length and rtype, or the bytes are not what they claim."""
+    itemsize = arr.dtype.itemsize
+    bad_len = arr["length"] != itemsize // 4
+    if bad_len.any():
+        i = int(np.argmax(bad_len))
+        raise CorruptInputError(
+            f"record {i} of a chunk has length {int(arr['length'][i]) * 4}, expected {itemsize}",
+            file=info.file,
+            schema=info.schema,
+        )
+    rtypes = np.unique(arr["rtype"])
+    if info.schema in ("trades", "mbp-1", "mbp-10", "tbbo", "definition", "statistics") and len(rtypes) > 1:
+        raise CorruptInputError(f"mixed record types {rtypes.tolist()}", file=info.file, schema=info.schema)
+
+
+def _to_batch(
+    arr: np.ndarray[Any, Any], cls: Any, schema: pa.Schema, symbols: InstrumentMap, ts_name: str
+) -> pa.RecordBatch:
+    cols: list[pa.Array] = []
+    for field in schema:
+        if field.name == "symbol":
+            continue
+        col = arr[field.name]
+        if field.type == _TS:
+            raw = np.ascontiguousarray(col)
+            mask = raw == _UNDEF_TS
+            cols.append(pa.array(raw.view(np.int64), type=_TS, mask=mask if mask.any() else None))
+        elif field.name in cls._price_fields:
+            raw = np.ascontiguousarray(col)
+            mask = raw == dbn.UNDEF_PRICE
+            px = raw / dbn.FIXED_PRICE_SCALE
+            cols.append(pa.array(px, type=pa.float64(), mask=mask if mask.any() else None))
+        elif field.type == pa.string():
+            cols.append(_strings(col))
+        else:
+            cols.append(pa.array(np.ascontiguousarray(col), type=field.type))
+    cols.append(_symbols(arr, ts_name, symbols))
+    return pa.RecordBatch.from_arrays(cols, schema=schema)
+
+
+def _symbols(arr: np.ndarray[Any, Any], ts_name: str, symbols: InstrumentMap) -> pa.Array:
+    """The mapped symbol per record, resolved once per distinct (instrument, UTC day) pair.
+
+    ``InstrumentMap.resolve_many`` sorts every row; a chunk holds a handful of distinct pairs, so
+    hashing them (``pd.factorize``) and resolving each pair once is ~20x faster.
+    """
+    day = np.ascontiguousarray(arr[ts_name]).view(np.int64) // (86_400 * NS)
+    iid = np.ascontiguousarray(arr["instrument_id"]).astype(np.int64)
+    codes, uniq = pd.factorize(iid * 1_000_000 + (day - int(day.min())) if day.size else iid)
+    d0 = int(day.min()) if day.size else 0
+    resolved = [
+        symbols.resolve(int(k // 1_000_000), dt.date(1970, 1, 1) + dt.timedelta(days=d0 + int(k % 1_000_000)))
+        for k in uniq
+    ]
+    return pc.take(pa.array(resolved, type=pa.string()), pa.array(codes))
+
+
+_CHARS = pa.array(["" if i == 0 else chr(i) for i in range(256)], type=pa.string())
+
+
+def _strings(col: np.ndarray[Any, Any]) -> pa.Array:
+    if col.dtype.itemsize == 1:
+        codes = pa.array(np.ascontiguousarray(col).view(np.uint8))
+        return pc.take(_CHARS, codes)
+    return pa.array(np.char.decode(col, "utf-8", errors="replace").astype(object), type=pa.string())
+
+
+def _why(exc: BaseException) -> str:
+    msg = str(exc).strip() or type(exc).__name__
+    return msg.splitlines()[0][:300]

@@ -1,0 +1,67 @@
+"""Landing user-supplied Databento files: place each by its own metadata, refuse what cannot be placed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from spymaster.errors import BadInputError, MislabelledInputError, UnknownDatasetError
+from spymaster.lake import Lake, paths
+from spymaster.lake.paths import raw_file
+from spymaster.raw import dbnread
+
+
+@dataclass(frozen=True)
+class Placed:
+    source: str
+    key: str
+    date: dt.date
+    kind: paths.RawKind
+
+
+def place(path: str | Path) -> tuple[paths.RawKind, dt.date]:
+    """Where a DBN file belongs in ``raw/``, from its metadata alone.
+
+    The date is the trading session the file's window overlaps most (a per-UTC-day request
+    covers one ET session and the first hours of the next).
+
+    Raises
+    ------
+    BadInputError
+        Empty, corrupt, an unknown dataset or schema, or symbols of no ES product.
+    """
+    info = dbnread.inspect(path)
+    if info.dataset != paths.DATASET:
+        raise UnknownDatasetError(f"dataset {info.dataset} is not {paths.DATASET}", file=str(path))
+    product = dbnread.product_of(info)
+    if product is None:
+        raise MislabelledInputError(
+            f"cannot tell the ES product from symbols {list(info.symbols)[:5]}", file=str(path)
+        )
+    if info.schema is None:
+        raise UnknownDatasetError("mixed-schema files cannot be placed", file=str(path))
+    try:
+        kind = paths.raw_kind(product.value, info.schema)
+    except ValueError as exc:
+        raise UnknownDatasetError(str(exc), file=str(path), schema=info.schema) from exc
+    date = dbnread.trading_date_of(info)
+    dbnread.check_placement(info, kind, date)
+    return kind, date
+
+
+def ingest(lake: Lake, paths: list[Path], *, force: bool = False) -> tuple[list[Placed], list[BadInputError]]:
+    """Copy each file to its raw key; returns what was placed and what was refused (and why)."""
+    placed: list[Placed] = []
+    refused: list[BadInputError] = []
+    for p in paths:
+        try:
+            kind, date = place(p)
+        except BadInputError as exc:
+            refused.append(exc)
+            continue
+        key = raw_file(kind, date)
+        if force or not lake.exists(key):
+            lake.put_file(p, key)
+        placed.append(Placed(source=str(p), key=key, date=date, kind=kind))
+    return placed, refused

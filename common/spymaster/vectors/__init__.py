@@ -1,0 +1,63 @@
+"""Episode vectors: the layout (:mod:`.layout`), the builder (:mod:`.build`) and the scaling statistics (:mod:`.scaling`)."""
+
+from spymaster.errors import OutcomeLeakError
+from spymaster.vectors.build import build_vectors
+from spymaster.vectors.layout import (
+    ANCHOR_KEYS,
+    LAYOUT_VERSION,
+    VECTOR_DIM,
+    VECTOR_GROUPS,
+    VECTOR_LAYOUT,
+    VECTOR_NAMES,
+    VECTOR_TYPE,
+    definition,
+    group_mask,
+    group_weights,
+    is_outcome_name,
+    layout_markdown,
+    vectors_from_arrow,
+    vectors_to_arrow,
+)
+from spymaster.vectors.scaling import (
+    DEFAULT_WINDOW_DAYS,
+    STATS_METHOD,
+    Stats,
+    apply,
+    fallback_stats,
+    fit_stats,
+    fit_stats_before,
+    load_stats,
+    save_stats,
+    stats_for_date,
+    stats_window,
+)
+
+__all__ = [
+    "ANCHOR_KEYS",
+    "DEFAULT_WINDOW_DAYS",
+    "LAYOUT_VERSION",
+    "STATS_METHOD",
+    "VECTOR_DIM",
+    "VECTOR_GROUPS",
+    "VECTOR_LAYOUT",
+    "VECTOR_NAMES",
+    "VECTOR_TYPE",
+    "OutcomeLeakError",
+    "Stats",
+    "apply",
+    "build_vectors",
+    "definition",
+    "fallback_stats",
+    "fit_stats",
+    "fit_stats_before",
+    "group_mask",
+    "group_weights",
+    "is_outcome_name",
+    "layout_markdown",
+    "load_stats",
+    "save_stats",
+    "stats_for_date",
+    "stats_window",
+    "vectors_from_arrow",
+    "vectors_to_arrow",
+]
