@@ -3,7 +3,8 @@ from __future__ import annotations
 import datetime as dt, sys, time
 import numpy as np, pyarrow as pa
 from sklearn.metrics import roc_auc_score
-from spymaster import evaluation as ev, sessions, setup_eval as se
+from spymaster import evaluation as ev, sessions
+from spymaster.evaluation import setups as se
 from spymaster.lake import Lake, read_manifest
 from spymaster.layout import Layer
 from spymaster.settings import StorageSettings

@@ -354,7 +354,7 @@ def test_episode_ids_are_deterministic() -> None:
 def test_anchor_price_and_atr_come_from_the_levels_table() -> None:
     st = _state(DAY, {"PM_HIGH": PM_SERIES})
     open_ns = sessions.et_ns(DAY, sessions.RTH_OPEN)
-    n = 20
+    n = len(PM_SERIES) + 2
     levels = pa.table(
         {
             "ts": pa.array([open_ns + k * 30 * NS for k in range(n)], TS),
@@ -383,8 +383,8 @@ def test_episodes_table_has_vectors_and_labels() -> None:
     )
     ep = gold.episodes(st, None, bars)
     assert ep.schema.equals(gold.EPISODE_SCHEMA)
-    assert ep.num_rows == 7
+    assert ep.num_rows == 9  # the anchors of test_anchoring_…: 7 entries / bar closes + 2 approaches
     v = vectors.vectors_from_arrow(ep.column("vector"))
-    assert v.shape == (7, vectors.VECTOR_DIM)
+    assert v.shape == (9, vectors.VECTOR_DIM)
     assert v.dtype == np.float32
     assert np.isfinite(v[:, vectors.VECTOR_NAMES.index("distance")]).all()

@@ -322,7 +322,7 @@ def time_mean_at(ts_ns: Any, values: npt.ArrayLike, query_ts: Any, window_s: flo
     if v.shape != ts.shape:
         raise ValueError("values and ts_ns must have the same length")
     q = as_ns(query_ts)
-    w = round(float(window_s) * NS_PER_S)
+    w = round(float(window_s) * NS)
     if w <= 0:
         raise ValueError("window_s must be positive")
     if ts.size == 0:
