@@ -4,9 +4,9 @@ import datetime as dt, sys, time
 import numpy as np, pyarrow as pa
 from sklearn.metrics import roc_auc_score
 from spymaster import evaluation as ev, sessions
-from spymaster.evaluation import setups as se
+from spymaster.retrieval import walkforward as se
 from spymaster.lake import Lake, read_manifest
-from spymaster.layout import Layer
+from spymaster.lake.paths import Layer
 from spymaster.settings import StorageSettings
 
 lake = Lake(StorageSettings(lake_uri=sys.argv[1]))

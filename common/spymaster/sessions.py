@@ -72,6 +72,13 @@ def previous_trading_day(d: dt.date) -> dt.date:
     return d
 
 
+def next_trading_day(d: dt.date) -> dt.date:
+    d += dt.timedelta(days=1)
+    while not is_trading_day(d):
+        d += dt.timedelta(days=1)
+    return d
+
+
 def et_ns(d: dt.date, t: dt.time) -> int:
     """Nanoseconds since the epoch (UTC) of wall-clock time ``t`` in New York on date ``d``."""
     return int(dt.datetime.combine(d, t, tzinfo=ET).timestamp()) * NS

@@ -154,5 +154,25 @@ class ServedRetrieval:
     recalibration: Literal["isotonic", "platt", "none"] = "none"
 
 
+@dataclass(frozen=True)
+class LearnedSimilarity:
+    """The learned similarity (issue 11; docs/EVALUATION.md): chosen on lake A, checked on lake B."""
+
+    method: str = "diag"
+    """``diag``: per-dimension weights |β| of an L2 logistic regression (``proj``: its 3-class
+    coefficient directions); measured side by side in the evaluation."""
+    k: int = 100
+    c: float = 0.05
+    population: str = "APPROACH"
+    """Rows the model is fitted on and searches: the approach episodes (the moment of the question)."""
+    min_train_days: int = 10
+    interval_evidence: float = 2.5
+    """Episodes' worth of evidence behind the 80 % interval (see ``walkforward.INTERVAL_EVIDENCE``)."""
+    neighbours_shown: int = 10
+
+
+LEARNED = LearnedSimilarity()
+"""The one set of learned-similarity settings (fit job, evaluation and service)."""
+
 SERVED = ServedRetrieval()
 """The one set of served retrieval defaults."""

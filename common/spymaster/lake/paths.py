@@ -208,6 +208,17 @@ def stats_file(version: str) -> str:
     return f"gold/_stats/{version}.json"
 
 
+MODELS_ROOT = "models/similarity"
+"""The learned similarity's fitted models (``spymaster fit``; :mod:`spymaster.layers.models`)."""
+MODELS_INDEX = f"{MODELS_ROOT}/index.json"
+"""Which model serves which date: ``{"method", "models": {date: version}, …}``; written last."""
+
+
+def model_file(version: str) -> str:
+    """One fitted model (content-addressed: the same fit writes the same file)."""
+    return f"{MODELS_ROOT}/{version}.json"
+
+
 # -- reports -------------------------------------------------------------------------------------
 # Two roots, as deployed lakes have them: the evaluation's reports are served (``/v1/report``),
 # the jobs' status records are operational.

@@ -271,9 +271,7 @@ def compute(inp: SilverInputs, s: PipelineSettings | None = None) -> SilverTable
     mb = mb.slice(keep_from, keep_to - keep_from)
     ofi = flow.ofi_at(mb, q, FLOW_WINDOWS_S)
     book = _book_features(mb, q)
-    opp_band = {
-        side: flow.book_side_band(mb, q, side, 2 * s.barrier_ticks + 1) for side in ("ask", "bid")
-    }
+    opp_band = {side: flow.book_side_band(mb, q, side, 2 * s.barrier_ticks + 1) for side in ("ask", "bid")}
     chain = _chain(inp, q)
     dealer_f = _dealer_features(chain, q, price, level_mat, atr, s)
 
