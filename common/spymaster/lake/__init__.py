@@ -1,9 +1,9 @@
-"""The lake: storage (:mod:`.store`), the commit protocol (:mod:`.commit`) and every key (:mod:`.paths`).
+"""The lake: storage (:mod:`.store`), the commit protocol (:mod:`.manifests`) and every key (:mod:`.paths`).
 
 ``quarantine``, ``status`` and ``sql`` read the lake through these three.
 """
 
-from spymaster.lake.commit import (
+from spymaster.lake.manifests import (
     Manifest,
     commit,
     committed_dates,

@@ -10,8 +10,7 @@ from typing import Any
 
 import duckdb
 
-from spymaster.lake import paths
-from spymaster.lake import Lake, committed_dates, read_manifest
+from spymaster.lake import Lake, committed_dates, paths, read_manifest
 from spymaster.lake.paths import Layer
 
 

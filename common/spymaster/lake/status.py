@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from spymaster.lake import paths
 from spymaster.lake import Lake, committed_dates, paths, quarantine, read_manifest
 from spymaster.lake.paths import Layer
 

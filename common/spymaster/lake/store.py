@@ -1,6 +1,6 @@
 """The lake: one storage API over a local folder or an S3 bucket (lake-relative paths).
 
-How a partition becomes visible is :mod:`spymaster.lake.commit`; what every key is,
+How a partition becomes visible is :mod:`spymaster.lake.manifests`; what every key is,
 :mod:`spymaster.lake.paths`.
 """
 
