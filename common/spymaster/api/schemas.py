@@ -269,10 +269,53 @@ class DistributionOut(BaseModel):
     prior: Probs
 
 
+class SetupModelInfo(BaseModel):
+    version: str = Field(description="content hash of the fitted model (models/similarity/<version>.json)")
+    method: str
+    population: str = Field(description="anchor reason of the rows the model fits on and searches")
+    fitted_through: str | None = Field(description="last training date (always before as_of)")
+    train_days: int
+
+
+class SetupNeighbour(BaseModel):
+    episode_id: str
+    date: str
+    time: str = Field(description="ET wall clock HH:MM:SS")
+    level_kind: str
+    direction: str
+    outcome: str = Field(description="first crossing at 1 ATR within 8 min")
+    distance: float = Field(description="distance in the learned metric (smaller = more alike)")
+
+
+class SetupEvidence(BaseModel):
+    level_kind: str
+    measured: dict[str, float] = Field(
+        description="out-of-sample n, AUC and Brier skill of this model's answers at this level kind"
+    )
+    overall: dict[str, float]
+    verdict: str
+
+
+class SetupAnswer(BaseModel):
+    model: SetupModelInfo
+    p_break: float = Field(description="P(BREAK within 8 min), calibrated (Platt on earlier days)")
+    p_break_raw: float
+    interval: list[float] = Field(description="80 % interval of P(BREAK)")
+    interval_level: float
+    n: int = Field(description="neighbours the probability is computed from")
+    breaks: int
+    neighbours: list[SetupNeighbour]
+    evidence: SetupEvidence
+
+
 class SimilarResponse(BaseModel):
     query: QueryInfo
     neighbours: list[NeighbourOut]
     distribution: DistributionOut
+    setup: SetupAnswer | None = Field(
+        default=None,
+        description="the learned similarity's answer over earlier approach episodes (null before `spymaster fit`)",
+    )
 
 
 class PartitionInfo(BaseModel):

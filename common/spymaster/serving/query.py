@@ -29,6 +29,7 @@ from spymaster.outcomes import HORIZONS_MIN, OUTCOMES, PRIMARY_HORIZON_MIN
 from spymaster.partitions import TIME_BUCKETS, all_partitions, partition_key
 from spymaster.retrieval import Index, Params, Partition, finite_or_none
 from spymaster.serving.days import DayCache, DayData, et_time, iso_z
+from spymaster.serving.setups import LearnedAnswers
 from spymaster.serving.snapshot import _floats, _ns
 from spymaster.sessions import BAR_CLOSE_NS, STEP_NS, day_number, from_day_number
 from spymaster.settings import SERVED
@@ -64,6 +65,7 @@ class Point:
     distance: float | None
     vector: npt.NDArray[np.float32]
     stats_version: str
+    raw: npt.NDArray[np.float32] | None = None
 
 
 def _check_as_of(as_of: dt.date | None, q_date: dt.date) -> None:
@@ -105,7 +107,7 @@ def _partition_ref(p: Mapping[str, Any]) -> tuple[str, str, int]:
     return str(kind), str(direction), int(bucket)
 
 
-class Queries(DayCache):
+class Queries(DayCache, LearnedAnswers):
     """Partitions, statistics, query vectors, the similarity answer and the per-bar signals."""
 
     params: Params
@@ -192,7 +194,7 @@ class Queries(DayCache):
         dist = _floats(sub.column("distance")).tolist()
         version = stats.version  # a hash over the statistics: compute it once
         return [
-            Point(date, ts, k, str(dr), int(b), finite_or_none(ds), norm[i], version)
+            Point(date, ts, k, str(dr), int(b), finite_or_none(ds), norm[i], version, raw[i])
             for i, ((ts, k), dr, b, ds) in enumerate(zip(anchors, dirs, buckets, dist, strict=True))
         ]
 
@@ -254,6 +256,7 @@ class Queries(DayCache):
         q_date: dt.date | None
         ep_id: str | None = None
         stats_version: str | None = None
+        q_raw: npt.NDArray[Any] | None = None
         if episode_id is not None:
             hit = idx.locate(episode_id)
             if hit is None:
@@ -264,6 +267,7 @@ class Queries(DayCache):
             qvec = part.unit[row]
             ep_id = episode_id
             stats_version = self._snapshot().stats_by_day.get(int(part.day[row]))
+            q_raw = self.learned_raw(episode_id)
         elif vector is not None or partition is not None:
             if vector is None or partition is None:
                 raise InvalidQueryError("a vector query needs both vector and partition")
@@ -285,6 +289,7 @@ class Queries(DayCache):
             key = partition_key(pt.level_kind, pt.direction, pt.time_bucket)
             part = idx.partitions.get(key) or _empty_partition(key)
             q_date, q_ts, qvec, stats_version = pt.date, pt.ts, pt.vector, pt.stats_version
+            q_raw = pt.raw
             eid = gold.episode_id(pt.date, pt.level_kind, pt.direction, pt.ts)
             ep_id = eid if idx.locate(eid) is not None else None
         if as_of is None:
@@ -334,6 +339,9 @@ class Queries(DayCache):
                 for nb in ans.neighbours
             ],
             "distribution": _distribution_json(ans.distribution),
+            "setup": (
+                self.setup_answer(q_raw, part.level_kind, part.direction, as_of) if q_raw is not None else None
+            ),
         }
 
     def _weights(self, weights: Mapping[str, float] | None) -> npt.NDArray[np.float32] | None:

@@ -97,3 +97,5 @@ class Service(Queries, Reports):
         self._days_list: tuple[float, list[dict[str, Any]], int | None] | None = None
         self._report: tuple[bytes, dict[str, Any]] | None = None
         self._report_files: OrderedDict[str, bytes] = OrderedDict()
+        self._learned = None
+        self._learned_lock = threading.Lock()
