@@ -230,11 +230,31 @@ def index_cmd(
     """Upsert committed gold into the LanceDB vector table (the table's only writer)."""
     from spymaster.layers import index
 
-    res = index.index(_lake(lake), force=force)
+    store = _lake(lake)
+    res = index.index(store, force=force)
     done = [r for r in res if not r.skipped]
     typer.echo(
         f"index: {len(done)} date(s) upserted, {len(res) - len(done)} unchanged, {sum(r.rows for r in res):,} episodes"
     )
+    if done or force:
+        _fit(store)
+
+
+def _fit(store: Lake) -> None:
+    from spymaster.layers import models
+
+    res = models.fit(store)
+    last = max(res.models) if res.models else None
+    typer.echo(
+        f"fit: {len(res.models)} learned-similarity model(s) over {res.rows:,} approach episodes in "
+        f"{res.seconds:.1f} s" + (f"; latest serves from {last}" if last else "")
+    )
+
+
+@app.command("fit")
+def fit_cmd(lake: LakeOpt = None) -> None:
+    """Refit the learned similarity: one model per date, fitted on earlier days (versioned in the lake)."""
+    _fit(_lake(lake))
 
 
 @app.command("run")
@@ -268,6 +288,8 @@ def run_cmd(
         f"run: {len(ok)} of {len(dates)} date(s) at gold; indexed {sum(1 for r in idx if not r.skipped)}, "
         f"{sum(r.rows for r in idx):,} episodes in the vector table"
     )
+    if any(not r.skipped for r in idx):
+        _fit(store)
     for r in failed:
         typer.secho(f"failed {r.date} at {r.failed_stage}: {r.error}", fg="red", err=True)
     if failed:
@@ -332,6 +354,10 @@ def evaluate(
         int, typer.Option("--embargo-days", min=1, help="Trading days between train and test")
     ] = 1,
     ablation: Annotated[bool, typer.Option(help="Also ablate feature groups (slower)")] = True,
+    learned: Annotated[bool, typer.Option(help="Evaluate the learned similarity (served as `setup`)")] = True,
+    all_episodes: Annotated[
+        bool, typer.Option(help="Also evaluate the learned similarity over all episodes (slower)")
+    ] = True,
     lake: LakeOpt = None,
 ) -> None:
     """Walk-forward evaluation of the served kNN against baselines; writes the report to the lake."""
@@ -344,6 +370,8 @@ def evaluate(
         end.date() if end else None,
         embargo_days=embargo,
         run_ablation=ablation,
+        learned=learned,
+        learned_all_episodes=all_episodes,
         progress=lambda msg: typer.echo(msg, err=True),
     )
     typer.echo(rep.markdown)

@@ -108,7 +108,11 @@ FEATURES: tuple[Feature, ...] = (
         "(microprice − mid) / tick at the last book state, microprice = (ask·q_bid + bid·q_ask)/(q_bid + q_ask)"
         " of the best level, signed into the level",
     ),
-    _f("book", "book_micro_ticks_30s", "time-weighted mean of book_micro_ticks over 30 s, signed into the level"),
+    _f(
+        "book",
+        "book_micro_ticks_30s",
+        "time-weighted mean of book_micro_ticks over 30 s, signed into the level",
+    ),
     _f("book", "book_spread_ticks", "best ask − best bid in ticks at the last book state"),
     _f("book", "book_depth_log", "log(1 + resting size over both sides' ten visible levels)"),
     _f(

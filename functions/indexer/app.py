@@ -36,7 +36,7 @@ from functions.shared.events import GoldCommitted, IndexRangeRequest
 from spymaster import vectors
 from spymaster.lake import Lake, committed_dates, is_committed, paths
 from spymaster.lake.paths import Layer
-from spymaster.layers import index
+from spymaster.layers import index, models
 from spymaster.layers.index import IndexResult
 from spymaster.settings import StorageSettings
 
@@ -138,8 +138,16 @@ def _sqs(rt: Runtime, event: dict[str, Any], context: LambdaContext) -> dict[str
     finally:
         if any(not r.skipped for r in results):
             index.ensure_indexes(rt.lake)
+            _refit(rt.lake)
         _count(results)
     return dict(processor.response())
+
+
+def _refit(lake: Lake) -> None:
+    """Refit the learned similarity on the new table (its models are versioned in the lake)."""
+    res = models.fit(lake)
+    metrics.add_metric(name="ModelsFitted", unit=MetricUnit.Count, value=len(res.models))
+    logger.info("learned similarity refitted", extra={"models": len(res.models), "seconds": round(res.seconds, 1)})
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -158,6 +166,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     out = index_range(rt.lake, request, rt.settings.stats_window_days, has_time)
     if any(not r.skipped for r in out["results"]):
         index.ensure_indexes(rt.lake)
+    if out["done"]:
+        _refit(rt.lake)
     indexed, skipped = _count(out["results"])
     logger.info("range indexed", extra={"indexed": indexed, "skipped": skipped, "next": out["next"]})
     return {"done": out["done"], "next": out["next"], "indexed": indexed, "skipped": skipped}

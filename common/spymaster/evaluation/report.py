@@ -48,6 +48,7 @@ from spymaster.evaluation.metrics import (
 )
 from spymaster.evaluation.oracle import ORACLE_WINDOW_S, load_truth, match_truth
 from spymaster.evaluation.plots import coverage_png, lift_png, reliability_png
+from spymaster.evaluation.setups import evaluate_learned
 from spymaster.lake import Lake, committed_dates, new_run_id, paths
 from spymaster.lake.paths import EPISODES_TABLE, Layer
 from spymaster.outcomes import PRIMARY_HORIZON_MIN
@@ -121,6 +122,8 @@ def evaluate(
     run_id: str | None = None,
     write: bool = True,
     progress: Callable[[str], None] | None = None,
+    learned: bool = True,
+    learned_all_episodes: bool = True,
 ) -> Report:
     """Evaluate the kNN walk-forward on committed gold and (by default) write the report to the lake.
 
@@ -364,6 +367,17 @@ def evaluate(
         "boosted (HGB)" if boosted else None,
         floors,
     )
+    learned_md = ""
+    if learned:
+        metrics["learned"], learned_md = evaluate_learned(
+            lake,
+            all_dates,
+            test_dates,
+            embargo_days=embargo_days,
+            oracle_window_s=LEARNED_ORACLE_WINDOW_S,
+            all_episodes=learned_all_episodes,
+            progress=say,
+        )
     metrics["ece_noise_floor"] = floors
     metrics["goals"] = goals
     metrics["seconds"] = round(time.perf_counter() - t_start, 1)
@@ -382,6 +396,8 @@ def evaluate(
         sweep=[c for c in sweep if c.name in wf.knn],
         pngs=sorted(pngs),
     )
+    if learned_md:
+        md = _put_first(md, learned_md)
     files = {
         "report": paths.report_path(run, "report.md"),
         "metrics": paths.report_path(run, "metrics.json"),
@@ -409,6 +425,16 @@ def evaluate(
         )
     say(f"evaluation done in {metrics['seconds']} s")
     return Report(run, md, metrics, files, pngs)
+
+
+LEARNED_ORACLE_WINDOW_S = 600.0
+"""An approach anchors up to 0.5 ATR before arrival; a slow approach takes minutes from there."""
+
+
+def _put_first(md: str, section: str) -> str:
+    """The learned-similarity section right after the report's title block (it is what is served)."""
+    head, sep, rest = md.partition("\n## ")
+    return f"{head}\n{section}\n{sep.lstrip(chr(10))}{rest}" if sep else f"{md}\n{section}"
 
 
 def _clean(obj: Any) -> Any:

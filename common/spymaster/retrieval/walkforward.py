@@ -106,6 +106,7 @@ def walk_forward(
     hgb_every: int = 5,
     shuffle_seed: int | None = None,
     min_train_rows: int = 50,
+    train_window_days: int | None = None,
 ) -> Forecasts:
     """Out-of-sample forecasts of every test row (``test_filter`` rows of ``test_days``).
 
@@ -131,7 +132,11 @@ def walk_forward(
     rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
     for i, day in enumerate(test_days):
         cut = cutoff(day)
-        tr = np.flatnonzero((r.day < cut) & labelled & train_filter)
+        before = (r.day < cut) & labelled & train_filter
+        if train_window_days is not None:
+            recent = np.unique(r.day[before])[-train_window_days:]
+            before &= r.day >= (recent[0] if recent.size else cut)
+        tr = np.flatnonzero(before)
         te = np.flatnonzero((r.day == day) & labelled & test_filter)
         if tr.size < min_train_rows:
             continue

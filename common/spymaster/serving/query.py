@@ -340,7 +340,9 @@ class Queries(DayCache, LearnedAnswers):
             ],
             "distribution": _distribution_json(ans.distribution),
             "setup": (
-                self.setup_answer(q_raw, part.level_kind, part.direction, as_of) if q_raw is not None else None
+                self.setup_answer(q_raw, part.level_kind, part.direction, as_of)
+                if q_raw is not None
+                else None
             ),
         }
 

@@ -23,8 +23,8 @@ from spymaster.layers import models as model_job
 from spymaster.retrieval.metric import SetupModel
 from spymaster.retrieval.walkforward import Rows, beta_interval
 from spymaster.serving.days import et_time
-from spymaster.sessions import day_number, from_day_number
 from spymaster.serving.snapshot import TableSnapshots
+from spymaster.sessions import day_number, from_day_number
 from spymaster.settings import LEARNED
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,11 @@ class LearnedAnswers(TableSnapshots):
         hit = st.models.get(version)
         if hit is None:
             model = model_job.load_model(self.lake, version)
-            z = model.embed(st.rows.raw, st.rows.kind, st.rows.direction) if st.rows.day.size else np.zeros((0, 0))
+            z = (
+                model.embed(st.rows.raw, st.rows.kind, st.rows.direction)
+                if st.rows.day.size
+                else np.zeros((0, 0))
+            )
             hit = (model, z)
             st.models[version] = hit
         return hit
