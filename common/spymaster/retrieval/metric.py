@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 F64 = npt.NDArray[np.float64]
+Strs = Sequence[str] | npt.NDArray[np.str_]
 METHODS: tuple[str, ...] = ("diag", "proj")
 DEFAULT_K = 100
 DEFAULT_C = 0.05
@@ -68,8 +69,8 @@ def robust_scale(raw: npt.ArrayLike) -> tuple[F64, F64]:
 
 def design(
     raw: npt.ArrayLike,
-    level_kind: Sequence[str],
-    direction: Sequence[str],
+    level_kind: Strs,
+    direction: Strs,
     center: npt.ArrayLike,
     scale: npt.ArrayLike,
 ) -> F64:
@@ -111,7 +112,7 @@ class Platt:
 
 
 def evidence(
-    p: npt.ArrayLike, y: npt.ArrayLike, kinds: Sequence[str], min_rows: int = 30
+    p: npt.ArrayLike, y: npt.ArrayLike, kinds: Strs, min_rows: int = 30
 ) -> dict[str, dict[str, float]]:
     """Out-of-sample evidence per level kind: n, AUC, Brier skill over the group's own rate."""
     pv = np.asarray(p, dtype=np.float64)
@@ -165,7 +166,7 @@ class SetupModel:
     """Per level kind (and "ALL"): n, AUC and Brier skill of this method's out-of-sample answers on
     days before the model's cutoff — what the trader is shown next to a probability."""
 
-    def embed(self, raw: npt.ArrayLike, level_kind: Sequence[str], direction: Sequence[str]) -> F64:
+    def embed(self, raw: npt.ArrayLike, level_kind: Strs, direction: Strs) -> F64:
         """Raw vectors → points of the metric space (Euclidean distance there is the metric)."""
         xv = design(raw, level_kind, direction, self.center, self.scale)
         out: F64 = xv * self.transform if self.method == "diag" else xv @ self.transform
@@ -233,9 +234,9 @@ class SetupModel:
 
 def fit(
     raw: npt.ArrayLike,
-    level_kind: Sequence[str],
-    direction: Sequence[str],
-    label: Sequence[str],
+    level_kind: Strs,
+    direction: Strs,
+    label: Strs,
     *,
     method: str = "diag",
     k: int = DEFAULT_K,

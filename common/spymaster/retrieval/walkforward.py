@@ -48,7 +48,7 @@ class Rows:
         raw = (
             vectors.vectors_from_arrow(col).astype(np.float64)
             if pa.types.is_fixed_size_list(col.type)
-            else np.asarray(col.to_pylist(), dtype=np.float64).reshape(t.num_rows, -1)
+            else np.asarray(col.to_pylist(), dtype=np.float64).reshape(t.num_rows, vectors.VECTOR_DIM)
         )
         return Rows(
             day=np.asarray(t.column("date").cast(pa.int32()).to_numpy(zero_copy_only=False), dtype=np.int64),
