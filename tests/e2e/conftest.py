@@ -44,7 +44,8 @@ def _free_port() -> int:
 def page_lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
     """Six generated days at a small scale, through bronze → silver → gold → vector index."""
     from spymaster import synth
-    from spymaster.layers import index, pipeline
+    from spymaster.layers import index, models, pipeline
+    from spymaster.settings import LearnedSimilarity
 
     lake = Lake(StorageSettings(lake_uri=str(tmp_path_factory.mktemp("page") / "lake")))
     dates = synth.generate(lake, START, DAYS, scale=0.02, seed=5, progress=False)
@@ -52,6 +53,7 @@ def page_lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
     failed = [(r.date, r.failed_stage, r.error) for r in results if r.error]
     assert not failed, failed
     index.index(lake)
+    models.fit(lake, LearnedSimilarity(min_train_days=2))  # the learned similarity's models
     return lake
 
 

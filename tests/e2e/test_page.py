@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,6 +213,11 @@ def test_replay_probabilities_and_neighbours(page: tuple[Any, Browsing], app_url
     pg.wait_for_selector("#similar tr.nb")
     neighbours = pg.locator("#similar tr.nb")
     assert 1 <= neighbours.count() <= 10
+    # … with the learned similarity's answer and what the evaluation says of it at this level kind
+    setup = pg.locator("#setup-line").inner_text()
+    assert re.search(r"Learned: BREAK \d+%", setup), setup
+    assert re.search(r"model [0-9a-f]{12} through 20\d\d-\d\d-\d\d", setup), setup
+    assert any(v in setup for v in ("AUC", "no measured edge", "not yet measured")), setup
     outcomes = neighbours.locator(".outcome")
     for i in range(outcomes.count()):
         cls = outcomes.nth(i).get_attribute("class") or ""

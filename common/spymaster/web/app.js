@@ -905,6 +905,7 @@ async function openSimilar(s, outcome) {
       ),
       el("span", {}, `${dist.horizon ?? HORIZON}-min horizon · days before ${state.date}`),
     ),
+    setupLine(ans.setup),
   );
   const rows = (ans.neighbours || []).map((nb) => {
     const o = String(nb.outcome || "—");
@@ -954,6 +955,28 @@ async function openSimilar(s, outcome) {
           el("tbody", {}, rows),
         )
       : el("div", { class: "muted" }, "No earlier setups in this partition."),
+  );
+}
+
+/** The learned similarity's answer (``setup``) with the evidence of its model at this level kind. */
+function setupLine(setup) {
+  if (!setup) {
+    return el("div", { id: "setup-line", class: "sum-line muted" }, "Learned similarity: no model fitted yet (spymaster fit).");
+  }
+  const ev = setup.evidence || {};
+  const iv = setup.interval || [];
+  const m = setup.model || {};
+  return el(
+    "div",
+    { id: "setup-line", class: "sum-line setup-line num" },
+    el("b", {}, `Learned: BREAK ${pct(setup.p_break)}%`),
+    el("span", { class: "muted" }, ` (80 %: ${pct(iv[0])}–${pct(iv[1])}%) from ${setup.n} earlier approaches, ${setup.breaks} broke · `),
+    el(
+      "span",
+      { class: ev.verdict === "no measured edge" ? "err" : "", title: "out-of-sample, days before this model's fit" },
+      `${ev.level_kind || ""}: ${ev.verdict || "—"}`,
+    ),
+    el("span", { class: "muted" }, ` · model ${m.version || "—"} through ${m.fitted_through || "—"}`),
   );
 }
 
