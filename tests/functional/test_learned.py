@@ -62,7 +62,8 @@ def test_served_answer_names_its_model_and_sees_only_earlier_days(lake: Lake) ->
     assert s is not None
     assert s["model"]["version"] == lake.read_json(paths.MODELS_INDEX)["models"]["2026-03-06"]
     assert s["model"]["fitted_through"] < day.isoformat()
-    assert s["neighbours"] and all(nb["date"] < day.isoformat() for nb in s["neighbours"])
+    assert s["neighbours"]
+    assert all(nb["date"] < day.isoformat() for nb in s["neighbours"])
     assert 0 <= s["interval"][0] <= s["p_break"] <= s["interval"][1] <= 1
     assert s["evidence"]["level_kind"] == ans["query"]["level_kind"]
     assert s["evidence"]["verdict"]

@@ -11,13 +11,13 @@ from spymaster.indicators.flow import (
     book_depth_near,
     book_shape,
     book_side_band,
-    time_mean_at,
-    wall_prominence,
     multi_level_ofi,
     ofi_at,
     ofi_events,
     rolling_mean_at,
     rolling_sum_at,
+    time_mean_at,
+    wall_prominence,
 )
 
 S = 1_000_000_000

@@ -36,7 +36,8 @@ def test_diag_metric_weighs_the_informative_dimensions() -> None:
     r = _rows()
     m = metric.fit(r.raw, r.kind, r.direction, r.label, method="diag")
     w = m.transform[:D]
-    assert w[0] > 3 * np.max(w[2:]) and w[1] > 3 * np.max(w[2:])
+    assert w[0] > 3 * np.max(w[2:])
+    assert w[1] > 3 * np.max(w[2:])
     proj = metric.fit(r.raw, r.kind, r.direction, r.label, method="proj")
     assert proj.transform.shape == (D + len(LEVEL_KINDS) + 1, 3)
 

@@ -33,7 +33,7 @@ HISTORY_COLUMNS = ["episode_id", "date", "ts", "level_kind", "direction", "ancho
 
 def history(lake: Lake, population: str = LEARNED.population) -> Rows:
     """The vector table's rows the learned similarity fits on and searches (raw vectors)."""
-    where = f"anchor_reason = '{population}'" if population != "ALL" else None
+    where = "label IS NOT NULL" + (f" AND anchor_reason = '{population}'" if population != "ALL" else "")
     t = read_all(lake, HISTORY_COLUMNS, where=where)
     t = t.sort_by([("date", "ascending"), ("ts", "ascending"), ("level_kind", "ascending")])
     return Rows.from_arrow(t, vector_column="raw")

@@ -162,6 +162,10 @@ class SetupModel:
     platt: Platt = field(default_factory=Platt)
     fitted_on: tuple[str, ...] = ()
     """ISO dates of the training days (the model never saw any later day)."""
+    basis: F64 | None = None
+    """[D, r] orthonormal basis of the weighted space's leading principal components (diag only):
+    r ≤ ``MAX_RANK`` dimensions keep ``KEEP_VARIANCE`` of its variance, so the exact search reads a
+    fraction of the bytes (docs/BENCHMARKS.md, learned similarity)."""
     evidence: dict[str, dict[str, float]] = field(default_factory=dict)
     """Per level kind (and "ALL"): n, AUC and Brier skill of this method's out-of-sample answers on
     days before the model's cutoff — what the trader is shown next to a probability."""
@@ -170,6 +174,8 @@ class SetupModel:
         """Raw vectors → points of the metric space (Euclidean distance there is the metric)."""
         xv = design(raw, level_kind, direction, self.center, self.scale)
         out: F64 = xv * self.transform if self.method == "diag" else xv @ self.transform
+        if self.basis is not None:
+            out = out @ self.basis
         return out
 
     @property
@@ -183,6 +189,7 @@ class SetupModel:
             "center": np.round(self.center, 10).tolist(),
             "scale": np.round(self.scale, 10).tolist(),
             "transform": np.round(self.transform, 10).tolist(),
+            "basis": None if self.basis is None else np.round(self.basis, 10).tolist(),
             "k": self.k,
             "prior": self.prior,
             "platt": {"a": self.platt.a, "b": self.platt.b, "n": self.platt.n},
@@ -198,6 +205,7 @@ class SetupModel:
             center=np.asarray(obj["center"], dtype=np.float64),
             scale=np.asarray(obj["scale"], dtype=np.float64),
             transform=np.asarray(obj["transform"], dtype=np.float64),
+            basis=None if obj.get("basis") is None else np.asarray(obj["basis"], dtype=np.float64),
             k=int(obj["k"]),
             prior=float(obj["prior"]),
             platt=Platt(float(pl.get("a", 1.0)), float(pl.get("b", 0.0)), int(pl.get("n", 0))),
@@ -205,19 +213,27 @@ class SetupModel:
             evidence={str(k): dict(v) for k, v in obj.get("evidence", {}).items()},
         )
 
-    def search(self, z_train: F64, y_train: npt.ArrayLike, z_query: F64, k: int | None = None) -> Answer:
-        """Exact k nearest training rows of each query in the metric (both already embedded)."""
+    def search(
+        self,
+        z_train: F64 | npt.NDArray[np.float32],
+        y_train: npt.ArrayLike,
+        z_query: F64 | npt.NDArray[np.float32],
+        k: int | None = None,
+        train_sq: npt.NDArray[Any] | None = None,
+    ) -> Answer:
+        """Exact k nearest training rows of each query in the metric (both already embedded).
+
+        ``train_sq`` (the rows' squared norms) may be passed precomputed: the server keeps it per
+        model, so a query reads the rows once.
+        """
         kk = int(min(k or self.k, z_train.shape[0]))
         yv = np.asarray(y_train, dtype=np.float64)
         n = z_query.shape[0]
         if kk == 0:
             empty = np.zeros((n, 0))
             return Answer(np.full(n, self.prior), empty.astype(np.int64), empty, np.zeros(n))
-        d2 = (
-            np.einsum("ij,ij->i", z_query, z_query)[:, None]
-            + np.einsum("ij,ij->i", z_train, z_train)[None, :]
-            - 2.0 * z_query @ z_train.T
-        )
+        sq = np.einsum("ij,ij->i", z_train, z_train) if train_sq is None else train_sq
+        d2 = np.einsum("ij,ij->i", z_query, z_query)[:, None] + sq[None, :] - 2.0 * (z_query @ z_train.T)
         np.maximum(d2, 0.0, out=d2)
         if kk < z_train.shape[0]:
             idx = np.argpartition(d2, kk - 1, axis=1)[:, :kk]
@@ -252,14 +268,39 @@ def fit(
     lab = np.asarray(label, dtype=str)
     y = (lab == "BREAK").astype(np.float64)
     prior = float((y.sum() + 1.0) / (y.size + 2.0))
+    basis: F64 | None = None
     if y.size < 20 or len(set(lab.tolist())) < 3:
         transform = np.ones(xv.shape[1]) if method == "diag" else np.eye(xv.shape[1])[:, :3]
     elif method == "diag":
         lr = LogisticRegression(C=c, max_iter=1000).fit(xv, y)
         transform = np.abs(lr.coef_[0])
+        basis = _basis(xv * transform)
     else:
         lr = LogisticRegression(C=c, max_iter=1000).fit(xv, lab)
         transform = np.asarray(lr.coef_, dtype=np.float64).T
     return SetupModel(
-        method, center, scale, np.asarray(transform, dtype=np.float64), k, prior, fitted_on=tuple(fitted_on)
+        method,
+        center,
+        scale,
+        np.asarray(transform, dtype=np.float64),
+        k,
+        prior,
+        fitted_on=tuple(fitted_on),
+        basis=basis,
     )
+
+
+MAX_RANK = 24
+KEEP_VARIANCE = 0.95
+
+
+def _basis(zw: F64) -> F64 | None:
+    """Leading principal directions (uncentred: distances are translation-invariant anyway)."""
+    if zw.shape[0] < 2:
+        return None
+    _, sv, vt = np.linalg.svd(zw - zw.mean(axis=0), full_matrices=False)
+    var = sv**2
+    share = np.cumsum(var) / max(float(var.sum()), 1e-300)
+    r = int(min(MAX_RANK, np.searchsorted(share, KEEP_VARIANCE) + 1, vt.shape[0]))
+    out: F64 = vt[:r].T.copy()
+    return out

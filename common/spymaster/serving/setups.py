@@ -39,7 +39,10 @@ class _Learned:
     rows: Rows
     index: dict[str, Any] | None
     checked: float
-    models: dict[str, tuple[SetupModel, npt.NDArray[np.float64]]] = field(default_factory=dict)
+    models: dict[str, tuple[SetupModel, npt.NDArray[np.float32], npt.NDArray[np.float32]]] = field(
+        default_factory=dict
+    )
+    """model version → (model, embedded history rows as float32, their squared norms)."""
 
 
 def _verdict(ev: dict[str, float] | None) -> str:
@@ -80,7 +83,9 @@ class LearnedAnswers(TableSnapshots):
             self._learned = new
             return new
 
-    def _model_for(self, st: _Learned, as_of: dt.date) -> tuple[SetupModel, npt.NDArray[np.float64]] | None:
+    def _model_for(
+        self, st: _Learned, as_of: dt.date
+    ) -> tuple[SetupModel, npt.NDArray[np.float32], npt.NDArray[np.float32]] | None:
         if not st.index or self.lake is None:
             return None
         dates = sorted(st.index["models"])
@@ -92,11 +97,11 @@ class LearnedAnswers(TableSnapshots):
         if hit is None:
             model = model_job.load_model(self.lake, version)
             z = (
-                model.embed(st.rows.raw, st.rows.kind, st.rows.direction)
+                model.embed(st.rows.raw, st.rows.kind, st.rows.direction).astype(np.float32)
                 if st.rows.day.size
-                else np.zeros((0, 0))
+                else np.zeros((0, 0), np.float32)
             )
-            hit = (model, z)
+            hit = (model, z, np.einsum("ij,ij->i", z, z))
             st.models[version] = hit
         return hit
 
@@ -117,11 +122,15 @@ class LearnedAnswers(TableSnapshots):
         hit = self._model_for(st, as_of)
         if hit is None:
             return None
-        model, z_all = hit
-        keep = np.flatnonzero((st.rows.day < day_number(as_of)) & (st.rows.label != ""))
-        y = (st.rows.label[keep] == "BREAK").astype(np.float64)
-        q = model.embed(np.asarray(raw, dtype=np.float64)[None, :], [level_kind], [direction])
-        ans = model.search(z_all[keep], y, q)
+        model, z_all, sq_all = hit
+        # rows are sorted by date: the history before as_of is a prefix (a view, no copy)
+        end = int(np.searchsorted(st.rows.day, day_number(as_of), side="left"))
+        y = (st.rows.label[:end] == "BREAK").astype(np.float64)
+        q = model.embed(np.asarray(raw, dtype=np.float64)[None, :], [level_kind], [direction]).astype(
+            np.float32
+        )
+        ans = model.search(z_all[:end], y, q, train_sq=sq_all[:end])
+        keep = np.arange(end)
         p = float(model.platt(ans.p_raw)[0])
         lo, hi = beta_interval([p], [LEARNED.interval_evidence])
         nb = keep[ans.neighbours[0]] if ans.neighbours.size else np.zeros(0, np.int64)
