@@ -48,9 +48,11 @@ def main() -> None:
     model = metric.fit(raw[:20_000], kind[:20_000], direction[:20_000], lab[:20_000])
     t0 = time.perf_counter()
     z = model.embed(raw, kind, direction)
-    print(f"  embed the history once per model: {time.perf_counter() - t0:.2f} s, {z.nbytes / 2**20:,.0f} MiB (float64)")
+    print(
+        f"  embed the history once per model: {time.perf_counter() - t0:.2f} s, {z.nbytes / 2**20:,.0f} MiB (float64)"
+    )
     y = (lab == "BREAK").astype(np.float64)
-    q = model.embed(raw[:a.queries] + 0.1, kind[:a.queries], direction[:a.queries])
+    q = model.embed(raw[: a.queries] + 0.1, kind[: a.queries], direction[: a.queries])
     z32 = z.astype(np.float32)
     sq = np.einsum("ij,ij->i", z32, z32)
     q32 = q.astype(np.float32)
@@ -67,13 +69,17 @@ def main() -> None:
         got = model.search(z32, y, q32[:20], train_sq=sq).neighbours
         rec = np.mean([len(set(r) & set(g)) / r.size for r, g in zip(ref, got, strict=True)])
         print(f"  recall@100 of float32 against float64: {rec:.3f}")
-        full = metric.SetupModel(model.method, model.center, model.scale, model.transform, model.k, model.prior)
+        full = metric.SetupModel(
+            model.method, model.center, model.scale, model.transform, model.k, model.prior
+        )
         zf = full.embed(raw[:100_000], kind[:100_000], direction[:100_000])
         qf = full.embed(raw[:20] + 0.1, kind[:20], direction[:20])
         ref = full.search(zf, y[:100_000], qf).neighbours
         got = model.search(z[:100_000], y[:100_000], q[:20]).neighbours
         rec = np.mean([len(set(r) & set(g)) / r.size for r, g in zip(ref, got, strict=True)])
-        print(f"  recall@100 of the {z.shape[1]}-dim basis against the full weighted space (100 k rows): {rec:.3f}")
+        print(
+            f"  recall@100 of the {z.shape[1]}-dim basis against the full weighted space (100 k rows): {rec:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -147,7 +147,9 @@ def _refit(lake: Lake) -> None:
     """Refit the learned similarity on the new table (its models are versioned in the lake)."""
     res = models.fit(lake)
     metrics.add_metric(name="ModelsFitted", unit=MetricUnit.Count, value=len(res.models))
-    logger.info("learned similarity refitted", extra={"models": len(res.models), "seconds": round(res.seconds, 1)})
+    logger.info(
+        "learned similarity refitted", extra={"models": len(res.models), "seconds": round(res.seconds, 1)}
+    )
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -54,7 +54,9 @@ def test_gold_is_committed_per_date(built: Built) -> None:
         ep = gold.read_episodes(lake, date)
         assert ep.num_rows == m.rows > 50
         assert ep.schema.equals(gold.EPISODE_SCHEMA)
-        assert pq.read_schema(lake.path(m.files[0])).field("vector").type == pa.list_(pa.float32(), vectors.VECTOR_DIM)
+        assert pq.read_schema(lake.path(m.files[0])).field("vector").type == pa.list_(
+            pa.float32(), vectors.VECTOR_DIM
+        )
         assert set(ep.column("date").to_pylist()) == {date}
         assert m.stats["vector_layout"] == vectors.LAYOUT_VERSION
         assert sum(m.stats["labels"].values()) <= m.rows
