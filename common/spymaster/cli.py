@@ -32,6 +32,10 @@ EndOpt = Annotated[
     dt.datetime | None, typer.Option("--end", formats=["%Y-%m-%d"], help="Last date (inclusive)")
 ]
 DaysOpt = Annotated[int | None, typer.Option("--days", min=1, help="Number of trading days from --start")]
+ShrinkOpt = Annotated[
+    bool,
+    typer.Option("--allow-shrink", help="Let a re-run empty a committed partition or drop most of its rows"),
+]
 
 
 class _State:
@@ -49,7 +53,9 @@ def _main(lake: LakeOpt = None) -> None:
 
 def _lake(override: str | None = None) -> Lake:
     """``--lake`` may come before the command or after it; the later one wins."""
-    return Lake(storage_settings_for(override or _state.lake_uri))
+    lake = Lake(storage_settings_for(override or _state.lake_uri))
+    lake.check()
+    return lake
 
 
 def _dates(start: dt.datetime | None, end: dt.datetime | None, days: int | None) -> list[dt.date] | None:
@@ -156,6 +162,7 @@ def bronze_cmd(
     end: EndOpt = None,
     days: DaysOpt = None,
     force: Annotated[bool, typer.Option(help="Rebuild partitions already committed")] = False,
+    allow_shrink: ShrinkOpt = False,
     lake: LakeOpt = None,
 ) -> None:
     """Decode raw DBN into committed bronze Parquet, per (date, schema); all landed dates by default."""
@@ -172,7 +179,9 @@ def bronze_cmd(
         for d, k in wanted
         if k in landed.get(d, set()) and (force or not bronze.is_current(store, k, d))
     ]
-    rows, failures = _each(jobs, "bronze", "file", lambda j: bronze.build(store, j[1], j[0]).rows)
+    rows, failures = _each(
+        jobs, "bronze", "file", lambda j: bronze.build(store, j[1], j[0], allow_shrink=allow_shrink).rows
+    )
     typer.echo(f"bronze: {len(jobs) - len(failures)} of {len(jobs)} file(s) committed, {rows:,} rows")
     if missing:
         typer.echo(f"bronze: {len(missing)} raw file(s) of these dates have not landed yet")
@@ -185,6 +194,7 @@ def silver_cmd(
     end: EndOpt = None,
     days: DaysOpt = None,
     force: Annotated[bool, typer.Option(help="Rebuild dates already committed")] = False,
+    allow_shrink: ShrinkOpt = False,
     lake: LakeOpt = None,
 ) -> None:
     """Bars, the six levels and the level-relative state table per date (needs committed bronze)."""
@@ -197,7 +207,9 @@ def silver_cmd(
     )
     dates = _dates(start, end, days) or sorted(ready)
     jobs = [d for d in dates if force or not is_committed(store, Layer.SILVER, paths.STATE_TABLE, d)]
-    rows, failures = _each(jobs, "silver", "day", lambda d: silver.build(store, d).state.num_rows)
+    rows, failures = _each(
+        jobs, "silver", "day", lambda d: silver.build(store, d, allow_shrink=allow_shrink).state.num_rows
+    )
     typer.echo(f"silver: {len(jobs) - len(failures)} of {len(jobs)} date(s) committed, {rows:,} state rows")
     _exit_on(failures)
 
@@ -208,6 +220,7 @@ def gold_cmd(
     end: EndOpt = None,
     days: DaysOpt = None,
     force: Annotated[bool, typer.Option(help="Rebuild dates already committed")] = False,
+    allow_shrink: ShrinkOpt = False,
     lake: LakeOpt = None,
 ) -> None:
     """Approach episodes with raw vectors and first-crossing outcomes per date (needs silver)."""
@@ -217,7 +230,9 @@ def gold_cmd(
     store = _lake(lake)
     dates = _dates(start, end, days) or committed_dates(store, Layer.SILVER, paths.STATE_TABLE)
     jobs = [d for d in dates if force or not is_committed(store, Layer.GOLD, paths.EPISODES_TABLE, d)]
-    n, failures = _each(jobs, "gold", "day", lambda d: gold.build(store, d).num_rows)
+    n, failures = _each(
+        jobs, "gold", "day", lambda d: gold.build(store, d, allow_shrink=allow_shrink).num_rows
+    )
     typer.echo(f"gold: {len(jobs) - len(failures)} of {len(jobs)} date(s) committed, {n:,} episodes")
     _exit_on(failures)
 
@@ -229,8 +244,11 @@ def index_cmd(
 ) -> None:
     """Upsert committed gold into the LanceDB vector table (the table's only writer)."""
     from spymaster.layers import index
+    from spymaster.layers.vacuum import vacuum
 
-    res = index.index(_lake(lake), force=force)
+    store = _lake(lake)
+    res = index.index(store, force=force)
+    vacuum(store)  # housekeeping: orphans older than the grace period, old table versions
     done = [r for r in res if not r.skipped]
     typer.echo(
         f"index: {len(done)} date(s) upserted, {len(res) - len(done)} unchanged, {sum(r.rows for r in res):,} episodes"
@@ -244,6 +262,7 @@ def run_cmd(
     days: DaysOpt = None,
     workers: Annotated[int, typer.Option(min=1, max=32, help="Dates processed in parallel")] = 1,
     force: Annotated[bool, typer.Option(help="Recompute layers already committed")] = False,
+    allow_shrink: ShrinkOpt = False,
     lake: LakeOpt = None,
 ) -> None:
     """bronze → silver → gold per date (in parallel), then index; resumable, failures per date."""
@@ -260,17 +279,25 @@ def run_cmd(
         if not r.ok:
             failed.append(r)
 
-    results = pipeline.run(store.settings, dates, workers=workers, force=force, on_result=done)
+    results = pipeline.run(
+        store.settings, dates, workers=workers, force=force, on_result=done, allow_shrink=allow_shrink
+    )
     bar.close()
     ok = [r.date for r in results if r.ok]
-    idx = index.index(store, ok, force=force) if ok else []
+    index_error = None
+    try:
+        idx = index.index(store, ok, force=force) if ok else []
+    except SpymasterError as exc:  # the date jobs' report still follows
+        idx, index_error = [], str(exc)
     typer.echo(
         f"run: {len(ok)} of {len(dates)} date(s) at gold; indexed {sum(1 for r in idx if not r.skipped)}, "
         f"{sum(r.rows for r in idx):,} episodes in the vector table"
     )
-    for r in failed:
+    for r in sorted(failed, key=lambda r: r.date):
         typer.secho(f"failed {r.date} at {r.failed_stage}: {r.error}", fg="red", err=True)
-    if failed:
+    if index_error:
+        typer.secho(f"failed index: {index_error}", fg="red", err=True)
+    if failed or index_error:
         raise typer.Exit(1)
 
 
@@ -378,19 +405,77 @@ def status(lake: LakeOpt = None) -> None:
     typer.echo(f"{'date':<12}{'raw':>6}{'bronze':>8}{'silver':>8}{'gold':>7}{'indexed':>9}  layer")
     for s in rows:
         q = f"  quarantined: {len(s.quarantined)}" if s.quarantined else ""
+        q += f"  dropped: {s.n_dropped:,} implausible record(s)" if s.n_dropped else ""
         n_raw, n_br, n_all = len(s.raw), len(s.bronze), len(paths.REQUIRED_RAW)
         sv, gd = ("yes" if s.silver else "-"), (f"{s.episodes}" if s.gold else "-")
-        ix = "yes" if s.indexed else "-"
+        ix = "yes" if s.indexed else ("stale" if s.index_stale else "-")
         typer.echo(
             f"{s.date.isoformat():<12}{n_raw:>3}/{n_all}{n_br:>5}/{n_all}{sv:>8}{gd:>7}{ix:>9}  {s.layer}{q}"
         )
+    from spymaster.lake.status import missing_files
+
+    if missing := missing_files(store):
+        typer.secho(
+            f"missing: {len(missing)} committed file(s), first {missing[0].file}; run `spymaster validate`",
+            fg="red",
+        )
     qs = quarantine.list_all(store)
-    if qs:
+    current = [q for q in qs if not q.resolved]
+    if current:
         typer.echo("quarantine:")
-        for item in qs:
+        for item in current:
             typer.echo(
                 f"  {item.date} {item.product} {item.schema}: {item.error}: {item.reason}  ({item.file})"
             )
+    dropped = [s for s in rows if s.n_dropped]
+    if dropped:
+        typer.echo("data quality (records dropped by bronze):")
+        for s in dropped:
+            for table, why in sorted(s.dropped.items()):
+                reasons = ", ".join(f"{n:,} {r.replace('_', ' ')}" for r, n in sorted(why.items()))
+                typer.echo(f"  {s.date} {table}: {reasons}")
+    if len(qs) > len(current):
+        typer.echo(f"quarantine: {len(qs) - len(current)} older file(s) kept, their dates since rebuilt")
+
+
+@app.command("vacuum")
+def vacuum_cmd(
+    grace_hours: Annotated[
+        float, typer.Option("--grace-hours", min=0, help="Keep files younger than this (a run may own them)")
+    ] = 24.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would go, remove nothing")] = False,
+    lake: LakeOpt = None,
+) -> None:
+    """Remove files no manifest references (older than the grace period) and old vector-table versions."""
+    from spymaster.layers.vacuum import vacuum
+
+    res = vacuum(_lake(lake), grace=dt.timedelta(hours=grace_hours), dry_run=dry_run)
+    for f in res.removed:
+        typer.echo(f"{'would remove' if dry_run else 'removed'} {f}")
+    typer.echo(
+        f"vacuum: {len(res.removed)} unreferenced file(s) {'to remove' if dry_run else 'removed'}, "
+        f"{len(res.kept_young)} younger than {grace_hours:g} h kept, "
+        f"{res.table_versions_removed} old vector-table version(s) removed"
+    )
+
+
+@app.command()
+def validate(lake: LakeOpt = None) -> None:
+    """Check that every file a committed manifest lists exists; exit 1 naming those that do not."""
+    from spymaster.lake.status import missing_files
+
+    store = _lake(lake)
+    missing = missing_files(store)
+    for m in missing:
+        typer.secho(f"missing: {m.file}  (listed by {m.manifest})", fg="red", err=True)
+    if missing:
+        typer.secho(
+            f"validate: {len(missing)} committed file(s) missing; rebuild their dates with --force",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo("validate: every committed file is present")
 
 
 @app.command()

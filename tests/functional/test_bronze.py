@@ -46,7 +46,13 @@ def _big_trades(date: dt.date, n: int = 200_000) -> bytes:
     r["size"] = 1
     r["action"] = b"T"
     r["side"] = b"B"
-    md = dbnwrite.metadata(schema="trades", start_ns=lo, end_ns=int(r["ts_recv"][-1]) + 1, symbols=["ES.FUT"])
+    md = dbnwrite.metadata(
+        schema="trades",
+        start_ns=lo,
+        end_ns=int(r["ts_recv"][-1]) + 1,
+        symbols=["ES.FUT"],
+        mappings={"ESH1": 5482},
+    )
     return dbnwrite.encode(md, r)
 
 

@@ -5,6 +5,7 @@
 
 from spymaster.lake.manifests import (
     Manifest,
+    check_shrink,
     commit,
     committed_dates,
     discard,
@@ -14,15 +15,19 @@ from spymaster.lake.manifests import (
     read_manifest,
     uncommit,
 )
+from spymaster.lake.lock import Lease, locked
 from spymaster.lake.store import Lake
 
 __all__ = [
     "Lake",
+    "Lease",
     "Manifest",
+    "check_shrink",
     "commit",
     "committed_dates",
     "discard",
     "is_committed",
+    "locked",
     "new_run_id",
     "read_committed",
     "read_manifest",

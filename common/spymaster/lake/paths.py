@@ -182,6 +182,19 @@ def quarantine_reason(quarantined: str) -> str:
     return f"{quarantined}.reason.json"
 
 
+def quality_file(table: str, date: dt.date) -> str:
+    """A date's data-quality record for one bronze table (records read, dropped by reason)."""
+    return f"_quality/{table}/date={date.isoformat()}.json"
+
+
+QUALITY_ROOT = "_quality"
+
+
+def lock_file(name: str) -> str:
+    """The lake-wide lock (or S3 lease) object of one writer role, e.g. ``index``."""
+    return f"_locks/{name}.lock"
+
+
 QUARANTINE_ROOT = "quarantine"
 RAW_ROOT = "raw"
 MANIFESTS_ROOT = "_manifests"

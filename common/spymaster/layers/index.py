@@ -5,9 +5,12 @@ Design (measured by ``bench/bench_gold_index.py``, figures in docs/BENCHMARKS.md
 * **One table with partition columns** (``level_kind``, ``direction``, ``time_bucket`` and their
   ``partition`` key) plus bitmap scalar indexes, not 60 tables: one manifest to version, one
   ``merge_insert`` per date, and the API loads each partition once per table version anyway.
-* **One writer.** Date jobs only commit gold Parquet; :func:`index_date` alone writes the table,
-  with ``merge_insert`` on ``episode_id`` and a delete of the date's rows that are no longer in
-  gold, so re-indexing a date replaces exactly that date and replays change nothing.
+* **One writer, enforced.** Date jobs only commit gold Parquet; :func:`index_date` alone writes
+  the table, under the lake's ``index`` lock (an ``flock`` locally, a conditional-PUT lease on
+  S3), with ``merge_insert`` on ``episode_id`` and a delete of the date's rows that are no longer
+  in gold, so re-indexing a date replaces exactly that date and replays change nothing. After each
+  write the date's ids are checked for duplicates, and :func:`index` first repairs any table that
+  holds some (left by a writer from before the lock, or by a crash mid-commit).
 * **Normalised at index time** with the statistics of the trailing window of dates *before* the
   episode's date (``vectors.stats_for_date``), so no vector is scaled with later information; the
   statistics version is stored per row and the query path applies the same version.
@@ -17,8 +20,10 @@ Design (measured by ``bench/bench_gold_index.py``, figures in docs/BENCHMARKS.md
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +31,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from spymaster import vectors
-from spymaster.lake import Lake, committed_dates, is_committed, paths, read_manifest
+from spymaster.errors import LakeError
+from spymaster.lake import Lake, Lease, committed_dates, is_committed, locked, paths, read_manifest
 from spymaster.lake.paths import EPISODES_TABLE, VECTOR_TABLE, Layer
 from spymaster.layers import gold
 from spymaster.partitions import partition_key
+
+LOCK = "index"
+"""The lake lock every writer of the vector table holds."""
 
 KEY_COLUMNS = ("episode_id", "date", "ts", "level_kind", "direction", "time_bucket", "partition")
 CARRIED = ("level_price", "price", "atr", "distance", "anchor_reason")
@@ -119,10 +128,21 @@ class IndexResult:
 
 
 def index_date(
-    lake: Lake, date: dt.date, *, force: bool = False, cache: StatsCache | None = None
+    lake: Lake,
+    date: dt.date,
+    *,
+    force: bool = False,
+    cache: StatsCache | None = None,
+    lease: Lease | None = None,
 ) -> IndexResult:
     """Upsert one date's committed gold into the table; a no-op if that exact gold run and
-    statistics version are already indexed (unless ``force``)."""
+    statistics version are already indexed (unless ``force``).
+
+    Takes the ``index`` lock unless the caller already holds it (``lease``).
+    """
+    if lease is None:
+        with locked(lake, LOCK) as held:
+            return index_date(lake, date, force=force, cache=cache, lease=held)
     man = read_manifest(lake, Layer.GOLD, EPISODES_TABLE, date)
     episodes = lake.read_parquet(man.files)
     rows, version = rows_for(lake, date, episodes, cache)
@@ -146,22 +166,78 @@ def index_date(
         )
     else:
         table.delete(where)
+    got = table.search().where(where).select(["episode_id"]).limit(None).to_arrow()
+    if got.num_rows != rows.num_rows or pc.count_distinct(got.column("episode_id")).as_py() != got.num_rows:
+        # Never leave a date with duplicated or missing ids: rewrite it from gold.
+        table.delete(where)
+        table.add(rows)
     lake.write_json(paths.index_marker(date), marker)
     return IndexResult(date, rows.num_rows, version)
 
 
 def index(lake: Lake, dates: list[dt.date] | None = None, *, force: bool = False) -> list[IndexResult]:
-    """Index committed gold dates (all by default), then make sure the scalar indexes exist."""
-    todo = dates if dates is not None else committed_dates(lake, Layer.GOLD, EPISODES_TABLE)
-    cache: StatsCache = {}
-    out = [
-        index_date(lake, d, force=force, cache=cache)
-        for d in sorted(todo)
-        if is_committed(lake, Layer.GOLD, EPISODES_TABLE, d)
-    ]
-    if any(not r.skipped for r in out):
-        ensure_indexes(lake)
+    """Index committed gold dates (all by default), then make sure the scalar indexes exist.
+
+    Holds the ``index`` lock throughout (a second indexer waits for it), and first repairs a
+    table that holds duplicated episode ids.
+    """
+    with locked(lake, LOCK) as lease, _table_errors():
+        repaired = repair(lake, lease)
+        todo = dates if dates is not None else committed_dates(lake, Layer.GOLD, EPISODES_TABLE)
+        todo = sorted(set(todo) | set(repaired))
+        cache: StatsCache = {}
+        out = [
+            index_date(lake, d, force=force or d in repaired, cache=cache, lease=lease)
+            for d in todo
+            if is_committed(lake, Layer.GOLD, EPISODES_TABLE, d)
+        ]
+        if any(not r.skipped for r in out):
+            ensure_indexes(lake)
     return out
+
+
+@contextlib.contextmanager
+def _table_errors() -> Iterator[None]:
+    """LanceDB reports storage failures as ``OSError``/``RuntimeError``: say so in one line."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        why = (str(exc).strip() or type(exc).__name__).splitlines()[0][:300]
+        raise LakeError(f"vector table write failed: {why}", file=paths.VECTORS_DIR) from exc
+
+
+def duplicates(lake: Lake) -> dict[str, int]:
+    """Episode ids present more than once in the table, with their row counts."""
+    t = read_all(lake, ["episode_id"])
+    if t.num_rows == 0:
+        return {}
+    counts = pc.value_counts(t.column("episode_id"))
+    return {
+        str(r["values"]): int(r["counts"])
+        for r in counts.filter(pc.greater(counts.field("counts"), 1)).to_pylist()
+    }
+
+
+def repair(lake: Lake, lease: Lease) -> list[dt.date]:
+    """Remove every row of a duplicated episode id; returns the dates to re-index from gold.
+
+    Needs the ``index`` lock (``lease``) so no writer races the repair.
+    """
+    dup = duplicates(lake)
+    if not dup:
+        return []
+    table = open_table(lake)
+    assert table is not None
+    ids = sorted(dup)
+    dates: set[dt.date] = set()
+    for i in range(0, len(ids), 500):
+        listing = ", ".join("'" + x.replace("'", "''") + "'" for x in ids[i : i + 500])
+        hit = table.search().where(f"episode_id IN ({listing})").select(["date"]).limit(None).to_arrow()
+        dates |= set(hit.column("date").to_pylist())
+        table.delete(f"episode_id IN ({listing})")
+    for d in dates:  # markers of those dates no longer describe the table
+        lake.delete(paths.index_marker(d))
+    return sorted(dates)
 
 
 def ensure_indexes(lake: Lake) -> None:
@@ -184,7 +260,21 @@ def ensure_indexes(lake: Lake) -> None:
         for col, kind in wanted.items():
             if (col,) not in have:
                 table.create_scalar_index(col, index_type=kind)
-    table.optimize()
+    from spymaster.layers.vacuum import DEFAULT_GRACE
+
+    table.optimize(cleanup_older_than=DEFAULT_GRACE)
+
+
+def prune_versions(lake: Lake, older_than: dt.timedelta) -> int:
+    """Remove vector-table versions older than ``older_than`` (the current one always stays);
+    returns how many went. Holds the ``index`` lock."""
+    with locked(lake, LOCK), _table_errors():
+        table = open_table(lake)
+        if table is None:
+            return 0
+        before = len(table.list_versions())
+        table.optimize(cleanup_older_than=older_than)
+        return before - len(table.list_versions())
 
 
 def read_all(lake: Lake, columns: list[str] | None = None, where: str | None = None) -> pa.Table:

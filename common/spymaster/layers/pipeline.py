@@ -7,6 +7,10 @@ table has exactly one writer, so indexing runs once, after the date jobs, in the
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
+import sys
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -18,6 +22,32 @@ from spymaster.layers import bronze, gold, silver  # imported by the parent: for
 from spymaster.settings import PipelineSettings, StorageSettings
 
 STAGES = ("bronze", "silver", "gold")
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """Pool-worker initializer: end this worker the moment its parent dies, however it dies.
+
+    A ``kill -9`` of ``spymaster run`` must not leave workers committing dates on their own and
+    then blocking forever on a result queue nobody reads. Linux delivers ``SIGKILL`` to the
+    worker when the parent exits (``PR_SET_PDEATHSIG``); elsewhere, and as a second line, a
+    watchdog thread notices the parent is gone within half a second.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            threading.Event().wait(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 @dataclass
@@ -39,6 +69,7 @@ def run_date(
     *,
     force: bool = False,
     settings: PipelineSettings | None = None,
+    allow_shrink: bool = False,
 ) -> DateResult:
     """Bring one date to gold, skipping layers already committed (unless ``force``).
 
@@ -55,25 +86,27 @@ def run_date(
             names = ", ".join(f"{k.product.value} {k.schema}" for k in missing)
             raise SpymasterError(f"raw files not landed: {names}", date=date)
         for kind in todo:
-            bronze.build(lake, kind, date)
+            bronze.build(lake, kind, date, allow_shrink=allow_shrink)
         (res.done if todo else res.skipped).append("bronze")
 
         stage = "silver"
         force = force or bool(todo)  # new bronze makes the layers above it stale
         if force or not is_committed(lake, Layer.SILVER, paths.STATE_TABLE, date):
-            silver.build(lake, date, settings)
+            silver.build(lake, date, settings, allow_shrink=allow_shrink)
             res.done.append("silver")
         else:
             res.skipped.append("silver")
 
         stage = "gold"
         if force or not is_committed(lake, Layer.GOLD, paths.EPISODES_TABLE, date):
-            gold.build(lake, date)
+            gold.build(lake, date, allow_shrink=allow_shrink)
             res.done.append("gold")
         else:
             res.skipped.append("gold")
     except SpymasterError as exc:
         res.error, res.failed_stage = str(exc), stage
+    except OSError as exc:  # storage outside the lake API (temp space, the vector store)
+        res.error, res.failed_stage = f"storage error: {exc.strerror or exc} [date={date}]", stage
     return res
 
 
@@ -84,20 +117,26 @@ def run(
     workers: int = 1,
     force: bool = False,
     on_result: Callable[[DateResult], None] | None = None,
+    allow_shrink: bool = False,
 ) -> list[DateResult]:
     """Run the per-date jobs, ``workers`` at a time; results come back in date order."""
     results: list[DateResult] = []
     if workers <= 1:
         for d in dates:
-            r = run_date(storage, d, force=force)
+            r = run_date(storage, d, force=force, allow_shrink=allow_shrink)
             results.append(r)
             if on_result:
                 on_result(r)
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futs = [pool.submit(run_date, storage, d, force=force) for d in dates]
+        with ProcessPoolExecutor(
+            max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),)
+        ) as pool:
+            futs = [pool.submit(run_date, storage, d, force=force, allow_shrink=allow_shrink) for d in dates]
             for f in as_completed(futs):
-                r = f.result()
+                try:
+                    r = f.result()
+                except Exception as exc:  # a worker died (OOM, signal): report its date, go on
+                    r = DateResult(dates[futs.index(f)], error=f"worker failed: {exc!r}", failed_stage="?")
                 results.append(r)
                 if on_result:
                     on_result(r)

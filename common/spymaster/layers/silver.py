@@ -25,7 +25,7 @@ from spymaster import sessions
 from spymaster.errors import BadInputError, NotCommittedError
 from spymaster.features import FEATURES, STATE_SCHEMA
 from spymaster.indicators import bars, black76, dealer, flow
-from spymaster.lake import Lake, commit, discard, is_committed, new_run_id, paths, read_manifest
+from spymaster.lake import Lake, check_shrink, commit, discard, is_committed, new_run_id, paths, read_manifest
 from spymaster.lake.paths import SILVER_TABLES, Layer, data_file
 from spymaster.levels import LEVEL_KINDS
 from spymaster.partitions import time_bucket
@@ -510,10 +510,19 @@ def load_inputs(lake: Lake, date: dt.date) -> SilverInputs:
     )
 
 
-def build(lake: Lake, date: dt.date, settings: PipelineSettings | None = None) -> SilverTables:
-    """Compute and commit a date's silver tables (``state`` last, as the date's commit marker)."""
+def build(
+    lake: Lake, date: dt.date, settings: PipelineSettings | None = None, *, allow_shrink: bool = False
+) -> SilverTables:
+    """Compute and commit a date's silver tables (``state`` last, as the date's commit marker).
+
+    Refuses (``ShrinkError``, before committing any table) to replace a committed table with one
+    of far fewer rows unless ``allow_shrink``.
+    """
     s = settings or PipelineSettings()
     out = compute(load_inputs(lake, date), s)
+    if not allow_shrink:
+        for name in SILVER_TABLES:
+            check_shrink(lake, Layer.SILVER, name, date, getattr(out, name).num_rows)
     run_id = new_run_id()
     written: list[str] = []
     try:
@@ -533,6 +542,7 @@ def build(lake: Lake, date: dt.date, settings: PipelineSettings | None = None) -
                 getattr(out, name).num_rows,
                 inputs={"front_month": out.front_month},
                 stats={"settings": s.model_dump()},
+                allow_shrink=True,  # checked for every table above
             )
     except BaseException:
         discard(lake, written)

@@ -9,7 +9,7 @@ from pathlib import Path
 from spymaster.errors import BadInputError, MislabelledInputError, UnknownDatasetError
 from spymaster.lake import Lake, paths
 from spymaster.lake.paths import raw_file
-from spymaster.raw import dbnread
+from spymaster.raw import dbnread, quality
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,8 @@ def place(path: str | Path) -> tuple[paths.RawKind, dt.date]:
     Raises
     ------
     BadInputError
-        Empty, corrupt, an unknown dataset or schema, or symbols of no ES product.
+        Empty, corrupt, an unknown dataset or schema, symbols of no ES product, or records that
+        lie (outside the file's window, unknown instruments, implausible values).
     """
     info = dbnread.inspect(path)
     if info.dataset != paths.DATASET:
@@ -47,6 +48,7 @@ def place(path: str | Path) -> tuple[paths.RawKind, dt.date]:
         raise UnknownDatasetError(str(exc), file=str(path), schema=info.schema) from exc
     date = dbnread.trading_date_of(info)
     dbnread.check_placement(info, kind, date)
+    quality.check_file(path, info, kind)  # the records must be what the metadata says
     return kind, date
 
 
