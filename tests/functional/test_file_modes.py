@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from spymaster import pipeline, vectordb
 from spymaster.lake import Lake
+from spymaster.layers import index, pipeline
 from spymaster.settings import StorageSettings
 from spymaster.synth import generate
 
@@ -32,7 +32,7 @@ def test_every_lake_file_follows_the_umask(tmp_path: Path, umask: int, want: int
         lake = Lake(StorageSettings(lake_uri=str(tmp_path / "lake")))
         dates = generate(lake, dt.date(2026, 3, 10), 1, scale=0.01, seed=41, progress=False)
         assert all(r.ok for r in pipeline.run(lake.settings, dates))
-        vectordb.index(lake)
+        index.index(lake)
         lake.write_json("_manifests/extra.json", {"a": 1})
     finally:
         os.umask(old)

@@ -13,10 +13,10 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from spymaster import gold, pipeline, vectordb
 from spymaster.errors import LockedError
-from spymaster.lake import Lake, locked, read_committed
-from spymaster.layout import Layer
+from spymaster.lake import Lake, locked, paths, read_committed
+from spymaster.lake.paths import Layer
+from spymaster.layers import index, pipeline
 from spymaster.settings import StorageSettings
 from spymaster.synth import generate
 
@@ -27,19 +27,19 @@ ROUNDS = 10
 def _gold_ids(lake: Lake, dates: list[dt.date]) -> list[str]:
     ids: list[str] = []
     for d in dates:
-        ids += read_committed(lake, Layer.GOLD, gold.EPISODES_TABLE, d).column("episode_id").to_pylist()
+        ids += read_committed(lake, Layer.GOLD, paths.EPISODES_TABLE, d).column("episode_id").to_pylist()
     return sorted(ids)
 
 
 def _table_ids(lake: Lake) -> list[str]:
-    return sorted(vectordb.read_all(lake, ["episode_id"]).column("episode_id").to_pylist())
+    return sorted(index.read_all(lake, ["episode_id"]).column("episode_id").to_pylist())
 
 
 def _reset(lake: Lake) -> None:
-    db = vectordb.connect(lake)
-    if vectordb.open_table(lake) is not None:
-        db.drop_table(vectordb.TABLE)
-    for m in lake.list_files(vectordb.INDEX_MARKERS):
+    db = index.connect(lake)
+    if index.open_table(lake) is not None:
+        db.drop_table(paths.VECTOR_TABLE)
+    for m in lake.list_files(paths.INDEX_MARKERS):
         lake.delete(m)
 
 
@@ -54,7 +54,7 @@ def _index_at(settings: StorageSettings, t0: float) -> tuple[float, float, int]:
     lake = Lake(settings)
     time.sleep(max(0.0, t0 - time.time()))
     start = time.time()
-    res = vectordb.index(lake)
+    res = index.index(lake)
     return start, time.time(), sum(1 for r in res if not r.skipped)
 
 
@@ -70,7 +70,7 @@ def test_two_indexers_racing_ten_times_duplicate_and_lose_nothing(lake: Lake) ->
         for i in range(ROUNDS):
             _reset(lake)
             if i % 2:  # odd rounds: the table holds the first day, both racers add the second
-                vectordb.index(lake, [dates[0]])
+                index.index(lake, [dates[0]])
             # When two indexers start at the same instant
             t0 = time.time() + 0.3
             a, b = (pool.submit(_index_at, lake.settings, t0) for _ in range(2))
@@ -88,20 +88,18 @@ def test_index_repairs_a_table_holding_duplicates(lake: Lake) -> None:
     # Given an indexed table into which a rogue writer appended a date's rows a second time
     dates = generate(lake, START, 2, scale=0.01, seed=32, progress=False)
     assert all(r.ok for r in pipeline.run(lake.settings, dates))
-    vectordb.index(lake)
+    index.index(lake)
     want = _gold_ids(lake, dates)
-    table = vectordb.open_table(lake)
+    table = index.open_table(lake)
     assert table is not None
-    rows, _ = vectordb.rows_for(
-        lake, dates[1], read_committed(lake, Layer.GOLD, gold.EPISODES_TABLE, dates[1])
-    )
+    rows, _ = index.rows_for(lake, dates[1], read_committed(lake, Layer.GOLD, paths.EPISODES_TABLE, dates[1]))
     table.add(rows)
     assert len(_table_ids(lake)) > len(want)
-    assert vectordb.duplicates(lake)
+    assert index.duplicates(lake)
     # When index runs (without --force)
-    vectordb.index(lake)
+    index.index(lake)
     # Then the duplicates are gone and nothing is lost
-    assert vectordb.duplicates(lake) == {}
+    assert index.duplicates(lake) == {}
     assert _table_ids(lake) == want
 
 

@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 import zstandard
 
-from spymaster import bronze, gold, layout, pipeline, quality, quarantine, vectordb
 from spymaster.errors import ImplausibleInputError, ShrinkError
-from spymaster.lake import Lake, read_committed, read_manifest
-from spymaster.layout import Layer, Product, RawKind
-from spymaster.status import collect
+from spymaster.lake import Lake, paths, quarantine, read_committed, read_manifest
+from spymaster.lake.paths import Layer, Product, RawKind
+from spymaster.lake.status import collect
+from spymaster.layers import bronze, index, pipeline
+from spymaster.raw import quality
 from spymaster.synth import generate
 
 D0, D1 = dt.date(2026, 3, 9), dt.date(2026, 3, 10)
@@ -43,14 +44,14 @@ def built(lake: Lake) -> Lake:
     dates = generate(lake, D0, 2, scale=0.02, seed=81, progress=False)
     assert dates == [D0, D1]
     assert all(r.ok for r in pipeline.run(lake.settings, dates))
-    vectordb.index(lake)
+    index.index(lake)
     return lake
 
 
 def _snapshot(lake: Lake, d: dt.date) -> tuple[dict[str, str], list[str]]:
-    runs = {t: read_manifest(lake, Layer.BRONZE, t, d).run_id for t in layout.BRONZE_TABLES}
-    runs["gold"] = read_manifest(lake, Layer.GOLD, gold.EPISODES_TABLE, d).run_id
-    ids = vectordb.read_all(lake, ["episode_id"], where=f"date = date '{d.isoformat()}'")
+    runs = {t: read_manifest(lake, Layer.BRONZE, t, d).run_id for t in paths.BRONZE_TABLES}
+    runs["gold"] = read_manifest(lake, Layer.GOLD, paths.EPISODES_TABLE, d).run_id
+    ids = index.read_all(lake, ["episode_id"], where=f"date = date '{d.isoformat()}'")
     return runs, sorted(ids.column("episode_id").to_pylist())
 
 
@@ -80,14 +81,14 @@ def _lies() -> dict[str, Callable[[bytes, bytes], bytes]]:
 @pytest.mark.parametrize("lie", list(_lies()))
 def test_a_lying_file_is_refused_and_the_good_day_stays(built: Lake, lie: str) -> None:
     lake = built
-    key = layout.raw_file(TRADES, D1)
+    key = paths.raw_file(TRADES, D1)
     before = _snapshot(lake, D1)
     assert before[1]
     # Given D1's trades replaced by a file whose records lie about it
-    lake.write_bytes(key, _lies()[lie](lake.read_bytes(key), lake.read_bytes(layout.raw_file(TRADES, D0))))
+    lake.write_bytes(key, _lies()[lie](lake.read_bytes(key), lake.read_bytes(paths.raw_file(TRADES, D0))))
     # When the pipeline runs (the raw file changed, so bronze is rebuilt)
     (res,) = pipeline.run(lake.settings, [D1])
-    vectordb.index(lake)
+    index.index(lake)
     # Then the date fails at bronze with the reason, the file is quarantined, and every committed
     # layer and the vector table still hold the good day
     assert not res.ok
@@ -99,21 +100,21 @@ def test_a_lying_file_is_refused_and_the_good_day_stays(built: Lake, lie: str) -
     (q,) = quarantine.list_all(lake, current=True)
     assert q.error == "ImplausibleInputError"
     assert q.date == D1.isoformat()
-    rec = lake.read_json(layout.quality_file(TRADES.bronze_table, D1))
+    rec = lake.read_json(paths.quality_file(TRADES.bronze_table, D1))
     assert rec["refused"] is True
 
 
 def test_ingest_refuses_records_outside_the_files_window(built: Lake, tmp_path: Any) -> None:
-    from spymaster.ingest import ingest
+    from spymaster.raw.ingest import ingest
 
     lake = built
-    good = lake.read_bytes(layout.raw_file(TRADES, D1))
+    good = lake.read_bytes(paths.raw_file(TRADES, D1))
     lying = tmp_path / "lying.dbn.zst"
-    lying.write_bytes(_lies()["other-days-records"](good, lake.read_bytes(layout.raw_file(TRADES, D0))))
+    lying.write_bytes(_lies()["other-days-records"](good, lake.read_bytes(paths.raw_file(TRADES, D0))))
     placed, refused = ingest(lake, [lying], force=True)
     assert placed == []
     assert "outside window" in str(refused[0])
-    assert lake.read_bytes(layout.raw_file(TRADES, D1)) == good
+    assert lake.read_bytes(paths.raw_file(TRADES, D1)) == good
 
 
 # -- the value-fault corpus ---------------------------------------------------------------------
@@ -162,7 +163,7 @@ CORPUS = {
 def test_value_fault_corpus(lake: Lake, case: str) -> None:
     # Given a generated day's trades with one kind of implausible value planted
     (d,) = generate(lake, D1, 1, scale=0.02, seed=82, progress=False)
-    key = layout.raw_file(TRADES, d)
+    key = paths.raw_file(TRADES, d)
     header, r = _split(lake.read_bytes(key))
     n = len(r)
     rng = np.random.default_rng(0)
@@ -182,7 +183,7 @@ def test_value_fault_corpus(lake: Lake, case: str) -> None:
         assert set(dropped) == {reason}, dropped
         assert res.rows == len(r) - dropped[reason]
         assert res.rows >= n * 0.99
-        rec = lake.read_json(layout.quality_file(TRADES.bronze_table, d))
+        rec = lake.read_json(paths.quality_file(TRADES.bronze_table, d))
         assert rec["dropped"] == dropped
         assert rec["refused"] is False
         (s,) = [s for s in collect(lake) if s.date == d]
@@ -201,14 +202,14 @@ def test_value_fault_corpus(lake: Lake, case: str) -> None:
         assert reason.replace("_", " ") in str(err.value)
         assert not lake.exists(key)
         assert [q.schema for q in quarantine.list_all(lake, current=True)] == ["trades"]
-        assert lake.read_json(layout.quality_file(TRADES.bronze_table, d))["refused"] is True
+        assert lake.read_json(paths.quality_file(TRADES.bronze_table, d))["refused"] is True
 
 
 def test_a_day_with_a_few_zero_prices_keeps_sane_levels(local_lake: Lake) -> None:
     """The issue's case: 50 trades at price 0 made PM_LOW 0 and ATR 1 739; now they are dropped."""
     lake = local_lake
     (d,) = generate(lake, D1, 1, scale=0.02, seed=83, progress=False)
-    key = layout.raw_file(TRADES, d)
+    key = paths.raw_file(TRADES, d)
     header, r = _split(lake.read_bytes(key))
     r["price"][np.random.default_rng(1).choice(len(r), size=50, replace=False)] = 0
     lake.write_bytes(key, _join(header, r))
@@ -231,7 +232,7 @@ def test_a_day_with_a_few_zero_prices_keeps_sane_levels(local_lake: Lake) -> Non
 
 def test_a_rerun_that_would_gut_a_partition_stops_unless_allowed(built: Lake) -> None:
     lake = built
-    key = layout.raw_file(TRADES, D1)
+    key = paths.raw_file(TRADES, D1)
     before = _snapshot(lake, D1)
     # Given a plausible but tiny replacement: the first 2 % of the day's trades
     header, r = _split(lake.read_bytes(key))

@@ -10,12 +10,12 @@ import sys
 
 import pytest
 
-from spymaster import bronze, sql
 from spymaster.errors import LakeError
-from spymaster.ingest import ingest
-from spymaster.lake import Lake, read_manifest
-from spymaster.layout import Layer, Product, RawKind
-from spymaster.status import missing_files
+from spymaster.lake import Lake, read_manifest, sql
+from spymaster.lake.paths import Layer, Product, RawKind
+from spymaster.lake.status import missing_files
+from spymaster.layers import bronze
+from spymaster.raw.ingest import ingest
 from tests.support import fixture
 
 FIX_DATE = dt.date(2020, 12, 28)

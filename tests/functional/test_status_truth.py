@@ -8,11 +8,11 @@ import datetime as dt
 
 import pytest
 
-from spymaster import bronze, gold, layout, pipeline, quarantine, vectordb
 from spymaster.errors import BadInputError
-from spymaster.lake import Lake
-from spymaster.layout import Product, RawKind
-from spymaster.status import collect
+from spymaster.lake import Lake, paths, quarantine
+from spymaster.lake.paths import Product, RawKind
+from spymaster.lake.status import collect
+from spymaster.layers import bronze, gold, index, pipeline
 from spymaster.synth import generate
 
 START = dt.date(2026, 3, 10)
@@ -27,19 +27,19 @@ def _status(lake: Lake, d: dt.date) -> tuple[bool, bool, str]:
 def test_indexed_means_the_current_gold_run(lake: Lake) -> None:
     (d,) = generate(lake, START, 1, scale=0.01, seed=71, progress=False)
     assert all(r.ok for r in pipeline.run(lake.settings, [d]))
-    vectordb.index(lake)
+    index.index(lake)
     assert _status(lake, d) == (True, False, "indexed")
     # When gold is recomputed (a new run) but not yet indexed
     gold.build(lake, d)
     # Then status says the index is stale, not "indexed"
     assert _status(lake, d) == (False, True, "gold (index stale)")
-    vectordb.index(lake)
+    index.index(lake)
     assert _status(lake, d) == (True, False, "indexed")
 
 
 def test_a_repaired_date_is_no_longer_listed_as_quarantined(lake: Lake) -> None:
     (d,) = generate(lake, START, 1, scale=0.01, seed=72, progress=False)
-    key = layout.raw_file(TRADES, d)
+    key = paths.raw_file(TRADES, d)
     good = lake.read_bytes(key)
     # Given a corrupt trades file, quarantined by bronze
     lake.write_bytes(key, good[: len(good) // 2])

@@ -7,30 +7,30 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-from spymaster import gold, layout, pipeline, sql, vectordb
-from spymaster.lake import Lake, read_manifest
-from spymaster.layout import Layer
+from spymaster.lake import Lake, paths, read_manifest, sql
+from spymaster.lake.paths import Layer
+from spymaster.layers import index, pipeline
+from spymaster.layers.vacuum import vacuum
 from spymaster.synth import generate
-from spymaster.vacuum import vacuum
 
 
 def test_vacuum_removes_orphans_after_the_grace_period_and_old_versions(lake: Lake) -> None:
     # Given an indexed day, re-indexed twice (three table versions or more)
     (d,) = generate(lake, dt.date(2026, 3, 10), 1, scale=0.01, seed=91, progress=False)
     assert all(r.ok for r in pipeline.run(lake.settings, [d]))
-    vectordb.index(lake)
-    vectordb.index(lake, force=True)
-    vectordb.index(lake, force=True)
-    table = vectordb.open_table(lake)
+    index.index(lake)
+    index.index(lake, force=True)
+    index.index(lake, force=True)
+    table = index.open_table(lake)
     assert table is not None
     versions = len(table.list_versions())
     assert versions > 1
-    rows = vectordb.read_all(lake, ["episode_id"]).num_rows
+    rows = index.read_all(lake, ["episode_id"]).num_rows
     # and the leftovers of a bronze run killed before its commit
     committed = read_manifest(lake, Layer.BRONZE, "fut_trades", d).files
-    orphan = layout.data_file(Layer.BRONZE, "fut_trades", d, "20260310T000000-deadbeef", 0)
+    orphan = paths.data_file(Layer.BRONZE, "fut_trades", d, "20260310T000000-deadbeef", 0)
     lake.write_bytes(orphan, b"half a parquet file")
-    raw = sorted(lake.list_files(layout.RAW_ROOT))
+    raw = sorted(lake.list_files(paths.RAW_ROOT))
     n_before = sql.query(lake, "SELECT count(*) FROM bronze.fut_trades")[1]
     # When vacuum runs with a grace period the orphan is younger than, it stays
     res = vacuum(lake, grace=dt.timedelta(hours=1))
@@ -42,19 +42,19 @@ def test_vacuum_removes_orphans_after_the_grace_period_and_old_versions(lake: La
     assert res.removed == [orphan]
     assert not lake.exists(orphan)
     assert res.table_versions_removed > 0
-    after = vectordb.open_table(lake)
+    after = index.open_table(lake)
     assert after is not None
     assert len(after.list_versions()) < versions
     # Then everything committed is intact
     assert all(lake.exists(f) for f in committed)
-    assert sorted(lake.list_files(layout.RAW_ROOT)) == raw
+    assert sorted(lake.list_files(paths.RAW_ROOT)) == raw
     assert sql.query(lake, "SELECT count(*) FROM bronze.fut_trades")[1] == n_before
-    assert vectordb.read_all(lake, ["episode_id"]).num_rows == rows
-    assert lake.exists(read_manifest(lake, Layer.GOLD, gold.EPISODES_TABLE, d).files[0])
+    assert index.read_all(lake, ["episode_id"]).num_rows == rows
+    assert lake.exists(read_manifest(lake, Layer.GOLD, paths.EPISODES_TABLE, d).files[0])
 
 
 def test_a_dry_run_removes_nothing(local_lake: Lake) -> None:
-    orphan = layout.data_file(Layer.SILVER, "bars_2m", dt.date(2026, 3, 10), "x", 0)
+    orphan = paths.data_file(Layer.SILVER, "bars_2m", dt.date(2026, 3, 10), "x", 0)
     local_lake.write_bytes(orphan, b"x")
     tmp = "_manifests/bronze/fut_trades/.date=2026-03-10.json.abc.tmp"
     local_lake.write_bytes(tmp, b"{")

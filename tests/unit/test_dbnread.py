@@ -167,12 +167,12 @@ def test_a_frame_ending_exactly_at_a_read_boundary_is_not_corrupt(tmp_path: Path
 
     import zstandard
 
-    from spymaster import layout
+    from spymaster.lake import paths
     from spymaster.synth import generate_day
 
     # Given a generated MBP-10 file re-compressed as two frames, the first exactly 1 MiB long
     raw = generate_day(_dt.date(2026, 3, 10), scale=0.02, seed=1).files[
-        layout.RawKind(layout.Product.FUT, "mbp-10")
+        paths.RawKind(paths.Product.FUT, "mbp-10")
     ]
     data = zstandard.ZstdDecompressor().decompressobj().decompress(raw)
     cut = _frame_of_exactly(data, dbnread._READ_BYTES)

@@ -21,7 +21,6 @@ from spymaster.lake import paths
 from spymaster.lake.paths import Layer
 from spymaster.lake.store import Lake
 
-
 SHRINK_FRACTION = 0.5
 """A re-run may not drop more than this share of a partition's rows unless told to."""
 

@@ -21,7 +21,9 @@ _REF = re.compile(r'\b(bronze|silver|gold)\s*\.\s*"?([A-Za-z0-9_]+)"?', re.IGNOR
 def table_names(lake: Lake) -> list[tuple[Layer, str]]:
     """Every (layer, table) with a manifest folder: one listing per layer, no manifest read."""
     return [
-        (layer, d.rsplit("/", 1)[-1]) for layer in Layer for d in lake.list_dirs(paths.layer_manifest_root(layer))
+        (layer, d.rsplit("/", 1)[-1])
+        for layer in Layer
+        for d in lake.list_dirs(paths.layer_manifest_root(layer))
     ]
 
 

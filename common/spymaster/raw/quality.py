@@ -256,8 +256,8 @@ def check_file(path: Any, info: Any, kind: paths.RawKind, *, label: str | None =
     ImplausibleInputError
         More than :data:`MAX_DROP_FRACTION` of its records are implausible.
     """
-    from spymaster.raw import dbnread
     from spymaster.errors import ImplausibleInputError
+    from spymaster.raw import dbnread
 
     s = screen(path, info, kind, label=label)
     for _ in dbnread.decode(path, label=label, screen=s):
