@@ -71,9 +71,10 @@ ASGIApp = Callable[
 class Guard:
     """Outermost app middleware: API-key check on /v1, and the catch-all for unexpected errors."""
 
-    def __init__(self, app: ASGIApp, api_key: SecretStr | None = None) -> None:
+    def __init__(self, app: ASGIApp, api_key: SecretStr | None = None, max_body: int | None = None) -> None:
         self.app = app
         self.key = api_key.get_secret_value().encode() if api_key is not None else None
+        self.max_body = max_body
 
     async def __call__(
         self,
@@ -91,6 +92,13 @@ class Guard:
                 resp = _json(401, "missing or invalid API key", {"WWW-Authenticate": API_KEY_HEADER})
                 await resp(scope, receive, send)
                 return
+        too_big = _json(413, f"request body is larger than {self.max_body} bytes")
+        if self.max_body is not None:
+            length = dict(scope.get("headers") or []).get(b"content-length", b"")
+            if length.isdigit() and int(length) > self.max_body:
+                await too_big(scope, receive, send)
+                return
+            receive = _capped(receive, self.max_body)
         started = False
 
         async def tracking_send(message: Any) -> None:
@@ -106,6 +114,23 @@ class Guard:
             if started:
                 raise
             await _json(500, "internal error")(scope, receive, send)
+
+
+def _capped(receive: Callable[[], Awaitable[Any]], limit: int) -> Callable[[], Awaitable[Any]]:
+    """``receive`` that counts body bytes and stops at ``limit`` (bodies without Content-Length):
+    the route's body read fails with a 413, rendered by the app's HTTP-error handler."""
+    seen = 0
+
+    async def wrapped() -> Any:
+        nonlocal seen
+        message = await receive()
+        if message.get("type") == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise StarletteHTTPException(413, f"request body is larger than {limit} bytes")
+        return message
+
+    return wrapped
 
 
 # -- the app ---------------------------------------------------------------------------------------
@@ -180,5 +205,5 @@ def create_app(
     if page.WEB_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=page.WEB_DIR), name="static")
 
-    app.add_middleware(Guard, api_key=s.api_key)  # type: ignore[arg-type]
+    app.add_middleware(Guard, api_key=s.api_key, max_body=s.max_body_bytes)  # type: ignore[arg-type]
     return app

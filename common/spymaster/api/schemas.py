@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Path
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     WithJsonSchema,
     model_validator,
 )
@@ -30,18 +32,43 @@ from spymaster.settings import SERVED
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TIME_RE = re.compile(r"^\d{2}:\d{2}(:\d{2})?$")
+MIN_DATE, MAX_DATE = dt.date(1990, 1, 1), dt.date(2099, 12, 31)
+"""Dates outside these are not ES sessions anyone has or will soon have (9999-12-31 is a typo)."""
+MAX_ABS_COMPONENT = 1e6
+"""A normalised (robust-scaled) vector component is a few units; 1e6 is already nonsense, and
+beyond ~1e19 float32 overflows and every similarity becomes 0."""
+MIN_WEIGHT, MAX_WEIGHT = 1e-6, 1e3
+"""A group weight is 0 (ablate the group) or in this range: 1e-45 is a denormal zero in float32,
+1e39 overflows it."""
 
 
 def parse_date(v: Any) -> dt.date:
     """``YYYY-MM-DD`` → a date, with the reason when it is not one."""
     if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
-        return v
-    if not isinstance(v, str) or not _DATE_RE.match(v):
-        raise ValueError("dates are YYYY-MM-DD strings")
-    try:
-        return dt.date.fromisoformat(v)
-    except ValueError:
-        raise ValueError(f"{v} is not a calendar date") from None
+        d = v
+    else:
+        if not isinstance(v, str) or not _DATE_RE.match(v):
+            raise ValueError("dates are YYYY-MM-DD strings")
+        try:
+            d = dt.date.fromisoformat(v)
+        except ValueError:
+            raise ValueError(f"{v} is not a calendar date") from None
+    if not MIN_DATE <= d <= MAX_DATE:
+        raise ValueError(f"{d.isoformat()} is outside {MIN_DATE.isoformat()} … {MAX_DATE.isoformat()}")
+    return d
+
+
+def _exact_int(v: Any) -> Any:
+    """JSON integers only: not ``8.0``, ``true`` or ``"8"`` (Literal ints would take ``8.0``)."""
+    if type(v) is not int:
+        raise ValueError("must be a JSON integer")
+    return v
+
+
+def _weight(v: float) -> float:
+    if v != 0 and not MIN_WEIGHT <= v <= MAX_WEIGHT:
+        raise ValueError(f"a weight is 0 or between {MIN_WEIGHT:g} and {MAX_WEIGHT:g}")
+    return v
 
 
 def parse_time(v: Any) -> dt.time:
@@ -63,14 +90,21 @@ def parse_time(v: Any) -> dt.time:
 DateIn = Annotated[
     dt.date,
     BeforeValidator(parse_date),
-    WithJsonSchema({"type": "string", "format": "date", "examples": ["2026-03-05"]}),
+    WithJsonSchema(
+        {"type": "string", "format": "date", "pattern": _DATE_RE.pattern, "examples": ["2026-03-05"]}
+    ),
 ]
 TimeIn = Annotated[
     dt.time,
     BeforeValidator(parse_time),
     WithJsonSchema({"type": "string", "pattern": _TIME_RE.pattern, "examples": ["10:02", "10:02:30"]}),
 ]
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS_COMPONENT, le=MAX_ABS_COMPONENT)]
+Weight = Annotated[
+    float,
+    Field(ge=0, le=MAX_WEIGHT, allow_inf_nan=False, description=f"0, or {MIN_WEIGHT:g} … {MAX_WEIGHT:g}"),
+    AfterValidator(_weight),
+]
 if TYPE_CHECKING:
     LevelKind = str
     Direction = str
@@ -85,17 +119,33 @@ else:  # the vocabulary's own tuples, as the Literal types the OpenAPI schema sh
 
 
 class PartitionRef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     level_kind: LevelKind
     direction: Direction
     time_bucket: int = Field(ge=0, le=4, description="0: 0–15, 1: 15–30, 2: 30–60, 3: 60–120, 4: 120–180 min")
+
+
+def _one_of(*groups: tuple[str, ...]) -> list[JsonValue]:
+    """JSON Schema for "exactly one query mode": each mode's fields, and none of the others'."""
+    every = [f for g in groups for f in g]
+    return [
+        {"required": list(g), "not": {"anyOf": [{"required": [f]} for f in every if f not in g]}}
+        for g in groups
+    ]
+
+
+_MODES = (("episode_id",), ("date", "time", "level_kind"), ("vector", "partition", "as_of"))
 
 
 class SimilarRequest(BaseModel):
     """Exactly one of: ``episode_id``; ``date`` + ``time`` + ``level_kind``; ``vector`` + ``partition``
     + ``as_of``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,  # JSON types as documented: "50", true and 8.0 are not integers
+        json_schema_extra={"oneOf": _one_of(*_MODES)},
+    )
 
     episode_id: str | None = Field(default=None, min_length=1, max_length=64)
     date: DateIn | None = None
@@ -112,9 +162,14 @@ class SimilarRequest(BaseModel):
         default=None,
         description="Neighbours strictly before this date; default (and latest) the query's date",
     )
-    k: int = Field(default=SERVED.k, ge=1, description="Neighbours (at most the server's max_k, default 500)")
+    k: int = Field(
+        default=SERVED.k,
+        ge=1,
+        description="Neighbours (at most the server's max_k, default 500)",
+        json_schema_extra={"maximum": 500},
+    )
     max_per_day: int = Field(default=SERVED.max_per_day, ge=1, le=50)
-    weights: dict[Group, Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = Field(
+    weights: dict[Group, Weight] | None = Field(
         default=None,
         description=(
             "Feature-group weights, each overriding the served default for its group (0 ablates a "
@@ -123,7 +178,7 @@ class SimilarRequest(BaseModel):
             + ", every other group 1"
         ),
     )
-    horizon: Horizon = PRIMARY_HORIZON_MIN
+    horizon: Annotated[Horizon, BeforeValidator(_exact_int)] = PRIMARY_HORIZON_MIN
 
     @model_validator(mode="after")
     def _one_mode(self) -> SimilarRequest:
