@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import databento as db
+import databento_dbn as dbn
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -144,6 +145,11 @@ def dbn_body(form: dict[str, str], fault: str | None) -> bytes:
     recs["ts_recv"] = ts
     if "price" in names:
         recs["price"] = dbnwrite.to_fixed([6800.25 + 0.25 * i for i in range(RECORDS)])
+    if "size" in names:
+        recs["size"] = 1
+    for name in names:  # empty book levels are undefined in real files, never a price of 0
+        if name[:7] in ("bid_px_", "ask_px_"):
+            recs[name] = dbn.UNDEF_PRICE
     if "raw_symbol" in names:
         recs["raw_symbol"] = raw.encode()
     return dbnwrite.encode(meta, recs)
