@@ -7,8 +7,11 @@ than an assumption about how commands are run.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -69,9 +72,6 @@ def locked(
 
 @contextlib.contextmanager
 def _local_lock(lake: Lake, lease: Lease, *, wait: float, poll: float) -> Iterator[None]:
-    import fcntl
-    import time
-
     path = Path(lake.path(lease.key))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,17 +97,12 @@ def _local_lock(lake: Lake, lease: Lease, *, wait: float, poll: float) -> Iterat
 
 
 def _lease_body(lease: Lease, ttl: float) -> bytes:
-    import time
-
     return json.dumps({"owner": lease.owner, "expires": time.time() + ttl}).encode()
 
 
 @contextlib.contextmanager
 def _s3_lease(lake: Lake, lease: Lease, *, ttl: float, wait: float, poll: float) -> Iterator[None]:
-    import threading
-    import time
-
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import ClientError  # boto3 is only needed on S3
 
     s3 = lake.s3_client()
     bucket, _, prefix = lake.root.partition("/")

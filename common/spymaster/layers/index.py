@@ -39,6 +39,8 @@ from spymaster.partitions import partition_key
 
 LOCK = "index"
 """The lake lock every writer of the vector table holds."""
+HOUSEKEEPING_GRACE = dt.timedelta(hours=24)
+"""Table versions and unreferenced files younger than this are kept (a reader or a job may use them)."""
 
 KEY_COLUMNS = ("episode_id", "date", "ts", "level_kind", "direction", "time_bucket", "partition")
 CARRIED = ("level_price", "price", "atr", "distance", "anchor_reason")
@@ -260,9 +262,7 @@ def ensure_indexes(lake: Lake) -> None:
         for col, kind in wanted.items():
             if (col,) not in have:
                 table.create_scalar_index(col, index_type=kind)
-    from spymaster.layers.vacuum import DEFAULT_GRACE
-
-    table.optimize(cleanup_older_than=DEFAULT_GRACE)
+    table.optimize(cleanup_older_than=HOUSEKEEPING_GRACE)
 
 
 def prune_versions(lake: Lake, older_than: dt.timedelta) -> int:

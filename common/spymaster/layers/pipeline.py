@@ -6,6 +6,7 @@ table has exactly one writer, so indexing runs once, after the date jobs, in the
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import os
 import signal
@@ -35,8 +36,6 @@ def die_with_parent(parent: int) -> None:
     watchdog thread notices the parent is gone within half a second.
     """
     if sys.platform.startswith("linux"):
-        import ctypes
-
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # it died before the signal was armed

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 
 from spymaster.lake import Lake, committed_dates, paths, read_manifest
 from spymaster.lake.paths import Layer
+from spymaster.layers import index
 
-DEFAULT_GRACE = dt.timedelta(hours=24)
+DEFAULT_GRACE = index.HOUSEKEEPING_GRACE
 """Longer than any job runs: a file younger than this may belong to a run in progress."""
 
 
@@ -48,8 +49,6 @@ def vacuum(lake: Lake, *, grace: dt.timedelta = DEFAULT_GRACE, dry_run: bool = F
     dry_run
         Report what would be removed, remove nothing.
     """
-    from spymaster.layers import index as vectordb
-
     res = VacuumResult()
     cutoff_ns = int((time.time() - grace.total_seconds()) * 1e9)
     for layer in Layer:
@@ -73,5 +72,5 @@ def vacuum(lake: Lake, *, grace: dt.timedelta = DEFAULT_GRACE, dry_run: bool = F
     if not dry_run:
         for rel in res.removed:
             lake.delete(rel)
-        res.table_versions_removed = vectordb.prune_versions(lake, grace)
+        res.table_versions_removed = index.prune_versions(lake, grace)
     return res

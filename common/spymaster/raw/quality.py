@@ -36,8 +36,11 @@ import databento_dbn as dbn
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from databento.common.symbology import InstrumentMap
 
+from spymaster.errors import ImplausibleInputError
 from spymaster.lake import paths
+from spymaster.raw import dbnread
 
 MAX_DROP_FRACTION = 0.01
 """Above this share of implausible records a file is quarantined instead of cleaned."""
@@ -209,10 +212,6 @@ def screen(path: Any, info: Any, kind: paths.RawKind, *, label: str | None = Non
 
     ``info`` is the file's :class:`spymaster.dbnread.DbnInfo`.
     """
-    from databento.common.symbology import InstrumentMap
-
-    from spymaster.raw import dbnread
-
     window = (dbnread._ns(info.start), dbnread._ns(info.end)) if info.end is not None else None
     if kind.schema not in SCREENED_SCHEMAS:
         return Screen(kind.schema, kind.product, window, {}, set(), None)
@@ -256,9 +255,6 @@ def check_file(path: Any, info: Any, kind: paths.RawKind, *, label: str | None =
     ImplausibleInputError
         More than :data:`MAX_DROP_FRACTION` of its records are implausible.
     """
-    from spymaster.errors import ImplausibleInputError
-    from spymaster.raw import dbnread
-
     s = screen(path, info, kind, label=label)
     for _ in dbnread.decode(path, label=label, screen=s):
         pass
