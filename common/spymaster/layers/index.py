@@ -194,7 +194,7 @@ def index(lake: Lake, dates: list[dt.date] | None = None, *, force: bool = False
             if is_committed(lake, Layer.GOLD, EPISODES_TABLE, d)
         ]
         if any(not r.skipped for r in out):
-            ensure_indexes(lake)
+            ensure_indexes(lake, lease=lease)
     return out
 
 
@@ -242,8 +242,15 @@ def repair(lake: Lake, lease: Lease) -> list[dt.date]:
     return sorted(dates)
 
 
-def ensure_indexes(lake: Lake) -> None:
-    """Bitmap indexes on the partition columns and a B-tree on date, created once; then compact."""
+def ensure_indexes(lake: Lake, *, lease: Lease | None = None) -> None:
+    """Bitmap indexes on the partition columns and a B-tree on date, created once; then compact.
+
+    A table write like any other: takes the ``index`` lock unless the caller holds it (``lease``).
+    """
+    if lease is None:
+        with locked(lake, LOCK) as held:
+            ensure_indexes(lake, lease=held)
+        return
     table = open_table(lake)
     if table is None or table.count_rows() == 0:
         return
