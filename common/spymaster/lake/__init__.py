@@ -3,6 +3,7 @@
 ``quarantine``, ``status`` and ``sql`` read the lake through these three.
 """
 
+from spymaster.lake.lock import Lease, locked
 from spymaster.lake.manifests import (
     Manifest,
     check_shrink,
@@ -15,7 +16,6 @@ from spymaster.lake.manifests import (
     read_manifest,
     uncommit,
 )
-from spymaster.lake.lock import Lease, locked
 from spymaster.lake.store import Lake
 
 __all__ = [
