@@ -764,7 +764,7 @@ def test_futures_only_date_waits_for_options_then_runs_without_and_reruns_when_t
     statuses = [res["status"] for _, _, res in flow.ready_log[3:]]
     assert statuses == ["waiting-options"] * 3 + ["dispatched"]
     _run_jobs_and_index(w, flow)
-    done = w.lake.read_json(date_job_app.status_key(date))
+    done = w.lake.read_json(paths.date_job_status(date))
     assert done["status"] == "committed"
     assert done["done"] == ["bronze", "silver", "gold"]
     state = read_committed(w.lake, Layer.SILVER, "state", date)
