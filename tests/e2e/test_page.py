@@ -283,14 +283,31 @@ def test_evaluation_report_panel(page: tuple[Any, Browsing], app_url: str, page_
     rep = evaluation.evaluate(page_lake, last, None, min_train_days=1, boosted=False, run_ablation=False)
     pg.click("#btn-report")
     pg.wait_for_selector("#report-md")
-    assert pg.text_content("#report-md") == rep.markdown
-    assert rep.run_id in (pg.text_content("#report-meta") or "")
+    # the markdown is rendered: its pipe tables are tables, its images are the plots, no raw syntax
+    md = pg.text_content("#report-md") or ""
+    assert "|---" not in md
+    assert "![" not in md
+    assert "**" not in md
+    tables = sum(
+        1
+        for i, line in enumerate(rep.markdown.splitlines()[1:], 1)
+        if line.startswith("|---") or line.startswith("|:-")
+    )
+    assert pg.locator("#report-md table").count() == tables > 0
+    assert pg.locator("#report-md .md-h").count() == sum(
+        1 for line in rep.markdown.splitlines() if line.startswith("#")
+    )
+    meta = pg.text_content("#report-meta") or ""
+    assert rep.run_id in meta
+    tested = rep.metrics["test_dates"]
+    assert f"test days {tested[0]} → {tested[-1]}" in meta
+    assert "…" not in meta
     assert pg.locator(".report-goals tbody tr").count() == len(rep.metrics["goals"])
     assert "kNN served" in (pg.text_content(".report-scores") or "")
     for plot in ("reliability", "lift"):
         pg.wait_for_function(
             f"""() => {{
-                const img = document.querySelector(".report-plot[data-plot='{plot}'] img");
+                const img = document.querySelector("#report-md .report-plot[data-plot='{plot}'] img");
                 return img && img.complete && img.naturalWidth > 100;
             }}"""
         )
@@ -305,3 +322,26 @@ def test_evaluation_report_panel(page: tuple[Any, Browsing], app_url: str, page_
     assert not log.errors, log.errors
     origin = urlsplit(app_url)
     assert all(urlsplit(u).netloc == origin.netloc for u in log.requests), log.requests
+
+
+@pytest.mark.parametrize(
+    ("wanted", "says"),
+    [
+        ("2026-03-07", "2026-03-07 is a Saturday, not a trading day: showing"),
+        ("2026-01-05", "2026-01-05 is not in the lake"),
+        ("2026-02-31", "is not a date (YYYY-MM-DD)"),
+    ],
+)
+def test_a_bad_date_in_the_url_is_named(
+    page: tuple[Any, Browsing], app_url: str, wanted: str, says: str
+) -> None:
+    pg, log = page
+    last, _ = _last_day(app_url)
+    pg.goto(f"{app_url}/?date={wanted}")
+    _wait_ready(pg)
+    banner = pg.locator("#banner")
+    assert banner.is_visible()
+    text = banner.text_content() or ""
+    assert says in text
+    assert f"showing {last} instead" in text
+    log.assert_clean()

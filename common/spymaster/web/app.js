@@ -1003,6 +1003,86 @@ function reportImage(name, alt) {
   return img;
 }
 
+/** Inline markdown: **bold**, `code` and *emphasis*, as DOM nodes (text is never parsed as HTML). */
+function mdInline(text) {
+  const out = [];
+  const re = /\*\*([^*]+)\*\*|`([^`]+)`|\*([^*\s][^*]*)\*/g;
+  let last = 0;
+  let m;
+  while ((m = re.exec(text))) {
+    if (m.index > last) out.push(text.slice(last, m.index));
+    if (m[1] !== undefined) out.push(el("strong", {}, m[1]));
+    else if (m[2] !== undefined) out.push(el("code", {}, m[2]));
+    else out.push(el("em", {}, m[3]));
+    last = re.lastIndex;
+  }
+  if (last < text.length) out.push(text.slice(last));
+  return out;
+}
+
+const mdCells = (line) => line.trim().replace(/^\|/, "").replace(/\|$/, "").split("|").map((c) => c.trim());
+
+/**
+ * The report's markdown rendered: headings, paragraphs, bullet lists, pipe tables and its images
+ * (the report's own plot files, e.g. ![lift.png](lift.png), served from v1/report/files).
+ */
+function renderMarkdown(md) {
+  const lines = String(md || "").split("\n");
+  const nodes = [];
+  let para = [];
+  let list = null;
+  const flush = () => {
+    if (para.length) nodes.push(el("p", {}, mdInline(para.join(" "))));
+    para = [];
+    list = null;
+  };
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    const head = /^(#{1,4})\s+(.*)$/.exec(line);
+    const img = /^!\[([^\]]*)\]\(([^)\s]+)\)\s*$/.exec(line.trim());
+    const item = /^\s*[*-]\s+(.*)$/.exec(line);
+    if (!line.trim()) {
+      flush();
+    } else if (head) {
+      flush();
+      nodes.push(el(`h${Math.min(6, head[1].length + 2)}`, { class: "md-h" }, mdInline(head[2])));
+    } else if (img) {
+      flush();
+      const file = img[2].split("/").pop();
+      const plot = file.replace(/\.[a-z]+$/i, "");
+      const caption = (REPORT_PLOTS.find(([k]) => k === plot) || [plot, img[1]])[1];
+      nodes.push(el("figure", { class: "report-plot", dataset: { plot } }, reportImage(file, caption), el("figcaption", {}, caption)));
+    } else if (line.trim().startsWith("|") && i + 1 < lines.length && /^\s*\|[\s:|-]+\|\s*$/.test(lines[i + 1])) {
+      flush();
+      const header = mdCells(line);
+      const rows = [];
+      i += 2;
+      while (i < lines.length && lines[i].trim().startsWith("|")) rows.push(mdCells(lines[i++]));
+      i--;
+      nodes.push(
+        el(
+          "table",
+          { class: "md-table num" },
+          el("thead", {}, el("tr", {}, header.map((h) => el("th", {}, mdInline(h))))),
+          el("tbody", {}, rows.map((r) => el("tr", {}, r.map((c) => el("td", {}, mdInline(c)))))),
+        ),
+      );
+    } else if (item) {
+      if (para.length) flush();
+      if (!list) {
+        list = el("ul", {});
+        nodes.push(list);
+      }
+      list.append(el("li", {}, mdInline(item[1])));
+    } else {
+      list = null;
+      para.push(line.trim());
+    }
+  }
+  flush();
+  return nodes;
+}
+
 function goalValue(g) {
   const v = Number(g.value);
   if (g.value === null || g.value === undefined || !Number.isFinite(v)) return "—";
@@ -1076,17 +1156,12 @@ async function openReport() {
   state.report = rep;
   const span = [rep.start, rep.end].map((d) => d || "…").join(" → ");
   $("report-meta").textContent = `· run ${rep.run_id} · test days ${span}${rep.created_at ? ` · ${rep.created_at}` : ""}`;
-  const plots = rep.plots || {};
-  const figures = REPORT_PLOTS.filter(([key]) => plots[key]).map(([key, caption]) =>
-    el("figure", { class: "report-plot", dataset: { plot: key } }, reportImage(plots[key], caption), el("figcaption", {}, caption)),
-  );
   const files = (rep.files || []).map((f) =>
     el("a", { href: state.key ? null : reportFileUrl(f.name), class: "report-file", target: "_blank", rel: "noopener" }, f.name),
   );
   body.replaceChildren(
     ...reportSummary(rep.metrics || {}),
-    el("div", { class: "report-plots" }, figures),
-    el("pre", { id: "report-md", class: "report-md" }, rep.markdown || ""),
+    el("div", { id: "report-md", class: "report-md" }, renderMarkdown(rep.markdown)),
     files.length ? el("p", { class: "report-files muted" }, "Files: ", files) : null,
   );
 }
@@ -1171,6 +1246,17 @@ function wire() {
   });
 }
 
+/** Why the URL's date is not shown, and what is shown instead. */
+function notInLake(wanted, shown) {
+  const d = /^\d{4}-\d{2}-\d{2}$/.test(wanted) ? new Date(`${wanted}T12:00:00Z`) : null;
+  if (!d || Number.isNaN(d.getTime()) || d.toISOString().slice(0, 10) !== wanted)
+    return `"${wanted}" in the URL is not a date (YYYY-MM-DD): showing ${shown} instead.`;
+  const wd = d.getUTCDay();
+  if (wd === 0 || wd === 6)
+    return `${wanted} is a ${wd === 0 ? "Sunday" : "Saturday"}, not a trading day: showing ${shown} instead.`;
+  return `${wanted} is not in the lake (a holiday, or not generated / downloaded yet): showing ${shown} instead.`;
+}
+
 async function main() {
   wire();
   if (!window.Plotly) {
@@ -1191,12 +1277,14 @@ async function main() {
   const wanted = params.get("date");
   const latestIndexed = state.days.find((d) => d.indexed) || state.days[0];
   let date = latestIndexed.date;
+  let notice = null;
   if (wanted) {
     if (state.days.some((d) => d.date === wanted)) date = wanted;
-    else showBanner(`${wanted} is not in the lake; showing ${date}.`);
+    else notice = notInLake(wanted, date);
   }
   const t = parseTime(params.get("t"));
   await openDay(date, t === null ? END_MIN : t);
+  if (notice) showBanner(notice); // after openDay, which clears the banner once the day loads
   document.body.dataset.ready = "1";
 }
 
