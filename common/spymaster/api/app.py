@@ -162,7 +162,9 @@ def create_app(
     app.state.settings = s
 
     @app.middleware("http")
-    async def _docs_stay_local(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def _docs_stay_local(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         # ReDoc's bundle shows a logo from its CDN: the docs pages may load nothing from elsewhere.
         response = await call_next(request)
         if request.url.path in ("/docs", "/redoc"):
