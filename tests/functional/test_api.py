@@ -737,6 +737,36 @@ def test_openapi_docs_and_page_hooks(http: httpx.Client) -> None:
     assert http.get("/", follow_redirects=True).status_code == 200
 
 
+def test_the_schema_states_units_and_times_come_in_utc_and_et(http: httpx.Client, demo: Demo) -> None:
+    schemas = http.get("/openapi.json").json()["components"]["schemas"]
+
+    def desc(model: str, field: str) -> str:
+        return str(schemas[model]["properties"][field].get("description", ""))
+
+    for model, field in (
+        ("Signal", "distance"),
+        ("NeighbourOut", "mfe"),
+        ("NeighbourOut", "mae"),
+        ("DistributionOut", "expected_mfe"),
+        ("DistributionOut", "expected_mae"),
+    ):
+        assert "ATR" in desc(model, field), (model, field)
+    assert "80 %" in desc("DistributionOut", "interval")
+    assert "80 %" in desc("Signal", "interval")
+    for model in ("Bar", "LevelPoint", "Signal"):
+        assert "UTC" in desc(model, "t")
+        assert "ET" in desc(model, "time")
+    assert "contracts" in desc("Bar", "volume")
+    # and the answers carry both: `t` in UTC and `time` as ET wall clock, the same instant
+    day = demo.dates[-1].isoformat()
+    bar = http.get(f"/v1/days/{day}/bars").json()["bars"][0]
+    point = http.get(f"/v1/days/{day}/levels").json()["levels"][0]["points"][0]
+    signal = http.get(f"/v1/days/{day}/signals").json()["signals"][0]
+    for item in (bar, point, signal):
+        t = dt.datetime.fromisoformat(item["t"].replace("Z", "+00:00")).astimezone(sessions.ET)
+        assert item["time"] == t.strftime("%H:%M:%S")
+
+
 # -- the evaluation report ----------------------------------------------------------------------------
 
 
@@ -772,10 +802,12 @@ def test_report_serves_the_latest_run_and_its_files(report_lake: tuple[Lake, eva
         body = r.json()
         latest = lake.read_json(paths.latest_path())
         assert body["run_id"] == latest["run_id"] == rep.run_id
+        # the span tested: the requested start, and (an open end) the last test day
+        assert latest["end"] is None
         assert (body["created_at"], body["start"], body["end"]) == (
             latest["created_at"],
             latest["start"],
-            latest["end"],
+            rep.metrics["test_dates"][-1],
         )
         assert body["markdown"] == rep.markdown == lake.read_bytes(latest["report"]).decode()
         assert body["metrics"]["n_test"] == rep.metrics["n_test"] > 0

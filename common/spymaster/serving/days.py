@@ -139,6 +139,7 @@ class DayCache(TableSnapshots):
         bars = [
             {
                 "t": iso_z(int(ts[j])),
+                "time": et_time(int(ts[j])),
                 **{c: finite_or_none(cols[c][i]) for c in ("open", "high", "low", "close")},
                 "volume": int(vol[i]) if math.isfinite(vol[i]) else 0,
             }
@@ -151,14 +152,17 @@ class DayCache(TableSnapshots):
         ts = _ns(lv.column("ts"))
         lo, hi = sessions.et_ns(date, sessions.RTH_OPEN), sessions.et_ns(date, sessions.QUERY_END)
         sel = np.flatnonzero((ts >= lo) & (ts <= hi))
-        t = [iso_z(int(x)) for x in ts[sel].tolist()]
+        t = [(iso_z(int(x)), et_time(int(x))) for x in ts[sel].tolist()]
         out = []
         for kind in LEVEL_KINDS:
             vals = _floats(lv.column(kind))[sel].tolist() if kind in lv.column_names else [None] * sel.size
             out.append(
                 {
                     "kind": kind,
-                    "points": [{"t": ti, "value": finite_or_none(v)} for ti, v in zip(t, vals, strict=True)],
+                    "points": [
+                        {"t": ti, "time": et, "value": finite_or_none(v)}
+                        for (ti, et), v in zip(t, vals, strict=True)
+                    ],
                 }
             )
         return {"date": date.isoformat(), "levels": out}
