@@ -345,3 +345,58 @@ def test_a_bad_date_in_the_url_is_named(
     assert says in text
     assert f"showing {last} instead" in text
     log.assert_clean()
+
+
+def test_narrow_window_setups_list_and_axis_units(browser: Any, app_url: str) -> None:
+    # A 420 px wide window (a phone): the controls wrap, the slider is whole and usable
+    context = browser.new_context(viewport={"width": 420, "height": 860}, device_scale_factor=1)
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    log = Browsing(origin=app_url)
+    pg.on("console", lambda m: log.console.append((m.type, m.text)))
+    pg.on("pageerror", lambda e: log.errors.append(str(e)))
+    pg.on("request", lambda r: log.requests.append(r.url))
+    try:
+        date, signals = _last_day(app_url)
+        sig = _signal_with_neighbours(app_url, date, signals)
+        t = _snap(_minutes(_et(sig["t"])))
+        pg.goto(f"{app_url}/?date={date}&t={_hhmm(t)}")
+        _wait_ready(pg)
+        box = pg.locator("#time-slider").bounding_box()
+        assert box is not None
+        assert box["x"] >= 0
+        assert box["x"] + box["width"] <= 420
+        assert box["width"] >= 200, box
+        for ctl in ("#btn-start", "#btn-play", "#btn-end", "#time-label"):
+            b = pg.locator(ctl).bounding_box()
+            assert b is not None
+            assert b["x"] >= 0
+            assert b["x"] + b["width"] <= 420, (ctl, b)
+        assert pg.evaluate("() => document.documentElement.scrollWidth") <= 420
+
+        # The volume axis says its unit
+        title = pg.evaluate("() => document.getElementById('chart').layout.yaxis2.title.text")
+        assert title == "contracts"
+
+        # The smoothed probabilities say what they are
+        panel = pg.locator(f"#panels .level[data-kind='{sig['level_kind']}']")
+        panel.wait_for()
+        foot = panel.locator(".level-foot").text_content() or ""
+        assert "smoothed over bars: Break " in foot
+
+        # The setups list shows only setups that carry weight, and says how many
+        panel.locator(".prow[data-outcome='BREAK']").click()
+        pg.wait_for_selector("#similar tr.nb")
+        body = {"date": date, "time": _hhmm(t), "level_kind": sig["level_kind"], "k": 10}
+        ans = httpx.post(f"{app_url}/v1/similar", json=body, timeout=30).json()
+        weighted = [n for n in ans["neighbours"] if n["weight"] > 0 and n["similarity"] > 0]
+        rows = pg.locator("#similar tr.nb")
+        assert rows.count() == len(weighted)
+        sims = [float(rows.nth(i).locator("td").nth(4).text_content() or "nan") for i in range(rows.count())]
+        assert all(s > 0 for s in sims), sims
+        count = pg.text_content("#similar-count") or ""
+        assert count.startswith(f"{len(weighted)} nearest setup")
+        assert "of 10 asked" in count
+        log.assert_clean()
+    finally:
+        context.close()

@@ -613,6 +613,7 @@ function renderChart() {
     yaxis2: {
       domain: [0, 0.18],
       side: "right",
+      title: { text: "contracts", font: { ...axisFont, size: 10 }, standoff: 4 },
       range: [0, maxVol * 1.15],
       gridcolor: COLORS.grid,
       tickfont: { ...axisFont, size: 10 },
@@ -749,7 +750,7 @@ function levelPanel(s) {
   const selected = state.selection && state.selection.kind === kind && state.selection.min === s.min;
   const rows = OUTCOMES.map((o) => probRow(s, o, base, selected && state.selection.outcome === o));
   const smooth = s.smoothed
-    ? OUTCOMES.map((o) => pct(s.smoothed[o])).join(" / ")
+    ? OUTCOMES.map((o) => `${o[0]}${o.slice(1).toLowerCase()} ${pct(s.smoothed[o])} %`).join(" · ")
     : null;
   return el(
     "section",
@@ -785,7 +786,7 @@ function levelPanel(s) {
       base && base.n !== null
         ? el("span", { class: "muted num", title: "earlier setups behind the base rate" }, `base n ${base.n}`)
         : null,
-      smooth ? el("span", { class: "muted num", title: "BREAK / REJECT / CHOP %, smoothed across consecutive bars" }, `smoothed ${smooth}`) : null,
+      smooth ? el("span", { class: "muted num", title: "BREAK / REJECT / CHOP %, smoothed across consecutive bars" }, `smoothed over bars: ${smooth}`) : null,
     ),
   );
 }
@@ -861,6 +862,7 @@ async function openSimilar(s, outcome) {
   const time = s.hms.slice(0, 5);
   $("similar-title").textContent = `· ${s.level_kind} ${s.direction === "UP" ? "▲" : "▼"} at ${time} ET`;
   $("similar-summary").replaceChildren(el("span", { class: "muted" }, "Searching …"));
+  $("similar-count").textContent = "";
   $("similar").replaceChildren();
   let ans;
   try {
@@ -906,7 +908,9 @@ async function openSimilar(s, outcome) {
       el("span", {}, `${dist.horizon ?? HORIZON}-min horizon · days before ${state.date}`),
     ),
   );
-  const rows = (ans.neighbours || []).map((nb) => {
+  // Setups carrying no weight (dissimilar, or beyond the per-day cap) say nothing about the estimate.
+  const carried = (ans.neighbours || []).filter((nb) => Number(nb.weight) > 0 && Number(nb.similarity) > 0);
+  const rows = carried.map((nb) => {
     const o = String(nb.outcome || "—");
     return el(
       "tr",
@@ -953,8 +957,11 @@ async function openSimilar(s, outcome) {
           ),
           el("tbody", {}, rows),
         )
-      : el("div", { class: "muted" }, "No earlier setups in this partition."),
+      : el("div", { class: "muted" }, "No earlier setups in this partition carry weight."),
   );
+  $("similar-count").textContent = rows.length
+    ? `${rows.length} nearest setup${rows.length === 1 ? "" : "s"} with weight (of ${SIMILAR_K} asked)`
+    : "";
 }
 
 function openNeighbour(nb) {
