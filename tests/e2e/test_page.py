@@ -400,3 +400,48 @@ def test_narrow_window_setups_list_and_axis_units(browser: Any, app_url: str) ->
         log.assert_clean()
     finally:
         context.close()
+
+
+def _box(pg: Any, selector: str, text: str) -> dict[str, float]:
+    loc = pg.locator(selector).filter(has_text=text).first
+    loc.wait_for()
+    box = loc.bounding_box()
+    assert box is not None, (selector, text)
+    return dict(box)
+
+
+def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return not (
+        a["x"] + a["width"] <= b["x"]
+        or b["x"] + b["width"] <= a["x"]
+        or a["y"] + a["height"] <= b["y"]
+        or b["y"] + b["height"] <= a["y"]
+    )
+
+
+def test_chart_labels_do_not_collide(page: tuple[Any, Browsing], app_url: str) -> None:
+    pg, log = page
+    date, signals = _last_day(app_url)
+    pg.goto(f"{app_url}/?date={date}&t=12:30")
+    _wait_ready(pg)
+    # "now 12:30" stays clear of the price axis' labels
+    now = _box(pg, "g.annotation", "now 12:30")
+    ticks = pg.locator("g.ytick text")
+    for i in range(ticks.count()):
+        tb = ticks.nth(i).bounding_box()
+        if tb:
+            assert not _overlap(now, dict(tb)), (now, tb)
+    # a neighbour's day opens at the setup's time: its "setup" label and the "now" label stay apart
+    sig = _signal_with_neighbours(app_url, date, signals)
+    pg.goto(f"{app_url}/?date={date}&t={_hhmm(_snap(_minutes(_et(sig['t']))))}")
+    _wait_ready(pg)
+    pg.locator(f"#panels .level[data-kind='{sig['level_kind']}'] .prow[data-outcome='BREAK']").click()
+    pg.wait_for_selector("#similar tr.nb")
+    first = pg.locator("#similar tr.nb").first
+    nb_date = first.get_attribute("data-date") or ""
+    first.click()
+    pg.wait_for_function(f"() => document.getElementById('date-select').value === '{nb_date}'")
+    setup = _box(pg, "g.annotation", "setup ")
+    now = _box(pg, "g.annotation", "now ")
+    assert not _overlap(setup, now), (setup, now)
+    log.assert_clean()

@@ -503,7 +503,8 @@ function renderChart() {
       xref: "x",
       yref: "paper",
       yanchor: "top",
-      xanchor: "left",
+      // Late in the window the label goes left of the line: on the right it would cover the price axis.
+      xanchor: state.now > END_MIN - 40 ? "right" : "left",
       text: `now ${hhmm(state.now)}`,
       showarrow: false,
       font: { color: COLORS.bg, size: 11 },
@@ -551,11 +552,13 @@ function renderChart() {
       line: { color: COLORS.focus, width: 1, dash: "dot" },
     });
     annotations.push({
+      // At the foot of the price pane: the "now" label sits at the top, often at the same time.
       x: fx,
-      y: 0.97,
+      y: 0.2,
       xref: "x",
       yref: "paper",
-      xanchor: "right",
+      yanchor: "bottom",
+      xanchor: fx > nowX || f.min > END_MIN - 40 ? "right" : "left",
       text: `setup ${f.hms} ${f.kind}`,
       showarrow: false,
       font: { color: COLORS.focus, size: 10 },
@@ -890,7 +893,7 @@ async function openSimilar(s, outcome) {
     ),
   );
   $("similar-summary").replaceChildren(
-    el("div", { class: "sum-line" }, summary),
+    el("div", { class: "sum-line" }, summary, thinNote(dist)),
     el(
       "div",
       { class: "sum-line muted num" },
