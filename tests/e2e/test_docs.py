@@ -42,3 +42,24 @@ def test_api_docs_render_offline(browser: Any, app_url: str, path: str, rendered
         requests
     )
     assert any("/docs-assets/" in u for u in requests), requests
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+def test_docs_pages_reference_only_local_assets(app_url: str, path: str) -> None:
+    import re
+
+    import httpx
+
+    r = httpx.get(f"{app_url}{path}", timeout=30)
+    assert r.status_code == 200
+    assert "default-src 'self'" in r.headers["content-security-policy"]
+    refs = re.findall(r"""(?:src|href|spec-url)\s*=\s*["']([^"']+)["']""", r.text)
+    refs += re.findall(r"""url:\s*['"]([^'"]+)['"]""", r.text)
+    assert refs, r.text[:500]
+    assert not [u for u in refs if re.match(r"^(https?:)?//", u)], refs
+    assets = [u for u in refs if u.startswith("/docs-assets/")]
+    assert assets, refs
+    for url in assets:
+        got = httpx.get(f"{app_url}{url}", timeout=30)
+        assert got.status_code == 200, url
+        assert len(got.content) > 1000, url
