@@ -445,3 +445,28 @@ def test_chart_labels_do_not_collide(page: tuple[Any, Browsing], app_url: str) -
     now = _box(pg, "g.annotation", "now ")
     assert not _overlap(setup, now), (setup, now)
     log.assert_clean()
+
+
+def test_a_day_without_options_says_its_dealer_features_are_missing(
+    page: tuple[Any, Browsing], app_url: str
+) -> None:
+    pg, log = page
+    date, _ = _last_day(app_url)
+    days = httpx.get(f"{app_url}/v1/days", timeout=30).json()
+    assert all(d["options"] for d in days["days"])  # the generated lake has every options file
+    # As the API answers for a futures-only day (its options files never landed):
+    for d in days["days"]:
+        d["options"] = d["date"] != date
+    pg.route("**/v1/days", lambda route: route.fulfill(json=days))
+    pg.goto(f"{app_url}/?date={date}")
+    _wait_ready(pg)
+    note = pg.locator("#day-note")
+    assert note.is_visible()
+    assert f"No ES options data for {date}" in (note.text_content() or "")
+    label = pg.locator(f"#date-select option[value='{date}']").text_content() or ""
+    assert label.endswith("· no options")
+    other = next(d["date"] for d in days["days"] if d["date"] != date)
+    pg.select_option("#date-select", other)
+    pg.wait_for_function(f"() => document.getElementById('date-select').value === '{other}'")
+    assert not note.is_visible()
+    log.assert_clean()

@@ -13,6 +13,7 @@ from spymaster.cli import app
 from spymaster.lake import Lake, paths, read_committed, status
 from spymaster.lake.paths import Layer
 from spymaster.layers import index, pipeline
+from spymaster.serving import Service
 from spymaster.settings import storage_settings
 from spymaster.synth import generate, generate_day
 
@@ -77,6 +78,10 @@ def test_futures_only_lake_runs_every_layer_and_options_landing_later_rerun_thei
         > 0
     )
 
+    # And the API's day list says so (the page shows it)
+    days = {d["date"]: d for d in Service(lake).days()["days"]}
+    assert [days[d.isoformat()]["options"] for d in (D1, D2)] == [False, False]
+
     # And status says which dates lack options
     out = _cli_status(lake, monkeypatch)
     assert out.exit_code == 0, out.output
@@ -99,3 +104,5 @@ def test_futures_only_lake_runs_every_layer_and_options_landing_later_rerun_thei
     assert missing == {0.0}
     assert null_gex < read_committed(lake, Layer.SILVER, "state", D1).num_rows
     assert {s.date: s for s in status.collect(lake)}[D1].options_note == ""
+    days = {d["date"]: d for d in Service(lake).days()["days"]}
+    assert [days[d.isoformat()]["options"] for d in (D1, D2)] == [True, False]

@@ -159,6 +159,9 @@ class DayInfo(BaseModel):
     date: str
     episodes: int
     indexed: bool
+    options: bool = Field(
+        description="the day's ES options files were there: its dealer features are computed (false: null)"
+    )
 
 
 class Days(BaseModel):

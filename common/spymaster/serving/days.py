@@ -24,6 +24,8 @@ from spymaster.serving.snapshot import TableSnapshots, _floats, _ns
 from spymaster.sessions import NS, day_number
 
 BARS_FROM = dt.time(9, 0)
+DEALER_INPUTS = (paths.OPT_DEFINITION, paths.OPT_STATISTICS, paths.OPT_MBP1)
+"""The options tables silver's dealer features are computed from."""
 
 
 # -- small helpers ---------------------------------------------------------------------------------
@@ -87,9 +89,20 @@ class DayCache(TableSnapshots):
                 for p in self.lake.list_files(paths.INDEX_MARKERS)
                 if p.endswith(".json")
             }
+            # Dealer features need the options tables silver reads; without them they are null.
+            dealer = set.intersection(
+                *(set(committed_dates(self.lake, Layer.BRONZE, k.bronze_table)) for k in DEALER_INPUTS)
+            )
             for d in silver:
                 n = snap.index.day_counts.get(day_number(d), 0)
-                out.append({"date": d.isoformat(), "episodes": int(n), "indexed": bool(n) or d in marked})
+                out.append(
+                    {
+                        "date": d.isoformat(),
+                        "episodes": int(n),
+                        "indexed": bool(n) or d in marked,
+                        "options": d in dealer,
+                    }
+                )
         self._days_list = (self._clock(), out, snap.index.version)
         return {"days": out}
 

@@ -238,7 +238,7 @@ async function loadDays() {
       el(
         "option",
         { value: d.date },
-        `${d.date} ${weekday(d.date)}${d.indexed ? "" : " · not indexed"} · ${d.episodes} ep`,
+        `${d.date} ${weekday(d.date)}${d.indexed ? "" : " · not indexed"} · ${d.episodes} ep${d.options === false ? " · no options" : ""}`,
       ),
     ),
   );
@@ -256,6 +256,12 @@ async function openDay(date, min, { push = false } = {}) {
   state.date = date;
   state.now = snap(min);
   $("date-select").value = date;
+  const info = state.days.find((d) => d.date === date);
+  const note = $("day-note");
+  note.hidden = !(info && info.options === false);
+  note.textContent = note.hidden
+    ? ""
+    : `No ES options data for ${date}: its dealer (gamma exposure) features are missing; the probabilities rest on price, flow, book and tape alone.`;
   syncUrl(push);
   if (!changed) {
     render();
