@@ -173,6 +173,12 @@ def test_replay_probabilities_and_neighbours(page: tuple[Any, Browsing], app_url
     assert by_name["OR_HIGH"]["dash"] == by_name["OR_LOW"]["dash"] == "solid"
     assert by_name["SMA_90"]["dash"] == by_name["EMA_20"]["dash"] == "dot"
     assert any(v is not None for v in by_name["PM_HIGH"]["y"]), "PM_HIGH drawn"
+    # the moving averages start with the candles (at the first candle's close, 09:00), not at 09:30
+    first_close = dt.datetime.fromisoformat(min(_candles(pg))) + dt.timedelta(minutes=2)
+    for ma in ("SMA_90", "EMA_20"):
+        xs = [x for x, y in zip(by_name[ma]["x"], by_name[ma]["y"], strict=True) if y is not None]
+        assert xs, ma
+        assert dt.datetime.fromisoformat(min(xs)[:19]) <= first_close, (ma, min(xs), first_close)
 
     # The future is hidden: no candle closes after the replay time.
     before = _candles(pg)

@@ -291,3 +291,11 @@ def asof(values_ts: Any, values: npt.ArrayLike, query_ts: Any) -> FloatArray:
     ok = idx >= 0
     out[ok] = vals[idx[ok]]
     return out
+
+
+def moving_average_levels(b2: pa.Table, q: npt.NDArray[np.int64]) -> dict[str, FloatArray]:
+    """The SMA_90 and EMA_20 levels: SMA-90 and EMA-20 of the 2-minute closes as known at each
+    time ``q`` (the last closed bar's value)."""
+    closes = as_float(b2.column("close"))
+    b2_ts = as_ns(b2.column("ts"))
+    return {"SMA_90": asof(b2_ts, sma(closes, 90), q), "EMA_20": asof(b2_ts, ema(closes, 20), q)}

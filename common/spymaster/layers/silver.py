@@ -104,8 +104,6 @@ def compute_levels(
 
     pm_hi, pm_lo = window_extreme(pm_lo_ns, open_ns)
     or_hi, or_lo = window_extreme(open_ns, or_end_ns)
-    closes = bars.as_float(b2.column("close"))
-    b2_ts = bars.as_ns(b2.column("ts"))
     fixed_pm = q >= open_ns
     fixed_or = q >= or_end_ns
     return {
@@ -113,8 +111,7 @@ def compute_levels(
         "PM_LOW": np.where(fixed_pm, pm_lo, np.nan),
         "OR_HIGH": np.where(fixed_or, or_hi, np.nan),
         "OR_LOW": np.where(fixed_or, or_lo, np.nan),
-        "SMA_90": bars.asof(b2_ts, bars.sma(closes, 90), q),
-        "EMA_20": bars.asof(b2_ts, bars.ema(closes, 20), q),
+        **bars.moving_average_levels(b2, q),
     }
 
 

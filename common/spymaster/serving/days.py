@@ -16,12 +16,13 @@ import pyarrow as pa
 
 from spymaster import sessions
 from spymaster.errors import NotCommittedError, NotFoundError
+from spymaster.indicators.bars import moving_average_levels
 from spymaster.lake import committed_dates, paths, read_committed, read_manifest
 from spymaster.lake.paths import Layer
 from spymaster.levels import LEVEL_KINDS
 from spymaster.retrieval import finite_or_none
 from spymaster.serving.snapshot import TableSnapshots, _floats, _ns
-from spymaster.sessions import NS, day_number
+from spymaster.sessions import NS, STEP_NS, day_number
 
 BARS_FROM = dt.time(9, 0)
 DEALER_INPUTS = (paths.OPT_DEFINITION, paths.OPT_STATISTICS, paths.OPT_MBP1)
@@ -161,14 +162,21 @@ class DayCache(TableSnapshots):
         return {"date": date.isoformat(), "bars": bars}
 
     def levels(self, date: dt.date) -> dict[str, Any]:
-        lv = self.day(date).levels
+        day = self.day(date)
+        lv = day.levels
         ts = _ns(lv.column("ts"))
         lo, hi = sessions.et_ns(date, sessions.RTH_OPEN), sessions.et_ns(date, sessions.QUERY_END)
         sel = np.flatnonzero((ts >= lo) & (ts <= hi))
-        t = [(iso_z(int(x)), et_time(int(x))) for x in ts[sel].tolist()]
+        # Silver's levels start at 09:30; the chart starts at 09:00 (BARS_FROM). The moving averages
+        # exist before the open: computed from the same 2-minute bars the same way, on the 30-s grid.
+        early = np.arange(sessions.et_ns(date, BARS_FROM), lo, STEP_NS, dtype=np.int64)
+        mas = moving_average_levels(day.bars_2m, early)
+        stamps = np.concatenate([early, ts[sel]])
+        t = [(iso_z(int(x)), et_time(int(x))) for x in stamps.tolist()]
         out = []
         for kind in LEVEL_KINDS:
-            vals = _floats(lv.column(kind))[sel].tolist() if kind in lv.column_names else [None] * sel.size
+            later = _floats(lv.column(kind))[sel].tolist() if kind in lv.column_names else [None] * sel.size
+            vals = (mas[kind].tolist() if kind in mas else [None] * early.size) + later
             out.append(
                 {
                     "kind": kind,

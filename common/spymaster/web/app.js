@@ -448,11 +448,14 @@ function renderChart() {
   const inZone = liveKinds();
   for (const kind of LEVELS) {
     const st = LEVEL_STYLE[kind];
-    const pts = (state.levels[kind] || []).filter((p) => p.min <= state.now + 1e-6);
+    let pts = (state.levels[kind] || []).filter((p) => p.min <= state.now + 1e-6);
     if (kind.startsWith("PM_")) {
       // The pre-market high/low is known from 09:30 on: draw it across the pre-market it summarises.
       const first = pts.find((p) => p.value !== null && p.value !== undefined);
-      if (first) pts.unshift({ min: CHART_FROM_MIN, x: wallAt(date, CHART_FROM_MIN), value: first.value });
+      if (first) {
+        const from = { min: CHART_FROM_MIN, x: wallAt(date, CHART_FROM_MIN), value: first.value };
+        pts = [from, ...pts.filter((p) => p.min >= first.min)];
+      }
     }
     for (const p of pts) if (p.value !== null && p.value !== undefined) levelValues.push(p.value);
     traces.push({
