@@ -91,3 +91,7 @@ class NotFoundError(SpymasterError, LookupError):
 
 class InvalidQueryError(SpymasterError, ValueError):
     """The query is well-formed JSON but cannot be answered as asked."""
+
+
+class ReadOnlyQueryError(SpymasterError, ValueError):
+    """``spymaster sql`` was given a statement that is not a single read-only query."""

@@ -103,7 +103,8 @@ def _bad_cases() -> dict[str, tuple[RawKind, Callable[[], bytes], type[BadInputE
 
 
 def _land_fixtures(lake: Lake) -> None:
-    placed, refused = ingest(lake, [fixture("trades"), fixture("mbp-10"), fixture("definition")])
+    placed, refused, unused = ingest(lake, [fixture("trades"), fixture("mbp-10"), fixture("definition")])
+    assert unused == []
     assert not refused
     assert {p.key for p in placed} == {paths.raw_file(k, FIX_DATE) for k in (FUT_TRADES, FUT_MBP10, FUT_DEF)}
 

@@ -20,6 +20,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -34,6 +35,13 @@ from spymaster.settings import ApiSettings, storage_settings
 __all__ = ["create_app", "limit_blas_threads"]
 
 log = logging.getLogger(__name__)
+
+DOCS_ASSETS = "/docs-assets"
+"""Where the API docs' scripts, styles and icon are served (from the ``fastapi_offline`` package)."""
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; font-src 'self' data:"
+)
 
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (NotFoundError, 404),
@@ -167,13 +175,26 @@ def create_app(
             lake = Lake(storage_settings())
         service = Service(lake, table_check_seconds=s.table_check_seconds)
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from the installed fastapi-offline package, not a
+    # CDN: they work offline and on a locked-down network.
+    app = FastAPIOffline(
         title="Spymaster",
         version="1",
         summary="Historically, what happened from here? Similar ES level approaches and their outcomes.",
+        static_url=DOCS_ASSETS,
     )
     app.state.service = service
     app.state.settings = s
+
+    @app.middleware("http")
+    async def _docs_stay_local(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # ReDoc's bundle shows a logo from its CDN: the docs pages may load nothing from elsewhere.
+        response = await call_next(request)
+        if request.url.path in ("/docs", "/redoc"):
+            response.headers["Content-Security-Policy"] = DOCS_CSP
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -214,6 +214,9 @@ class DayInfo(BaseModel):
     date: str
     episodes: int
     indexed: bool
+    options: bool = Field(
+        description="the day's ES options files were there: its dealer features are computed (false: null)"
+    )
 
 
 class Days(BaseModel):
@@ -221,12 +224,13 @@ class Days(BaseModel):
 
 
 class Bar(BaseModel):
-    t: str = Field(description="bar close, UTC")
-    open: float | None
-    high: float | None
-    low: float | None
-    close: float | None
-    volume: int
+    t: str = Field(description="bar close, ISO 8601 UTC (…Z); the bar covers the 2 minutes before it")
+    time: str = Field(description="the bar close as ET wall clock HH:MM:SS (the same instant as `t`)")
+    open: float | None = Field(description="index points")
+    high: float | None = Field(description="index points")
+    low: float | None = Field(description="index points")
+    close: float | None = Field(description="index points")
+    volume: int = Field(description="contracts traded in the bar (front month)")
 
 
 class Bars(BaseModel):
@@ -235,8 +239,9 @@ class Bars(BaseModel):
 
 
 class LevelPoint(BaseModel):
-    t: str
-    value: float | None
+    t: str = Field(description="instant, ISO 8601 UTC (…Z); `time` is the same instant as ET wall clock")
+    time: str = Field(description="the same instant as `t`, ET (America/New_York) wall clock HH:MM:SS")
+    value: float | None = Field(description="the level's price, index points (null before it exists)")
 
 
 class LevelSeries(BaseModel):
@@ -250,26 +255,32 @@ class Levels(BaseModel):
 
 
 class Probs(BaseModel):
+    """One number per outcome: BREAK (crossed the level by 1 ATR first), REJECT (moved 1 ATR away
+    first), CHOP (neither within the horizon)."""
+
     BREAK: float
     REJECT: float
     CHOP: float
 
 
 class Intervals(BaseModel):
-    BREAK: tuple[float, float]
-    REJECT: tuple[float, float]
-    CHOP: tuple[float, float]
+    """Central 80 % credible intervals [lo, hi] of each outcome's probability."""
+
+    BREAK: tuple[float, float] = Field(description="80 % interval [lo, hi]")
+    REJECT: tuple[float, float] = Field(description="80 % interval [lo, hi]")
+    CHOP: tuple[float, float] = Field(description="80 % interval [lo, hi]")
 
 
 class Signal(BaseModel):
-    t: str
+    t: str = Field(description="the 2-minute bar close the probabilities are seen at, ISO 8601 UTC (…Z)")
+    time: str = Field(description="the same instant as `t`, ET (America/New_York) wall clock HH:MM:SS")
     level_kind: str
-    direction: str
-    distance: float | None
-    p: Probs
-    interval: Intervals
-    n: int
-    n_eff: float
+    direction: str = Field(description="UP: price approaches from below; DOWN: from above")
+    distance: float | None = Field(description="(price − level) / ATR, in ATR (Wilder 14 of 2-minute bars)")
+    p: Probs = Field(description="outcome probabilities (smoothed toward the partition's base rate)")
+    interval: Intervals = Field(description="80 % intervals")
+    n: int = Field(description="neighbours behind the estimate (0: the prior alone)")
+    n_eff: float = Field(description="effective number of neighbours (similarity weights)")
     smoothed: Probs
     base_rate: Probs = Field(description="the partition's outcome rates over its rows before this date")
     base_n: int = Field(description="labelled partition rows behind base_rate")
@@ -285,7 +296,7 @@ class Signals(BaseModel):
 class QueryInfo(BaseModel):
     date: str | None
     time: str | None = Field(description="ET wall clock HH:MM:SS")
-    ts: str | None
+    ts: str | None = Field(description="the same instant as `time`, ISO 8601 UTC (…Z)")
     level_kind: str
     direction: str
     time_bucket: int
@@ -300,27 +311,27 @@ class NeighbourOut(BaseModel):
     episode_id: str
     date: str
     time: str = Field(description="ET wall clock HH:MM:SS")
-    similarity: float
-    weight: float
-    outcome: str | None
-    mfe: float | None
-    mae: float | None
+    similarity: float = Field(description="cosine similarity of the normalised vectors, −1 … 1")
+    weight: float = Field(description="the neighbour's weight in the distribution (similarity⁴, time decay)")
+    outcome: str | None = Field(description="BREAK, REJECT or CHOP at the horizon")
+    mfe: float | None = Field(description="maximum favourable excursion within the horizon, in ATR")
+    mae: float | None = Field(description="maximum adverse excursion within the horizon, in ATR")
     level_kind: str
     direction: str
     time_bucket: int
 
 
 class DistributionOut(BaseModel):
-    horizon: int
+    horizon: int = Field(description="minutes after the query instant: 2, 4, 8 or 20")
     p: Probs
-    interval: Intervals
+    interval: Intervals = Field(description="80 % intervals")
     counts: Probs = Field(description="similarity-weighted counts")
-    n: int
-    n_eff: float
+    n: int = Field(description="neighbours (0: the probabilities are the prior alone)")
+    n_eff: float = Field(description="effective number of neighbours (similarity weights)")
     base_rate: Probs
     base_n: int
-    expected_mfe: float | None
-    expected_mae: float | None
+    expected_mfe: float | None = Field(description="weighted mean favourable excursion, in ATR")
+    expected_mae: float | None = Field(description="weighted mean adverse excursion, in ATR")
     prior: Probs
 
 

@@ -7,11 +7,12 @@ registered with the connection. Views list committed files only (from manifests)
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from spymaster.errors import LakeError
+from spymaster.errors import LakeError, ReadOnlyQueryError
 from spymaster.lake import Lake, committed_dates, paths, read_manifest
 from spymaster.lake.paths import Layer
 
@@ -95,15 +96,66 @@ def connect(lake: Lake, sql: str | None = None) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def query(lake: Lake, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run one statement; returns (column names, rows), fully materialised before returning."""
+_READ_ONLY = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
+"""SELECT (with WITH, FROM-first, VALUES, DESCRIBE, SUMMARIZE, SHOW) and EXPLAIN: nothing that
+writes a file, changes the catalogue or the connection's settings."""
+
+
+def check_read_only(sql: str) -> None:
+    """Refuse anything but one read-only statement.
+
+    Raises
+    ------
+    ReadOnlyQueryError
+        More than one statement, or one that is not a SELECT / EXPLAIN (``DROP VIEW``,
+        ``COPY … TO``, ``ATTACH``, ``SET``, ``INSTALL``, …).
+    duckdb.ParserException
+        The statement does not parse.
+    """
+    statements = duckdb.extract_statements(sql)
+    if len(statements) != 1:
+        raise ReadOnlyQueryError(f"one statement at a time, got {len(statements)}")
+    kind = statements[0].type
+    if kind not in _READ_ONLY:
+        raise ReadOnlyQueryError(
+            f"the lake is read-only here: SELECT or EXPLAIN only, not {kind.name.replace('_', ' ')}"
+        )
+
+
+def query(lake: Lake, sql: str) -> pa.Table:
+    """Run one read-only statement; the answer fully materialised as an Arrow table.
+
+    Arrow, not DuckDB's Python rows: those need ``pytz`` for every timestamp with a time zone.
+
+    Raises
+    ------
+    ReadOnlyQueryError
+        See :func:`check_read_only` (checked before the lake is opened).
+    """
+    check_read_only(sql)
     con = connect(lake, sql)
     try:
         rel = con.sql(sql)
         if rel is None:
-            return [], []
-        cols = list(rel.columns)
-        rows = rel.fetchall()
-        return cols, rows
+            return pa.table({})
+        return rel.to_arrow_table()
     finally:
         con.close()
+
+
+def display(table: pa.Table) -> list[list[str]]:
+    """The cells of an answer as text: timestamps in ISO 8601 (UTC, to the nanosecond), nulls empty."""
+    cols: list[list[str]] = []
+    for col in table.columns:
+        t = col.type
+        if pa.types.is_timestamp(t) and t.tz is not None:
+            utc = col.cast(pa.timestamp(t.unit, tz="UTC"))
+            cells = pc.strftime(utc, format="%Y-%m-%dT%H:%M:%SZ").to_pylist()
+        elif pa.types.is_timestamp(t):
+            cells = pc.strftime(col, format="%Y-%m-%dT%H:%M:%S").to_pylist()
+        elif pa.types.is_date(t) or pa.types.is_time(t):
+            cells = pc.cast(col, pa.string()).to_pylist()
+        else:
+            cells = [None if v is None else str(v) for v in col.to_pylist()]
+        cols.append(["" if v is None else v for v in cells])
+    return [list(r) for r in zip(*cols, strict=True)] if cols else []

@@ -30,11 +30,25 @@ class DateStatus:
 
     @property
     def raw_ready(self) -> bool:
-        return len(self.raw) == len(paths.REQUIRED_RAW)
+        """Every futures file has landed: the date can run (options are optional)."""
+        return self.raw >= set(paths.REQUIRED_RAW)
+
+    @property
+    def options(self) -> int:
+        """How many of the date's options raw files have landed."""
+        return len(self.raw & set(paths.OPTIONS_RAW))
+
+    @property
+    def options_note(self) -> str:
+        """``""`` with every options file, else what the date lacks (its dealer features are null)."""
+        n, total = self.options, len(paths.OPTIONS_RAW)
+        if n == total:
+            return ""
+        return "no options (dealer features null)" if n == 0 else f"options {n}/{total} (dealer partial)"
 
     @property
     def bronze_done(self) -> bool:
-        return self.bronze >= set(paths.BRONZE_TABLES)
+        return self.bronze >= set(paths.REQUIRED_BRONZE)
 
     @property
     def layer(self) -> str:

@@ -203,9 +203,12 @@ def is_current(lake: Lake, kind: RawKind, date: dt.date) -> bool:
 def build_date(
     lake: Lake, date: dt.date, *, tmp_dir: str | None = None
 ) -> dict[RawKind, BronzeResult | Exception]:
-    """Every raw kind of a date; one kind failing does not stop the others."""
+    """Every raw kind of a date that has landed (futures always; options when they are there);
+    one kind failing does not stop the others."""
     results: dict[RawKind, BronzeResult | Exception] = {}
-    for kind in paths.REQUIRED_RAW:
+    for kind in paths.RAW_KINDS:
+        if kind in paths.OPTIONS_RAW and not lake.exists(paths.raw_file(kind, date)):
+            continue
         try:
             results[kind] = build(lake, kind, date, tmp_dir=tmp_dir)
         except (BadInputError, LakeError) as exc:

@@ -95,6 +95,10 @@ def rows_for(
 ) -> tuple[pa.Table, str]:
     """Episodes of a date as vector-table rows, normalised with that date's statistics."""
     stats = vectors.stats_for_date(lake, date, cache=cache)
+    return _rows(episodes, stats), stats.version
+
+
+def _rows(episodes: pa.Table, stats: vectors.Stats) -> pa.Table:
     raw = vectors.vectors_from_arrow(episodes.column("vector"))
     norm = vectors.apply(stats, raw)
     part = [
@@ -118,7 +122,7 @@ def rows_for(
             cols[f.name] = episodes.column("vector").combine_chunks().cast(pa.list_(pa.float32()))
         else:
             cols[f.name] = episodes.column(f.name)
-    return pa.table(cols, schema=schema()), stats.version
+    return pa.table(cols, schema=schema())
 
 
 @dataclass(frozen=True)
@@ -296,6 +300,37 @@ def read_all(lake: Lake, columns: list[str] | None = None, where: str | None = N
         q = q.select(columns)
     out: pa.Table = q.to_arrow()
     return out
+
+
+def read_from_markers(lake: Lake, columns: list[str] | None = None) -> pa.Table | None:
+    """The table's rows rebuilt from what the indexer committed beside it, without LanceDB.
+
+    Per index marker: the date's gold run normalised with the marker's statistics version, exactly
+    as :func:`index_date` wrote them. Importing LanceDB alone costs over a second, too much for a
+    one-shot command line query. ``None`` when a marker's gold run is no longer the committed one
+    (rebuilt, not yet re-indexed): then only the table knows what it holds.
+    """
+    parts: list[pa.Table] = []
+    stats: dict[str, vectors.Stats] = {}
+    for f in sorted(lake.list_files(paths.INDEX_MARKERS)):
+        date = paths.date_from_partition(f)
+        marker = lake.read_json(f)
+        if not is_committed(lake, Layer.GOLD, EPISODES_TABLE, date):
+            return None
+        man = read_manifest(lake, Layer.GOLD, EPISODES_TABLE, date)
+        if man.run_id != marker.get("gold_run") or man.rows != marker.get("rows"):
+            return None
+        if not man.rows:
+            continue
+        version = str(marker["stats_version"])
+        if version not in stats:
+            stats[version] = vectors.load_stats(lake, version)
+        rows = _rows(lake.read_parquet(man.files), stats[version])
+        parts.append(rows.select(columns) if columns else rows)
+    empty = schema().empty_table()
+    if not parts:
+        return empty.select(columns) if columns else empty
+    return pa.concat_tables(parts)
 
 
 def partition_counts(lake: Lake) -> dict[str, dict[str, int]]:

@@ -56,10 +56,28 @@ class DateResult:
     skipped: list[str] = field(default_factory=list)
     error: str | None = None
     failed_stage: str | None = None
+    options: int = 0
+    """How many of the date's options raw files were there (0: dealer features are null)."""
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+def landed_options(lake: Lake, date: dt.date) -> list[paths.RawKind]:
+    """The date's options raw files that have landed (none is a futures-only date)."""
+    return [k for k in paths.OPTIONS_RAW if lake.exists(paths.raw_file(k, date))]
+
+
+def is_built(lake: Lake, date: dt.date) -> bool:
+    """Gold is committed from the raw files there now: every landed raw file's bronze is current
+    (a replaced file, or options landing after a futures-only run, make the date stale)."""
+    from spymaster.layers import bronze
+
+    if not is_committed(lake, Layer.GOLD, paths.EPISODES_TABLE, date):
+        return False
+    kinds = [*paths.REQUIRED_RAW, *landed_options(lake, date)]
+    return all(bronze.is_current(lake, k, date) for k in kinds)
 
 
 def run_date(
@@ -79,11 +97,15 @@ def run_date(
     res = DateResult(date)
     stage = "bronze"
     try:
-        todo = [k for k in paths.REQUIRED_RAW if force or not bronze.is_current(lake, k, date)]
-        missing = [k for k in todo if not lake.exists(paths.raw_file(k, date))]
+        missing = [k for k in paths.REQUIRED_RAW if not lake.exists(paths.raw_file(k, date))]
         if missing:
             names = ", ".join(f"{k.product.value} {k.schema}" for k in missing)
             raise SpymasterError(f"raw files not landed: {names}", date=date)
+        # Options are optional: whatever of them has landed is used, the rest leaves dealer
+        # features null. Options landing later make their bronze stale, so the date re-runs.
+        kinds = [*paths.REQUIRED_RAW, *landed_options(lake, date)]
+        todo = [k for k in kinds if force or not bronze.is_current(lake, k, date)]
+        res.options = len(kinds) - len(paths.REQUIRED_RAW)
         for kind in todo:
             bronze.build(lake, kind, date, allow_shrink=allow_shrink)
         (res.done if todo else res.skipped).append("bronze")

@@ -441,6 +441,7 @@ class Queries(DayCache):
             signals.append(
                 {
                     "t": iso_z(pt.ts),
+                    "time": et_time(pt.ts),
                     "level_kind": pt.level_kind,
                     "direction": pt.direction,
                     "distance": pt.distance,
