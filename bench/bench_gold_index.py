@@ -55,7 +55,7 @@ def main() -> None:
             progress=False,
         )
         for d in dates:
-            for k in paths.REQUIRED_RAW:
+            for k in paths.RAW_KINDS:
                 bronze.build(lake, k, d)
             silver.build(lake, d)
         gold_s, n_ep = [], []

@@ -44,7 +44,7 @@ def _child_day(lake_dir: str) -> None:
 
     lake = Lake(StorageSettings(lake_uri=lake_dir))
     t = [time.perf_counter()]
-    for k in paths.REQUIRED_RAW:
+    for k in paths.RAW_KINDS:
         bronze.build(lake, k, DATE)
     t.append(time.perf_counter())
     silver.build(lake, DATE)

@@ -62,7 +62,7 @@ def main() -> None:
         t0 = time.perf_counter()
         generate(lake, date, 1, scale=args.scale, seed=args.seed, progress=False)
         t1 = time.perf_counter()
-        for kind in paths.REQUIRED_RAW:
+        for kind in paths.RAW_KINDS:
             bronze.build(lake, kind, date)
         t2 = time.perf_counter()
         cmd = [sys.executable, __file__, "--child", tmp, args.date]

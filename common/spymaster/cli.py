@@ -1,4 +1,4 @@
-"""The ``spymaster`` command line: one option for the lake, one command per job."""
+"""The spymaster command line: one option for the lake, one command per job."""
 
 from __future__ import annotations
 
@@ -32,6 +32,10 @@ EndOpt = Annotated[
     dt.datetime | None, typer.Option("--end", formats=["%Y-%m-%d"], help="Last date (inclusive)")
 ]
 DaysOpt = Annotated[int | None, typer.Option("--days", min=1, help="Number of trading days from --start")]
+ShrinkOpt = Annotated[
+    bool,
+    typer.Option("--allow-shrink", help="Let a re-run empty a committed partition or drop most of its rows"),
+]
 
 
 class _State:
@@ -49,22 +53,60 @@ def _main(lake: LakeOpt = None) -> None:
 
 def _lake(override: str | None = None) -> Lake:
     """``--lake`` may come before the command or after it; the later one wins."""
-    return Lake(storage_settings_for(override or _state.lake_uri))
+    lake = Lake(storage_settings_for(override or _state.lake_uri))
+    lake.check()
+    return lake
 
 
-def _dates(start: dt.datetime | None, end: dt.datetime | None, days: int | None) -> list[dt.date] | None:
+DatesArg = Annotated[
+    list[dt.datetime] | None,
+    typer.Argument(
+        formats=["%Y-%m-%d"], help="Trading dates (YYYY-MM-DD); or a range with --start", show_default=False
+    ),
+]
+
+
+def _dates(
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    days: int | None,
+    given: list[dt.datetime] | None = None,
+) -> list[dt.date] | None:
+    """The dates a command was asked for (``None``: every date it can work on). A request that
+    names no trading day is refused, never widened to every date."""
+    if given:
+        if start is not None or end is not None or days is not None:
+            raise typer.BadParameter("give dates or --start (--end/--days), not both")
+        out = sorted({g.date() for g in given})
+        try:
+            bad = [d for d in out if not sessions.is_trading_day(d)]
+        except sessions.CalendarRangeError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        if bad:
+            raise typer.BadParameter(
+                "; ".join(f"{d} is {sessions.why_not_trading(d)}, not a trading day" for d in bad)
+            )
+        return out
     if start is None:
         if end is not None or days is not None:
             raise typer.BadParameter("--end/--days need --start")
         return None
     if end is not None and days is not None:
         raise typer.BadParameter("give --end or --days, not both")
-    if days is not None:
-        return sessions.trading_days(start.date(), days)
-    last = end.date() if end is not None else start.date()
-    if last < start.date():
-        raise typer.BadParameter("--end is before --start")
-    return sessions.trading_days_between(start.date(), last)
+    try:
+        if days is not None:
+            return sessions.trading_days(start.date(), days)
+        last = end.date() if end is not None else start.date()
+        if last < start.date():
+            raise typer.BadParameter("--end is before --start")
+        out = sessions.trading_days_between(start.date(), last)
+    except sessions.CalendarRangeError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if not out:
+        span = [start.date() + dt.timedelta(days=i) for i in range((last - start.date()).days + 1)]
+        why = ", ".join(f"{d} is {sessions.why_not_trading(d)}" for d in span[:7])
+        raise typer.BadParameter(f"no trading day from {start.date()} to {last}: {why}")
+    return out
 
 
 def _each(jobs: Sequence[T], desc: str, unit: str, job: Callable[[T], int]) -> tuple[int, list[str]]:
@@ -95,15 +137,48 @@ def generate(
     start: Annotated[dt.datetime, typer.Option("--start", formats=["%Y-%m-%d"], help="First date")],
     days: Annotated[int, typer.Option("--days", min=1, help="Trading days to generate")] = 1,
     scale: Annotated[float, typer.Option("--scale", min=0.001, max=4.0, help="1.0 = a realistic day")] = 1.0,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed (0 or more)")] = 0,
     force: Annotated[bool, typer.Option(help="Rewrite dates whose raw files already exist")] = False,
+    options: Annotated[
+        bool, typer.Option(help="Also write the ES options files (--no-options: futures only)")
+    ] = True,
     lake: LakeOpt = None,
 ) -> None:
     """Write synthetic ES futures + 0DTE options days as real DBN files into raw/."""
     from spymaster.synth import generate as gen
+    from spymaster.synth.generate import FIRST_DATE, LAST_DATE, is_generated
 
-    dates = gen(_lake(lake), start.date(), days, scale=scale, seed=seed, progress=True, force=force)
-    typer.echo(f"generated {len(dates)} day(s): {dates[0]} … {dates[-1]}")
+    first = start.date()
+    dates = sessions.trading_days(first, days) if FIRST_DATE <= first <= LAST_DATE else []
+    if not dates or dates[-1] > LAST_DATE:
+        raise typer.BadParameter(
+            f"the generator makes days from {FIRST_DATE} to {LAST_DATE}; {first} + {days} trading day(s) is outside",
+            param_hint="--start",
+        )
+    if dates[0] != first:
+        typer.echo(f"{first} is {sessions.why_not_trading(first)}, not a trading day: starting at {dates[0]}")
+    store = _lake(lake)
+    there = set() if force else {d for d in dates if is_generated(store, d, options=options)}
+    gen(store, first, days, scale=scale, seed=seed, progress=True, force=force, options=options)
+    made = [d for d in dates if d not in there]
+    span = f": {made[0]} … {made[-1]}" if made else ""
+    typer.echo(f"generated {len(made)} day(s){span}")
+    if there:
+        typer.echo(
+            f"{len(there)} day(s) already in the lake, left as they are (--force rewrites them): "
+            + ", ".join(d.isoformat() for d in sorted(there))
+        )
+    skipped_days = sessions.trading_days_between(first, dates[-1])
+    holidays = [
+        d
+        for d in (first + dt.timedelta(days=i) for i in range((dates[-1] - first).days + 1))
+        if d.weekday() < 5 and d not in skipped_days
+    ]
+    if holidays:
+        typer.echo("exchange holidays skipped: " + ", ".join(d.isoformat() for d in holidays))
+    early = [d for d in dates if (td := sessions.trading_day(d)) is not None and td.early_close]
+    for d in early:
+        typer.echo(f"{d} is an early close: its session ends {sessions.globex_close(d):%H:%M} ET")
 
 
 @app.command()
@@ -112,12 +187,15 @@ def ingest(
     force: Annotated[bool, typer.Option(help="Replace files already in raw/")] = False,
     lake: LakeOpt = None,
 ) -> None:
-    """Place Databento DBN files into raw/ by their own metadata; refuse what cannot be placed."""
+    """Place Databento DBN files into raw/ by their own metadata; refuse what cannot be placed,
+    skip (with a notice) good files of schemas Spymaster does not use."""
     from spymaster.raw.ingest import ingest as run
 
-    placed, refused = run(_lake(lake), files, force=force)
+    placed, refused, unused = run(_lake(lake), files, force=force)
     for p in placed:
         typer.echo(f"placed {p.source} -> {p.key}")
+    for u in unused:
+        typer.secho(f"skipped {u.file}: {u.message}", fg="yellow")
     for r in refused:
         typer.secho(f"refused {r}", fg="red", err=True)
     if refused:
@@ -130,6 +208,9 @@ def download(
     end: Annotated[dt.datetime, typer.Option("--end", formats=["%Y-%m-%d"])],
     workers: Annotated[int, typer.Option(min=1, max=32)] = 4,
     force: Annotated[bool, typer.Option(help="Refetch files already in raw/")] = False,
+    options: Annotated[
+        bool, typer.Option(help="Also fetch the ES options files (a separate Databento subscription)")
+    ] = True,
     lake: LakeOpt = None,
 ) -> None:
     """Fetch the needed schemas per day from Databento (DATABENTO_API_KEY), in parallel, resumably."""
@@ -138,12 +219,24 @@ def download(
 
     try:
         report = run(
-            _lake(lake), start.date(), end.date(), settings=DatabentoSettings(), workers=workers, force=force
+            _lake(lake),
+            start.date(),
+            end.date(),
+            settings=DatabentoSettings(),
+            workers=workers,
+            force=force,
+            options=options,
         )
     except SpymasterError as exc:
         _fail(exc)
         return
     typer.echo(f"fetched {len(report.fetched)}, skipped {len(report.skipped)}, failed {len(report.failed)}")
+    if report.unavailable:
+        days = sorted({d.isoformat() for d, _k, _w in report.unavailable})
+        typer.echo(
+            f"options not available to this account for {len(days)} date(s) ({report.unavailable[0][2]}); "
+            "they run without options, dealer features null"
+        )
     for _d, _kind, why in report.failed:
         typer.secho(f"failed: {why}", fg="red", err=True)
     if report.failed:
@@ -152,10 +245,12 @@ def download(
 
 @app.command("bronze")
 def bronze_cmd(
+    dates_arg: DatesArg = None,
     start: StartOpt = None,
     end: EndOpt = None,
     days: DaysOpt = None,
     force: Annotated[bool, typer.Option(help="Rebuild partitions already committed")] = False,
+    allow_shrink: ShrinkOpt = False,
     lake: LakeOpt = None,
 ) -> None:
     """Decode raw DBN into committed bronze Parquet, per (date, schema); all landed dates by default."""
@@ -164,27 +259,42 @@ def bronze_cmd(
 
     store = _lake(lake)
     landed = landed_raw(store)
-    dates = _dates(start, end, days) or sorted(landed)
-    wanted = [(d, k) for d in dates for k in paths.REQUIRED_RAW]
-    missing = [(d, k) for d, k in wanted if k not in landed.get(d, set())]
+    asked = _dates(start, end, days, dates_arg)
+    dates = asked if asked is not None else sorted(landed)
+    wanted = [(d, k) for d in dates for k in paths.RAW_KINDS]
+    missing = [(d, k) for d, k in wanted if k in paths.REQUIRED_RAW and k not in landed.get(d, set())]
+    no_options = [d for d in dates if not landed.get(d, set()) & set(paths.OPTIONS_RAW)]
     jobs = [
         (d, k)
         for d, k in wanted
         if k in landed.get(d, set()) and (force or not bronze.is_current(store, k, d))
     ]
-    rows, failures = _each(jobs, "bronze", "file", lambda j: bronze.build(store, j[1], j[0]).rows)
-    typer.echo(f"bronze: {len(jobs) - len(failures)} of {len(jobs)} file(s) committed, {rows:,} rows")
+    if not dates:
+        typer.secho("bronze: no raw files have landed; nothing to do", fg="yellow", err=True)
+        raise typer.Exit(1)
+    rows, failures = _each(
+        jobs, "bronze", "file", lambda j: bronze.build(store, j[1], j[0], allow_shrink=allow_shrink).rows
+    )
+    current = len(wanted) - len(jobs) - len([1 for d, k in wanted if k not in landed.get(d, set())])
+    typer.echo(
+        f"bronze: {len(jobs) - len(failures)} of {len(jobs)} file(s) committed, {rows:,} rows"
+        + (f"; {current} already current" if current else "")
+    )
     if missing:
-        typer.echo(f"bronze: {len(missing)} raw file(s) of these dates have not landed yet")
+        typer.echo(f"bronze: {len(missing)} futures raw file(s) of these dates have not landed yet")
+    if no_options and dates:
+        typer.echo(f"bronze: {len(no_options)} date(s) without options files (dealer features will be null)")
     _exit_on(failures)
 
 
 @app.command("silver")
 def silver_cmd(
+    dates_arg: DatesArg = None,
     start: StartOpt = None,
     end: EndOpt = None,
     days: DaysOpt = None,
     force: Annotated[bool, typer.Option(help="Rebuild dates already committed")] = False,
+    allow_shrink: ShrinkOpt = False,
     lake: LakeOpt = None,
 ) -> None:
     """Bars, the six levels and the level-relative state table per date (needs committed bronze)."""
@@ -195,19 +305,24 @@ def silver_cmd(
     ready = set(committed_dates(store, Layer.BRONZE, paths.FUT_TRADES.bronze_table)) & set(
         committed_dates(store, Layer.BRONZE, paths.FUT_MBP10.bronze_table)
     )
-    dates = _dates(start, end, days) or sorted(ready)
+    asked = _dates(start, end, days, dates_arg)
+    dates = asked if asked is not None else sorted(ready)
     jobs = [d for d in dates if force or not is_committed(store, Layer.SILVER, paths.STATE_TABLE, d)]
-    rows, failures = _each(jobs, "silver", "day", lambda d: silver.build(store, d).state.num_rows)
+    rows, failures = _each(
+        jobs, "silver", "day", lambda d: silver.build(store, d, allow_shrink=allow_shrink).state.num_rows
+    )
     typer.echo(f"silver: {len(jobs) - len(failures)} of {len(jobs)} date(s) committed, {rows:,} state rows")
     _exit_on(failures)
 
 
 @app.command("gold")
 def gold_cmd(
+    dates_arg: DatesArg = None,
     start: StartOpt = None,
     end: EndOpt = None,
     days: DaysOpt = None,
     force: Annotated[bool, typer.Option(help="Rebuild dates already committed")] = False,
+    allow_shrink: ShrinkOpt = False,
     lake: LakeOpt = None,
 ) -> None:
     """Approach episodes with raw vectors and first-crossing outcomes per date (needs silver)."""
@@ -215,9 +330,12 @@ def gold_cmd(
     from spymaster.layers import gold
 
     store = _lake(lake)
-    dates = _dates(start, end, days) or committed_dates(store, Layer.SILVER, paths.STATE_TABLE)
+    asked = _dates(start, end, days, dates_arg)
+    dates = asked if asked is not None else committed_dates(store, Layer.SILVER, paths.STATE_TABLE)
     jobs = [d for d in dates if force or not is_committed(store, Layer.GOLD, paths.EPISODES_TABLE, d)]
-    n, failures = _each(jobs, "gold", "day", lambda d: gold.build(store, d).num_rows)
+    n, failures = _each(
+        jobs, "gold", "day", lambda d: gold.build(store, d, allow_shrink=allow_shrink).num_rows
+    )
     typer.echo(f"gold: {len(jobs) - len(failures)} of {len(jobs)} date(s) committed, {n:,} episodes")
     _exit_on(failures)
 
@@ -229,9 +347,11 @@ def index_cmd(
 ) -> None:
     """Upsert committed gold into the LanceDB vector table (the table's only writer)."""
     from spymaster.layers import index
+    from spymaster.layers.vacuum import vacuum
 
     store = _lake(lake)
     res = index.index(store, force=force)
+    vacuum(store)  # housekeeping: orphans older than the grace period, old table versions
     done = [r for r in res if not r.skipped]
     typer.echo(
         f"index: {len(done)} date(s) upserted, {len(res) - len(done)} unchanged, {sum(r.rows for r in res):,} episodes"
@@ -259,11 +379,13 @@ def fit_cmd(lake: LakeOpt = None) -> None:
 
 @app.command("run")
 def run_cmd(
+    dates_arg: DatesArg = None,
     start: StartOpt = None,
     end: EndOpt = None,
     days: DaysOpt = None,
     workers: Annotated[int, typer.Option(min=1, max=32, help="Dates processed in parallel")] = 1,
     force: Annotated[bool, typer.Option(help="Recompute layers already committed")] = False,
+    allow_shrink: ShrinkOpt = False,
     lake: LakeOpt = None,
 ) -> None:
     """bronze → silver → gold per date (in parallel), then index; resumable, failures per date."""
@@ -271,7 +393,8 @@ def run_cmd(
     from spymaster.layers import index, pipeline
 
     store = _lake(lake)
-    dates = _dates(start, end, days) or sorted(landed_raw(store))
+    asked = _dates(start, end, days, dates_arg)
+    dates = asked if asked is not None else sorted(landed_raw(store))
     bar = tqdm(total=len(dates), desc="run", unit="day", disable=not dates)
     failed: list[pipeline.DateResult] = []
 
@@ -280,20 +403,60 @@ def run_cmd(
         if not r.ok:
             failed.append(r)
 
-    results = pipeline.run(store.settings, dates, workers=workers, force=force, on_result=done)
+    results = pipeline.run(
+        store.settings, dates, workers=workers, force=force, on_result=done, allow_shrink=allow_shrink
+    )
     bar.close()
     ok = [r.date for r in results if r.ok]
-    idx = index.index(store, ok, force=force) if ok else []
+    index_error = None
+    try:
+        idx = index.index(store, ok, force=force) if ok else []
+    except SpymasterError as exc:  # the date jobs' report still follows
+        idx, index_error = [], str(exc)
+    table = index.open_table(store)
+    total = table.count_rows() if table is not None else 0
+    upserted = [r for r in idx if not r.skipped]
     typer.echo(
-        f"run: {len(ok)} of {len(dates)} date(s) at gold; indexed {sum(1 for r in idx if not r.skipped)}, "
-        f"{sum(r.rows for r in idx):,} episodes in the vector table"
+        f"run: {len(ok)} of {len(dates)} date(s) at gold; indexed {len(upserted)} date(s) "
+        f"({sum(r.rows for r in upserted):,} episodes); the vector table holds {total:,} episodes"
     )
     if any(not r.skipped for r in idx):
         _fit(store)
-    for r in failed:
+    for r in sorted(failed, key=lambda r: r.date):
         typer.secho(f"failed {r.date} at {r.failed_stage}: {r.error}", fg="red", err=True)
-    if failed:
+    if index_error:
+        typer.secho(f"failed index: {index_error}", fg="red", err=True)
+    if failed or index_error:
         raise typer.Exit(1)
+
+
+QUERY_HORIZONS = (2, 4, 8, 20)
+
+
+def _check_query(
+    store: Lake, date: dt.date, at: dt.time, level: str, horizon: int, as_of: dt.date | None
+) -> None:
+    """Refuse a query the answer could only refuse, before the vector table is loaded (seconds)."""
+    from spymaster.levels import LEVEL_KINDS
+
+    if level not in LEVEL_KINDS:
+        raise typer.BadParameter(
+            f"unknown level {level!r}; one of {', '.join(LEVEL_KINDS)}", param_hint="--level"
+        )
+    if not sessions.RTH_OPEN <= at <= sessions.QUERY_END:
+        raise typer.BadParameter(f"{at.isoformat()} is outside 09:30–12:30 ET", param_hint="--time")
+    if horizon not in QUERY_HORIZONS:
+        raise typer.BadParameter(f"{horizon} is not one of 2, 4, 8, 20", param_hint="--horizon")
+    if as_of is not None and as_of > date:
+        raise typer.BadParameter(
+            "--as-of may not be after --date (later outcomes would leak in)", param_hint="--as-of"
+        )
+    if not sessions.is_trading_day(date):
+        raise typer.BadParameter(f"{date} ({date:%A}) is not a trading day", param_hint="--date")
+    if not is_committed(store, Layer.SILVER, "state", date):
+        raise typer.BadParameter(
+            f"{date} is not in the lake (no silver for it; see `spymaster status`)", param_hint="--date"
+        )
 
 
 @app.command()
@@ -301,9 +464,16 @@ def query(
     date: Annotated[dt.datetime, typer.Option("--date", formats=["%Y-%m-%d"], help="Trading date")],
     time: Annotated[str, typer.Option("--time", help="ET wall-clock time, HH:MM[:SS], 09:30–12:30")],
     level: Annotated[str, typer.Option("--level", help="PM_HIGH, PM_LOW, OR_HIGH, OR_LOW, SMA_90 or EMA_20")],
-    k: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    k: Annotated[int, typer.Option(min=1, max=500, help="Neighbours to retrieve")] = 50,
     horizon: Annotated[int, typer.Option(help="Minutes: 2, 4, 8 or 20")] = 8,
-    as_of: Annotated[dt.datetime | None, typer.Option("--as-of", formats=["%Y-%m-%d"])] = None,
+    as_of: Annotated[
+        dt.datetime | None,
+        typer.Option(
+            "--as-of",
+            formats=["%Y-%m-%d"],
+            help="Only neighbours from dates strictly before this one (default: --date; not after it)",
+        ),
+    ] = None,
     show: Annotated[int, typer.Option(help="Neighbours to print")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON answer")] = False,
     lake: LakeOpt = None,
@@ -311,13 +481,24 @@ def query(
     """The answer POST /v1/similar gives, in the terminal: neighbours and the outcome distribution."""
     import json
 
-    from spymaster.serving import Service
-
     try:
         at = dt.time.fromisoformat(time)
     except ValueError:
-        raise typer.BadParameter(f"not a time: {time!r} (HH:MM or HH:MM:SS)") from None
-    ans = Service(_lake(lake)).similar(
+        raise typer.BadParameter(f"not a time: {time!r} (HH:MM or HH:MM:SS)", param_hint="--time") from None
+    store = _lake(lake)
+    _check_query(store, date.date(), at, level, horizon, as_of.date() if as_of else None)
+
+    from spymaster.layers import index as vector_index
+    from spymaster.serving import Service
+    from spymaster.serving.snapshot import INDEX_COLUMNS, index_from_arrow
+
+    rows = vector_index.read_from_markers(store, INDEX_COLUMNS)
+    if rows is None:  # the table is mid-change: ask it (LanceDB) directly
+        svc = Service(store)
+    else:
+        index, stats_by_day = index_from_arrow(rows, None)
+        svc = Service(store, index=index, stats_by_day=stats_by_day)
+    ans = svc.similar(
         date=date.date(),
         time=at,
         level_kind=level,
@@ -334,6 +515,14 @@ def query(
         f"  (partition {q['partition']}, neighbours before {q['as_of']})"
     )
     typer.echo(f"horizon {d['horizon']} min, n = {d['n']}, n_eff = {d['n_eff']:.1f}")
+    if d["n"] == 0:
+        typer.secho(
+            "  prior only: no earlier setup of this level, direction and time of day; "
+            "the numbers below are the prior alone",
+            fg="yellow",
+        )
+    elif d["n_eff"] < 3:
+        typer.secho("  thin: fewer than 3 effective setups; read the interval, not the point", fg="yellow")
     for o in OUTCOMES:
         lo, hi = d["interval"][o]
         typer.echo(
@@ -344,6 +533,19 @@ def query(
         typer.echo(f"  expected excursion: favourable {mfe:.2f} ATR, adverse {mae:.2f} ATR")
     for nb in ans["neighbours"][:show]:
         typer.echo(f"  {nb['date']} {nb['time']}  sim {nb['similarity']:.3f}  {nb['outcome']}")
+
+
+def _summary(markdown: str) -> str:
+    """The report's head: its title, what was tested, and the goals table (up to the next section)."""
+    out: list[str] = []
+    sections = 0
+    for line in markdown.splitlines():
+        if line.startswith("## "):
+            sections += 1
+            if sections == 2:
+                break
+        out.append(line)
+    return "\n".join(out).rstrip()
 
 
 @app.command()
@@ -374,7 +576,16 @@ def evaluate(
         learned_all_episodes=all_episodes,
         progress=lambda msg: typer.echo(msg, err=True),
     )
-    typer.echo(rep.markdown)
+    typer.echo(_summary(rep.markdown))
+    tested = [dt.date.fromisoformat(str(d)) for d in rep.metrics.get("test_dates", [])]
+    from spymaster.lake.status import collect
+
+    lacking = [s.date.isoformat() for s in collect(store) if s.date in set(tested) and s.options_note]
+    if lacking:
+        typer.echo(
+            f"{len(lacking)} of {len(tested)} test day(s) had no (or partial) options files: their dealer "
+            f"features were null ({', '.join(lacking)})"
+        )
     typer.echo(f"report: {store.full_uri(rep.paths['report'])}")
 
 
@@ -406,19 +617,83 @@ def status(lake: LakeOpt = None) -> None:
     typer.echo(f"{'date':<12}{'raw':>6}{'bronze':>8}{'silver':>8}{'gold':>7}{'indexed':>9}  layer")
     for s in rows:
         q = f"  quarantined: {len(s.quarantined)}" if s.quarantined else ""
-        n_raw, n_br, n_all = len(s.raw), len(s.bronze), len(paths.REQUIRED_RAW)
+        q += f"  dropped: {s.n_dropped:,} implausible record(s)" if s.n_dropped else ""
+        opt = f"  {s.options_note}" if s.options_note else ""
+        n_raw, n_br, n_all = len(s.raw), len(s.bronze), len(paths.RAW_KINDS)
         sv, gd = ("yes" if s.silver else "-"), (f"{s.episodes}" if s.gold else "-")
-        ix = "yes" if s.indexed else "-"
+        ix = "yes" if s.indexed else ("stale" if s.index_stale else "-")
         typer.echo(
-            f"{s.date.isoformat():<12}{n_raw:>3}/{n_all}{n_br:>5}/{n_all}{sv:>8}{gd:>7}{ix:>9}  {s.layer}{q}"
+            f"{s.date.isoformat():<12}{n_raw:>3}/{n_all}{n_br:>5}/{n_all}{sv:>8}{gd:>7}{ix:>9}  {s.layer}{opt}{q}"
+        )
+    lacking = [s.date.isoformat() for s in rows if s.raw_ready and s.options_note]
+    if lacking:
+        typer.echo(
+            f"{len(lacking)} date(s) lack options (dealer features null or partial): {', '.join(lacking)}"
+        )
+    from spymaster.lake.status import missing_files
+
+    if missing := missing_files(store):
+        typer.secho(
+            f"missing: {len(missing)} committed file(s), first {missing[0].file}; run `spymaster validate`",
+            fg="red",
         )
     qs = quarantine.list_all(store)
-    if qs:
+    current = [q for q in qs if not q.resolved]
+    if current:
         typer.echo("quarantine:")
-        for item in qs:
+        for item in current:
             typer.echo(
                 f"  {item.date} {item.product} {item.schema}: {item.error}: {item.reason}  ({item.file})"
             )
+    dropped = [s for s in rows if s.n_dropped]
+    if dropped:
+        typer.echo("data quality (records dropped by bronze):")
+        for s in dropped:
+            for table, why in sorted(s.dropped.items()):
+                reasons = ", ".join(f"{n:,} {r.replace('_', ' ')}" for r, n in sorted(why.items()))
+                typer.echo(f"  {s.date} {table}: {reasons}")
+    if len(qs) > len(current):
+        typer.echo(f"quarantine: {len(qs) - len(current)} older file(s) kept, their dates since rebuilt")
+
+
+@app.command("vacuum")
+def vacuum_cmd(
+    grace_hours: Annotated[
+        float, typer.Option("--grace-hours", min=0, help="Keep files younger than this (a run may own them)")
+    ] = 24.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would go, remove nothing")] = False,
+    lake: LakeOpt = None,
+) -> None:
+    """Remove files no manifest references (older than the grace period) and old vector-table versions."""
+    from spymaster.layers.vacuum import vacuum
+
+    res = vacuum(_lake(lake), grace=dt.timedelta(hours=grace_hours), dry_run=dry_run)
+    for f in res.removed:
+        typer.echo(f"{'would remove' if dry_run else 'removed'} {f}")
+    typer.echo(
+        f"vacuum: {len(res.removed)} unreferenced file(s) {'to remove' if dry_run else 'removed'}, "
+        f"{len(res.kept_young)} younger than {grace_hours:g} h kept, "
+        f"{res.table_versions_removed} old vector-table version(s) removed"
+    )
+
+
+@app.command()
+def validate(lake: LakeOpt = None) -> None:
+    """Check that every file a committed manifest lists exists; exit 1 naming those that do not."""
+    from spymaster.lake.status import missing_files
+
+    store = _lake(lake)
+    missing = missing_files(store)
+    for m in missing:
+        typer.secho(f"missing: {m.file}  (listed by {m.manifest})", fg="red", err=True)
+    if missing:
+        typer.secho(
+            f"validate: {len(missing)} committed file(s) missing; rebuild their dates with --force",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo("validate: every committed file is present")
 
 
 @app.command()
@@ -428,21 +703,22 @@ def sql(
     ],
     lake: LakeOpt = None,
 ) -> None:
-    """Query the committed lake with DuckDB (views bronze.*, silver.*, gold.*)."""
+    """Query the committed lake with DuckDB (views bronze.*, silver.*, gold.*); read-only."""
     import duckdb
 
-    from spymaster.lake.sql import query
+    from spymaster.errors import ReadOnlyQueryError
+    from spymaster.lake.sql import display, query
 
     try:
-        cols, rows = query(_lake(lake), statement)
-    except duckdb.Error as exc:
+        table = query(_lake(lake), statement)
+    except (duckdb.Error, ReadOnlyQueryError) as exc:
         typer.secho(f"error: {str(exc).splitlines()[0]}", fg="red", err=True)
         raise typer.Exit(2) from None
-    if not cols:
+    if not table.num_columns:
         return
-    typer.echo("\t".join(cols))
-    for r in rows:
-        typer.echo("\t".join("" if v is None else str(v) for v in r))
+    typer.echo("\t".join(table.column_names))
+    for row in display(table):
+        typer.echo("\t".join(row))
 
 
 def main() -> None:

@@ -43,6 +43,15 @@ class NotCommittedError(LakeError, LookupError):
     """A layer was asked for a date it has not committed."""
 
 
+class LockedError(LakeError):
+    """Another writer holds the lake lock (the vector table has one writer at a time)."""
+
+
+class ShrinkError(SpymasterError):
+    """A re-run would empty a non-empty partition or drop most of its rows; re-run with
+    ``--allow-shrink`` if that is really meant."""
+
+
 class BadInputError(SpymasterError, ValueError):
     """An input file cannot be used; it is quarantined with this message as its reason."""
 
@@ -57,6 +66,11 @@ class CorruptInputError(BadInputError):
 
 class MislabelledInputError(BadInputError):
     """The file's own metadata disagrees with where it was placed (dataset, schema, date, product)."""
+
+
+class ImplausibleInputError(BadInputError):
+    """The file's records lie outside the session it claims, name unknown instruments, or carry
+    too many implausible values (prices, sizes, duplicates) to be trusted."""
 
 
 class UnknownDatasetError(BadInputError):
@@ -77,3 +91,7 @@ class NotFoundError(SpymasterError, LookupError):
 
 class InvalidQueryError(SpymasterError, ValueError):
     """The query is well-formed JSON but cannot be answered as asked."""
+
+
+class ReadOnlyQueryError(SpymasterError, ValueError):
+    """``spymaster sql`` was given a statement that is not a single read-only query."""

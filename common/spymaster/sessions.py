@@ -1,13 +1,18 @@
 """Trading calendar, session windows, the 30-s step grid, 2-minute bar closes and ES contract months.
 
-All session times are wall-clock America/New_York converted with ``zoneinfo`` per date, so the
+Trading dates, holidays and early closes come from a maintained exchange calendar
+(``pandas_market_calendars``: CME Globex equity, intersected with NYSE for the cash session),
+computed offline; nothing is fetched. All session times are wall-clock America/New_York converted with ``zoneinfo`` per date, so the
 UTC offset follows US DST; no offset is hard-coded anywhere.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -39,13 +44,105 @@ ROLL_DAYS_BEFORE_EXPIRY = 8
 """Front month rolls on the Thursday eight days before the third-Friday expiry (CME's roll date)."""
 
 
+CALENDAR_FIRST = dt.date(1990, 1, 1)
+CALENDAR_LAST = dt.date(2100, 12, 31)
+"""The span the exchange calendar is asked about (its rules are computed offline, per year)."""
+_CME = "CME Globex Equity"
+"""pandas_market_calendars' CME Globex equity-index calendar (ES): its holidays and early closes."""
+
+
+@dataclass(frozen=True)
+class TradingDay:
+    """A trading date's hours from the exchange calendars, ET wall clock."""
+
+    globex_close: dt.time
+    """CME Globex equity close: 17:00 ET, earlier on an early close (13:15 ET the day after Thanksgiving)."""
+    rth_close: dt.time
+    """NYSE cash close: 16:00 ET, 13:00 ET on a half day."""
+
+    @property
+    def early_close(self) -> bool:
+        return self.globex_close < GLOBEX_CLOSE
+
+
+class CalendarRangeError(ValueError):
+    """A date outside the span the exchange calendar is asked about."""
+
+
+@cache
+def _calendars() -> tuple[Any, Any]:
+    import pandas_market_calendars as pmc  # ~1 s to import and build: only when a date is asked about
+
+    return pmc.get_calendar(_CME), pmc.get_calendar("NYSE")
+
+
+@cache
+def _year(year: int) -> dict[dt.date, TradingDay]:
+    """Every trading date of a year: a CME Globex equity session that is also an NYSE session.
+
+    The NYSE condition drops the days CME trades an abbreviated holiday session (Thanksgiving,
+    Independence Day, MLK and Presidents' days, Good Friday, …): without the 09:30 cash open
+    there are no opening-range levels and no query window."""
+    cme, nyse = _calendars()
+    lo, hi = f"{year}-01-01", f"{year}-12-31"
+    with warnings.catch_warnings():
+        # pandas_market_calendars 5.5 still calls Series.dt.weekday (a pandas 4 deprecation)
+        warnings.filterwarnings("ignore", message=".*weekday is deprecated", category=Warning)
+        c = cme.schedule(lo, hi)
+        n = nyse.schedule(lo, hi)
+    rth = {
+        ts.date(): close.tz_convert(str(ET)).time()
+        for ts, close in zip(n.index, n["market_close"], strict=True)
+    }
+    out: dict[dt.date, TradingDay] = {}
+    for ts, close in zip(c.index, c["market_close"], strict=True):
+        d = ts.date()
+        if d in rth:
+            out[d] = TradingDay(globex_close=close.tz_convert(str(ET)).time(), rth_close=rth[d])
+    return out
+
+
+def trading_day(d: dt.date) -> TradingDay | None:
+    """The hours of trading date ``d``, or ``None`` for a weekend or an exchange holiday.
+
+    Raises
+    ------
+    CalendarRangeError
+        ``d`` is outside 1990-01-01 … 2100-12-31.
+    """
+    if not CALENDAR_FIRST <= d <= CALENDAR_LAST:
+        raise CalendarRangeError(f"{d} is outside the exchange calendar ({CALENDAR_FIRST} … {CALENDAR_LAST})")
+    if d.weekday() >= 5:
+        return None
+    return _year(d.year).get(d)
+
+
 def is_trading_day(d: dt.date) -> bool:
-    """Weekdays. Exchange holidays are not modelled (the generator only needs weekdays)."""
-    return d.weekday() < 5
+    """A CME Globex equity session with an NYSE cash session (so: no weekend, no exchange holiday)."""
+    return trading_day(d) is not None
+
+
+def why_not_trading(d: dt.date) -> str:
+    """A reason a user can read: "a Saturday", "an exchange holiday"."""
+    if d.weekday() >= 5:
+        return f"a {d:%A}"
+    return "an exchange holiday (CME Globex equity / NYSE calendar)"
+
+
+def globex_close(d: dt.date) -> dt.time:
+    """The Globex close of trading date ``d`` (ET): 17:00, or earlier on an early close."""
+    td = trading_day(d)
+    return td.globex_close if td is not None else GLOBEX_CLOSE
+
+
+def rth_close(d: dt.date) -> dt.time:
+    """The NYSE cash close of trading date ``d`` (ET): 16:00, or 13:00 on a half day."""
+    td = trading_day(d)
+    return td.rth_close if td is not None else RTH_CLOSE
 
 
 def trading_days(start: dt.date, n: int) -> list[dt.date]:
-    """``n`` consecutive trading days from ``start`` (inclusive), skipping weekends."""
+    """``n`` consecutive trading days from ``start`` (inclusive), skipping weekends and holidays."""
     out: list[dt.date] = []
     d = start
     while len(out) < n:
@@ -86,8 +183,9 @@ def et_ns(d: dt.date, t: dt.time) -> int:
 
 def globex_session(d: dt.date) -> tuple[int, int]:
     """(open, close) ns UTC of the Globex session that trades for date ``d``: 18:00 ET the
-    previous evening (Sunday evening for a Monday) to 17:00 ET on ``d``."""
-    return et_ns(d - dt.timedelta(days=1), GLOBEX_OPEN), et_ns(d, GLOBEX_CLOSE)
+    previous evening (Sunday evening for a Monday) to 17:00 ET on ``d``, or to the early close
+    the exchange calendar gives (13:15 ET the day after Thanksgiving)."""
+    return et_ns(d - dt.timedelta(days=1), GLOBEX_OPEN), et_ns(d, globex_close(d))
 
 
 def step_times(date: dt.date) -> npt.NDArray[np.int64]:

@@ -86,6 +86,9 @@ class ApiSettings(BaseSettings):
     api_key: SecretStr | None = None
     """When set, every /v1 route needs header ``X-API-Key`` with this value."""
     max_k: int = Field(default=500, ge=1, le=100_000)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    """Request bodies larger than this are refused with 413 before they are read into memory
+    (the largest valid body, a vector query, is a few kilobytes)."""
     table_check_seconds: float = Field(default=10.0, ge=0)
     """Check the vector table's version at most this often (a new version is reloaded)."""
     blas_threads: int = Field(default=1, ge=0)

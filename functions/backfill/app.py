@@ -1,7 +1,9 @@
 """Lambdas around the backfill state machine (``infra/statemachine/backfill.asl.json``).
 
 * :func:`plan` — ``{"request": {"start", "end", "force"?}, "run": <execution name>}``: which dates
-  of the range have every raw file landed (and are not built yet, unless ``force``). It writes the
+  of the range have every futures raw file landed (options are optional: such dates run with dealer
+  features null and are listed in ``without_options``) and are not built from the raw files there
+  now, unless ``force``. It writes the
   Distributed Map's item list (one :class:`~functions.shared.events.DateRequest` per date) and the plan to
   the lake, and returns where the list is plus the Map's concurrency and failure tolerance.
 * :func:`report` — the state machine's state at the end: reads the plan and the per-date results the
@@ -26,6 +28,7 @@ from functions.shared.events import BackfillRequest, DateRequest
 from spymaster import sessions
 from spymaster.lake import Lake, committed_dates, paths, status
 from spymaster.lake.paths import Layer
+from spymaster.layers import pipeline
 from spymaster.settings import StorageSettings
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "spymaster-backfill"))
@@ -47,7 +50,8 @@ def make_plan(
     """The dates to run and the plan document (also what was left out, and why)."""
     landed = status.landed_raw(lake)
     built = set(committed_dates(lake, Layer.GOLD, paths.EPISODES_TABLE))
-    required = set(paths.REQUIRED_RAW)
+    required, options = set(paths.REQUIRED_RAW), set(paths.OPTIONS_RAW)
+    without_options: list[str] = []
     todo: list[DateRequest] = []
     incomplete: dict[str, list[str]] = {}
     no_raw: list[str] = []
@@ -56,11 +60,13 @@ def make_plan(
         kinds = landed.get(d, set())
         if not kinds:
             no_raw.append(d.isoformat())
-        elif kinds != required:
+        elif not kinds >= required:
             incomplete[d.isoformat()] = sorted(f"{k.product.value} {k.schema}" for k in required - kinds)
-        elif d in built and not request.force:
+        elif not request.force and d in built and pipeline.is_built(lake, d):
             already_built.append(d.isoformat())
         else:
+            if not kinds & options:  # runs with dealer features null
+                without_options.append(d.isoformat())
             todo.append(
                 DateRequest(date=d, force=request.force, reason=f"backfill:{run}", notify=False, run=run)
             )
@@ -69,6 +75,7 @@ def make_plan(
         "request": request.model_dump(mode="json"),
         "planned": [r.date.isoformat() for r in todo],
         "incomplete_raw": incomplete,
+        "without_options": without_options,
         "no_raw": no_raw,
         "already_built": already_built,
         "max_concurrency": request.max_concurrency or settings.backfill_max_concurrency,
@@ -107,6 +114,7 @@ def make_report(lake: Lake, run: str, state: dict[str, Any]) -> dict[str, Any]:
         "failed": failed,
         "no_result": no_result,
         "incomplete_raw": plan_doc["incomplete_raw"],
+        "without_options": plan_doc.get("without_options", []),
         "no_raw": plan_doc["no_raw"],
         "already_built": plan_doc["already_built"],
         "indexed": sorted(d for d in wanted if d in indexed),

@@ -174,6 +174,12 @@ def test_replay_probabilities_and_neighbours(page: tuple[Any, Browsing], app_url
     assert by_name["OR_HIGH"]["dash"] == by_name["OR_LOW"]["dash"] == "solid"
     assert by_name["SMA_90"]["dash"] == by_name["EMA_20"]["dash"] == "dot"
     assert any(v is not None for v in by_name["PM_HIGH"]["y"]), "PM_HIGH drawn"
+    # the moving averages start with the candles (at the first candle's close, 09:00), not at 09:30
+    first_close = dt.datetime.fromisoformat(min(_candles(pg))) + dt.timedelta(minutes=2)
+    for ma in ("SMA_90", "EMA_20"):
+        xs = [x for x, y in zip(by_name[ma]["x"], by_name[ma]["y"], strict=True) if y is not None]
+        assert xs, ma
+        assert dt.datetime.fromisoformat(min(xs)[:19]) <= first_close, (ma, min(xs), first_close)
 
     # The future is hidden: no candle closes after the replay time.
     before = _candles(pg)
@@ -289,14 +295,31 @@ def test_evaluation_report_panel(page: tuple[Any, Browsing], app_url: str, page_
     rep = evaluation.evaluate(page_lake, last, None, min_train_days=1, boosted=False, run_ablation=False)
     pg.click("#btn-report")
     pg.wait_for_selector("#report-md")
-    assert pg.text_content("#report-md") == rep.markdown
-    assert rep.run_id in (pg.text_content("#report-meta") or "")
+    # the markdown is rendered: its pipe tables are tables, its images are the plots, no raw syntax
+    md = pg.text_content("#report-md") or ""
+    assert "|---" not in md
+    assert "![" not in md
+    assert "**" not in md
+    tables = sum(
+        1
+        for i, line in enumerate(rep.markdown.splitlines()[1:], 1)
+        if line.startswith("|---") or line.startswith("|:-")
+    )
+    assert pg.locator("#report-md table").count() == tables > 0
+    assert pg.locator("#report-md .md-h").count() == sum(
+        1 for line in rep.markdown.splitlines() if line.startswith("#")
+    )
+    meta = pg.text_content("#report-meta") or ""
+    assert rep.run_id in meta
+    tested = rep.metrics["test_dates"]
+    assert f"test days {tested[0]} → {tested[-1]}" in meta
+    assert "…" not in meta
     assert pg.locator(".report-goals tbody tr").count() == len(rep.metrics["goals"])
     assert "kNN served" in (pg.text_content(".report-scores") or "")
     for plot in ("reliability", "lift"):
         pg.wait_for_function(
             f"""() => {{
-                const img = document.querySelector(".report-plot[data-plot='{plot}'] img");
+                const img = document.querySelector("#report-md .report-plot[data-plot='{plot}'] img");
                 return img && img.complete && img.naturalWidth > 100;
             }}"""
         )
@@ -311,3 +334,151 @@ def test_evaluation_report_panel(page: tuple[Any, Browsing], app_url: str, page_
     assert not log.errors, log.errors
     origin = urlsplit(app_url)
     assert all(urlsplit(u).netloc == origin.netloc for u in log.requests), log.requests
+
+
+@pytest.mark.parametrize(
+    ("wanted", "says"),
+    [
+        ("2026-03-07", "2026-03-07 is a Saturday, not a trading day: showing"),
+        ("2026-01-05", "2026-01-05 is not in the lake"),
+        ("2026-02-31", "is not a date (YYYY-MM-DD)"),
+    ],
+)
+def test_a_bad_date_in_the_url_is_named(
+    page: tuple[Any, Browsing], app_url: str, wanted: str, says: str
+) -> None:
+    pg, log = page
+    last, _ = _last_day(app_url)
+    pg.goto(f"{app_url}/?date={wanted}")
+    _wait_ready(pg)
+    banner = pg.locator("#banner")
+    assert banner.is_visible()
+    text = banner.text_content() or ""
+    assert says in text
+    assert f"showing {last} instead" in text
+    log.assert_clean()
+
+
+def test_narrow_window_setups_list_and_axis_units(browser: Any, app_url: str) -> None:
+    # A 420 px wide window (a phone): the controls wrap, the slider is whole and usable
+    context = browser.new_context(viewport={"width": 420, "height": 860}, device_scale_factor=1)
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    log = Browsing(origin=app_url)
+    pg.on("console", lambda m: log.console.append((m.type, m.text)))
+    pg.on("pageerror", lambda e: log.errors.append(str(e)))
+    pg.on("request", lambda r: log.requests.append(r.url))
+    try:
+        date, signals = _last_day(app_url)
+        sig = _signal_with_neighbours(app_url, date, signals)
+        t = _snap(_minutes(_et(sig["t"])))
+        pg.goto(f"{app_url}/?date={date}&t={_hhmm(t)}")
+        _wait_ready(pg)
+        box = pg.locator("#time-slider").bounding_box()
+        assert box is not None
+        assert box["x"] >= 0
+        assert box["x"] + box["width"] <= 420
+        assert box["width"] >= 200, box
+        for ctl in ("#btn-start", "#btn-play", "#btn-end", "#time-label"):
+            b = pg.locator(ctl).bounding_box()
+            assert b is not None
+            assert b["x"] >= 0
+            assert b["x"] + b["width"] <= 420, (ctl, b)
+        assert pg.evaluate("() => document.documentElement.scrollWidth") <= 420
+
+        # The volume axis says its unit
+        title = pg.evaluate("() => document.getElementById('chart').layout.yaxis2.title.text")
+        assert title == "contracts"
+
+        # The smoothed probabilities say what they are
+        panel = pg.locator(f"#panels .level[data-kind='{sig['level_kind']}']")
+        panel.wait_for()
+        foot = panel.locator(".level-foot").text_content() or ""
+        assert "smoothed over bars: Break " in foot
+
+        # The setups list shows only setups that carry weight, and says how many
+        panel.locator(".prow[data-outcome='BREAK']").click()
+        pg.wait_for_selector("#similar tr.nb")
+        body = {"date": date, "time": _hhmm(t), "level_kind": sig["level_kind"], "k": 10}
+        ans = httpx.post(f"{app_url}/v1/similar", json=body, timeout=30).json()
+        weighted = [n for n in ans["neighbours"] if n["weight"] > 0 and n["similarity"] > 0]
+        rows = pg.locator("#similar tr.nb")
+        assert rows.count() == len(weighted)
+        sims = [float(rows.nth(i).locator("td").nth(4).text_content() or "nan") for i in range(rows.count())]
+        assert all(s > 0 for s in sims), sims
+        count = pg.text_content("#similar-count") or ""
+        assert count.startswith(f"{len(weighted)} nearest setup")
+        assert "of 10 asked" in count
+        log.assert_clean()
+    finally:
+        context.close()
+
+
+def _box(pg: Any, selector: str, text: str) -> dict[str, float]:
+    loc = pg.locator(selector).filter(has_text=text).first
+    loc.wait_for()
+    box = loc.bounding_box()
+    assert box is not None, (selector, text)
+    return dict(box)
+
+
+def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return not (
+        a["x"] + a["width"] <= b["x"]
+        or b["x"] + b["width"] <= a["x"]
+        or a["y"] + a["height"] <= b["y"]
+        or b["y"] + b["height"] <= a["y"]
+    )
+
+
+def test_chart_labels_do_not_collide(page: tuple[Any, Browsing], app_url: str) -> None:
+    pg, log = page
+    date, signals = _last_day(app_url)
+    pg.goto(f"{app_url}/?date={date}&t=12:30")
+    _wait_ready(pg)
+    # "now 12:30" stays clear of the price axis' labels
+    now = _box(pg, "g.annotation", "now 12:30")
+    ticks = pg.locator("g.ytick text")
+    for i in range(ticks.count()):
+        tb = ticks.nth(i).bounding_box()
+        if tb:
+            assert not _overlap(now, dict(tb)), (now, tb)
+    # a neighbour's day opens at the setup's time: its "setup" label and the "now" label stay apart
+    sig = _signal_with_neighbours(app_url, date, signals)
+    pg.goto(f"{app_url}/?date={date}&t={_hhmm(_snap(_minutes(_et(sig['t']))))}")
+    _wait_ready(pg)
+    pg.locator(f"#panels .level[data-kind='{sig['level_kind']}'] .prow[data-outcome='BREAK']").click()
+    pg.wait_for_selector("#similar tr.nb")
+    first = pg.locator("#similar tr.nb").first
+    nb_date = first.get_attribute("data-date") or ""
+    first.click()
+    pg.wait_for_function(f"() => document.getElementById('date-select').value === '{nb_date}'")
+    setup = _box(pg, "g.annotation", "setup ")
+    now = _box(pg, "g.annotation", "now ")
+    assert not _overlap(setup, now), (setup, now)
+    log.assert_clean()
+
+
+def test_a_day_without_options_says_its_dealer_features_are_missing(
+    page: tuple[Any, Browsing], app_url: str
+) -> None:
+    pg, log = page
+    date, _ = _last_day(app_url)
+    days = httpx.get(f"{app_url}/v1/days", timeout=30).json()
+    assert all(d["options"] for d in days["days"])  # the generated lake has every options file
+    # As the API answers for a futures-only day (its options files never landed):
+    for d in days["days"]:
+        d["options"] = d["date"] != date
+    pg.route("**/v1/days", lambda route: route.fulfill(json=days))
+    pg.goto(f"{app_url}/?date={date}")
+    _wait_ready(pg)
+    note = pg.locator("#day-note")
+    assert note.is_visible()
+    assert f"No ES options data for {date}" in (note.text_content() or "")
+    label = pg.locator(f"#date-select option[value='{date}']").text_content() or ""
+    assert label.endswith("· no options")
+    other = next(d["date"] for d in days["days"] if d["date"] != date)
+    pg.select_option("#date-select", other)
+    pg.wait_for_function(f"() => document.getElementById('date-select').value === '{other}'")
+    assert not note.is_visible()
+    log.assert_clean()

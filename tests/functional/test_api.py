@@ -212,14 +212,17 @@ def test_levels_are_the_six_levels_per_step(http: httpx.Client, demo: Demo) -> N
     ]
     open_ns = sessions.et_ns(date, sessions.RTH_OPEN)
     or_end = sessions.et_ns(date, sessions.OR_END)
+    chart_from = sessions.et_ns(date, dt.time(9, 0))
     for lv in body["levels"]:
         pts = lv["points"]
-        assert len(pts) == 361
+        assert len(pts) == 60 + 361  # 09:00–09:29:30 (the chart's first half hour), then 09:30–12:30
         for p in pts:
             t_ns = int(dt.datetime.fromisoformat(p["t"].replace("Z", "+00:00")).timestamp()) * NS
-            assert open_ns <= t_ns
+            assert chart_from <= t_ns
             if lv["kind"].startswith("OR_"):
                 assert (p["value"] is None) == (t_ns < or_end)
+            elif lv["kind"].startswith("PM_"):
+                assert (p["value"] is None) == (t_ns < open_ns)
             else:
                 assert isinstance(p["value"], float)
 
@@ -737,6 +740,58 @@ def test_openapi_docs_and_page_hooks(http: httpx.Client) -> None:
     assert http.get("/", follow_redirects=True).status_code == 200
 
 
+def test_the_schema_states_units_and_times_come_in_utc_and_et(http: httpx.Client, demo: Demo) -> None:
+    schemas = http.get("/openapi.json").json()["components"]["schemas"]
+
+    def desc(model: str, field: str) -> str:
+        return str(schemas[model]["properties"][field].get("description", ""))
+
+    for model, field in (
+        ("Signal", "distance"),
+        ("NeighbourOut", "mfe"),
+        ("NeighbourOut", "mae"),
+        ("DistributionOut", "expected_mfe"),
+        ("DistributionOut", "expected_mae"),
+    ):
+        assert "ATR" in desc(model, field), (model, field)
+    assert "80 %" in desc("DistributionOut", "interval")
+    assert "80 %" in desc("Signal", "interval")
+    for model in ("Bar", "LevelPoint", "Signal"):
+        assert "UTC" in desc(model, "t")
+        assert "ET" in desc(model, "time")
+    assert "contracts" in desc("Bar", "volume")
+    # and the answers carry both: `t` in UTC and `time` as ET wall clock, the same instant
+    day = demo.dates[-1].isoformat()
+    bar = http.get(f"/v1/days/{day}/bars").json()["bars"][0]
+    point = http.get(f"/v1/days/{day}/levels").json()["levels"][0]["points"][0]
+    signal = http.get(f"/v1/days/{day}/signals").json()["signals"][0]
+    for item in (bar, point, signal):
+        t = dt.datetime.fromisoformat(item["t"].replace("Z", "+00:00")).astimezone(sessions.ET)
+        assert item["time"] == t.strftime("%H:%M:%S")
+
+
+def test_moving_averages_start_with_the_chart_at_0900(http: httpx.Client, demo: Demo) -> None:
+    from spymaster.indicators import bars as bar_math
+
+    day = demo.dates[-1]
+    levels = {
+        lv["kind"]: lv["points"] for lv in http.get(f"/v1/days/{day.isoformat()}/levels").json()["levels"]
+    }
+    first = {k: pts[0]["time"] for k, pts in levels.items()}
+    assert set(first.values()) == {"09:00:00"}  # every series on one time axis
+    # before 09:30 only the moving averages exist; they continue silver's values without a seam
+    for kind in ("PM_HIGH", "PM_LOW", "OR_HIGH", "OR_LOW"):
+        assert all(p["value"] is None for p in levels[kind] if p["time"] < "09:30:00")
+    b2 = read_committed(demo.lake, Layer.SILVER, paths.BARS_2M_TABLE, day)
+    t0900 = sessions.et_ns(day, dt.time(9, 0))
+    want = bar_math.moving_average_levels(b2, np.array([t0900], dtype=np.int64))
+    for kind in ("SMA_90", "EMA_20"):
+        assert levels[kind][0]["value"] == pytest.approx(float(want[kind][0]))
+        at_open = next(p for p in levels[kind] if p["time"] == "09:30:00")
+        silver = read_committed(demo.lake, Layer.SILVER, paths.LEVELS_TABLE, day).column(kind)[0].as_py()
+        assert at_open["value"] == pytest.approx(silver)
+
+
 # -- the evaluation report ----------------------------------------------------------------------------
 
 
@@ -772,10 +827,12 @@ def test_report_serves_the_latest_run_and_its_files(report_lake: tuple[Lake, eva
         body = r.json()
         latest = lake.read_json(paths.latest_path())
         assert body["run_id"] == latest["run_id"] == rep.run_id
+        # the span tested: the requested start, and (an open end) the last test day
+        assert latest["end"] is None
         assert (body["created_at"], body["start"], body["end"]) == (
             latest["created_at"],
             latest["start"],
-            latest["end"],
+            rep.metrics["test_dates"][-1],
         )
         assert body["markdown"] == rep.markdown == lake.read_bytes(latest["report"]).decode()
         assert body["metrics"]["n_test"] == rep.metrics["n_test"] > 0

@@ -46,7 +46,13 @@ def _big_trades(date: dt.date, n: int = 200_000) -> bytes:
     r["size"] = 1
     r["action"] = b"T"
     r["side"] = b"B"
-    md = dbnwrite.metadata(schema="trades", start_ns=lo, end_ns=int(r["ts_recv"][-1]) + 1, symbols=["ES.FUT"])
+    md = dbnwrite.metadata(
+        schema="trades",
+        start_ns=lo,
+        end_ns=int(r["ts_recv"][-1]) + 1,
+        symbols=["ES.FUT"],
+        mappings={"ESH1": 5482},
+    )
     return dbnwrite.encode(md, r)
 
 
@@ -97,7 +103,8 @@ def _bad_cases() -> dict[str, tuple[RawKind, Callable[[], bytes], type[BadInputE
 
 
 def _land_fixtures(lake: Lake) -> None:
-    placed, refused = ingest(lake, [fixture("trades"), fixture("mbp-10"), fixture("definition")])
+    placed, refused, unused = ingest(lake, [fixture("trades"), fixture("mbp-10"), fixture("definition")])
+    assert unused == []
     assert not refused
     assert {p.key for p in placed} == {paths.raw_file(k, FIX_DATE) for k in (FUT_TRADES, FUT_MBP10, FUT_DEF)}
 

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import databento as db
+import databento_dbn as dbn
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -48,7 +49,7 @@ RECORDS = 3
 RAW_SYMBOL = {Product.FUT.value: "ESH6", Product.OPT.value: "ESH6 C6800"}
 INSTRUMENT_ID = {Product.FUT.value: 42_001, Product.OPT.value: 42_002}
 THU, FRI, SAT, SUN, MON = (dt.date(2026, 3, d) for d in (5, 6, 7, 8, 9))
-ALL_KINDS = set(paths.REQUIRED_RAW)
+ALL_KINDS = set(paths.RAW_KINDS)
 
 
 # -- the emulated API ----------------------------------------------------------------------------
@@ -144,6 +145,11 @@ def dbn_body(form: dict[str, str], fault: str | None) -> bytes:
     recs["ts_recv"] = ts
     if "price" in names:
         recs["price"] = dbnwrite.to_fixed([6800.25 + 0.25 * i for i in range(RECORDS)])
+    if "size" in names:
+        recs["size"] = 1
+    for name in names:  # empty book levels are undefined in real files, never a price of 0
+        if name[:7] in ("bid_px_", "ask_px_"):
+            recs[name] = dbn.UNDEF_PRICE
     if "raw_symbol" in names:
         recs["raw_symbol"] = raw.encode()
     return dbnwrite.encode(meta, recs)
@@ -174,6 +180,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         date = _session_date(_ns(form["end"]))
         fault = fake.faults.get((form["symbols"], form["schema"], date))
+        if fault == "http403":
+            self._json(403, {"detail": f"Not entitled to {form['symbols']} {form['schema']} (no license)."})
+            return
         if fault == "http500":
             self._send(500, "text/plain", b"Internal Server Error")
             return
@@ -314,7 +323,7 @@ def run(lake: Lake, fake: FakeDatabento, start: dt.date, end: dt.date, **kwargs:
 
 
 def items(days: list[dt.date]) -> list[tuple[dt.date, RawKind]]:
-    return sorted((d, k) for d in days for k in paths.REQUIRED_RAW)
+    return sorted((d, k) for d in days for k in paths.RAW_KINDS)
 
 
 def raw_keys(days: list[dt.date]) -> list[str]:
@@ -519,3 +528,26 @@ def test_unreachable_gateway_fails_every_item(
         assert "2026-03-05" in reason
     assert lake.list_files(paths.RAW_ROOT) == []
     assert list(scratch.iterdir()) == []
+
+
+def test_options_are_optional(fake_databento: FakeDatabento, lake: Lake, scratch: Path) -> None:
+    # An account without the options subscription: every options request answers 403
+    for kind in paths.OPTIONS_RAW:
+        for d in (THU, FRI):
+            fake_databento.faults[(kind.product.value, kind.schema, d)] = "http403"
+
+    report = run(lake, fake_databento, THU, FRI)
+
+    # Then the futures files land, options are reported unavailable (not failed): the run is ok
+    assert report.ok
+    assert report.fetched == sorted((d, k) for d in (THU, FRI) for k in paths.REQUIRED_RAW)
+    assert sorted((d, k) for d, k, _ in report.unavailable) == sorted(
+        (d, k) for d in (THU, FRI) for k in paths.OPTIONS_RAW
+    )
+    assert all("HTTP 403" in why for _, _, why in report.unavailable)
+
+    # And --no-options never asks for them
+    fake_databento.seen.clear()
+    report = run(lake, fake_databento, MON, MON, options=False)
+    assert report.fetched == sorted((MON, k) for k in paths.REQUIRED_RAW)
+    assert {s.form["symbols"] for s in fake_databento.get_ranges} == {Product.FUT.value}

@@ -38,7 +38,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     dates = generate(lake, START, N_DAYS, scale=0.01, seed=7, progress=False)
     first = {}
     for date in dates:
-        for kind in paths.REQUIRED_RAW:
+        for kind in paths.RAW_KINDS:
             bronze.build(lake, kind, date)
         silver.build(lake, date)
         first[date] = gold.build(lake, date)

@@ -83,7 +83,7 @@ def test_a_date_with_no_episodes_clears_its_rows(local_lake: Lake) -> None:
     run = new_run_id()
     path = data_file(Layer.GOLD, paths.EPISODES_TABLE, dates[0], run, 0)
     local_lake.write_parquet(path, gold.EPISODE_SCHEMA.empty_table())
-    commit(local_lake, Layer.GOLD, paths.EPISODES_TABLE, dates[0], run, [path], 0)
+    commit(local_lake, Layer.GOLD, paths.EPISODES_TABLE, dates[0], run, [path], 0, allow_shrink=True)
     index.index(local_lake, [dates[0]])
     rows = _table_rows(local_lake)
     assert dates[0] not in rows.column("date").to_pylist()

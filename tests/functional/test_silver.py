@@ -102,7 +102,7 @@ def test_deterministic_and_byte_identical_on_the_lake(local_lake: Lake) -> None:
     again = silver.compute(_inputs(DAY))
     assert again.state.equals(_silver(DAY).state)
     generate(local_lake, DAY, 1, scale=0.01, seed=3, progress=False)
-    for kind in paths.REQUIRED_RAW:
+    for kind in paths.RAW_KINDS:
         bronze.build(local_lake, kind, DAY)
     silver.build(local_lake, DAY)
     first = {
@@ -235,7 +235,7 @@ def test_state_schema_groups_and_docs_in_sync() -> None:
 @pytest.mark.s3
 def test_silver_commits_on_s3(s3_lake: Lake) -> None:
     generate(s3_lake, DAY, 1, scale=0.01, seed=3, progress=False)
-    for kind in paths.REQUIRED_RAW:
+    for kind in paths.RAW_KINDS:
         bronze.build(s3_lake, kind, DAY)
     out = silver.build(s3_lake, DAY)
     assert read_committed(s3_lake, Layer.SILVER, "state", DAY).equals(out.state)

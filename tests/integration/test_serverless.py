@@ -15,6 +15,7 @@ import http.client
 import importlib
 import importlib.util
 import json
+import math
 import random
 import sys
 import threading
@@ -35,7 +36,7 @@ from functions.indexer import app as indexer_app
 from functions.ready import app as ready_app
 from functions.shared import Lazy
 from spymaster import sessions
-from spymaster.lake import Lake, is_committed, paths, read_manifest
+from spymaster.lake import Lake, is_committed, paths, read_committed, read_manifest
 from spymaster.lake.paths import Layer, RawKind, backfill_report_key
 from spymaster.layers import gold, index
 from spymaster.settings import StorageSettings, storage_settings
@@ -176,7 +177,7 @@ def raw_days(tmp_path_factory: pytest.TempPathFactory) -> dict[dt.date, dict[Raw
     """Three tiny generated days: the bytes of their seven raw files each."""
     local = Lake(StorageSettings(lake_uri=str(tmp_path_factory.mktemp("generated") / "lake")))
     dates = generate(local, START, 3, scale=0.01, seed=11, progress=False)
-    return {d: {k: local.read_bytes(paths.raw_file(k, d)) for k in paths.REQUIRED_RAW} for d in dates}
+    return {d: {k: local.read_bytes(paths.raw_file(k, d)) for k in paths.RAW_KINDS} for d in dates}
 
 
 @pytest.fixture(scope="module")
@@ -313,7 +314,7 @@ def flow(world: World, raw_days: dict[dt.date, dict[RawKind, bytes]]) -> Flow:
     rng = random.Random(5)
     d1, d2, d3 = sorted(raw_days)
     flow = Flow(dates=[d1, d2, d3])
-    kinds = list(paths.REQUIRED_RAW)
+    kinds = list(paths.RAW_KINDS)
 
     _land(world, flow, [(d2, k, raw_days[d2][k]) for k in rng.sample(kinds, len(kinds))], rng)
     _run_jobs_and_index(world, flow)
@@ -362,7 +363,7 @@ def test_end_to_end_from_raw_puts_to_api_neighbours(world: World, flow: Flow) ->
     lake = world.lake
     # Then every date was dispatched only with all seven raw files in the bucket, and built
     assert {d for d, _ in flow.dispatches} == set(flow.dates)
-    assert all(n == len(paths.REQUIRED_RAW) for _, n in flow.dispatches), flow.dispatches
+    assert all(n == len(paths.RAW_KINDS) for _, n in flow.dispatches), flow.dispatches
     assert all(is_committed(lake, Layer.GOLD, paths.EPISODES_TABLE, d) for d in flow.dates)
     # and the vector table holds every gold episode once, normalised as if indexed in date order
     # (the middle day, indexed first, was re-normalised when the first day arrived)
@@ -430,7 +431,7 @@ def test_a_date_missing_a_schema_waits_for_its_last_file(world: World, flow: Flo
     d1, _, d3 = flow.dates
     last = [res for d, _, res in flow.ready_log if d == d3]
     # While the last day had six of its seven files in the bucket, its events dispatched nothing
-    with_six = [res for d, n, res in flow.ready_log if d == d3 and n == len(paths.REQUIRED_RAW) - 1]
+    with_six = [res for d, n, res in flow.ready_log if d == d3 and n == len(paths.RAW_KINDS) - 1]
     assert with_six
     assert all(r["status"] == "waiting" and r["missing"] == ["ES.FUT mbp-10"] for r in with_six)
     assert all(r["status"] == "waiting" for r in last[:-1])
@@ -595,7 +596,7 @@ def test_a_storage_fault_mid_date_leaves_nothing_visible_and_a_retry_completes(
     w = fresh_prefix
     date = sorted(raw_days)[0]
     # Given a complete date landed and dispatched
-    for kind in paths.REQUIRED_RAW:
+    for kind in paths.RAW_KINDS:
         ready_app.handler(w.put_raw(kind, date, raw_days[date][kind]), FakeContext())
     (message,) = w.drain(w.jobs)
     event = sqs_event([message], w.jobs.arn)
@@ -650,10 +651,12 @@ def test_backfill_plan_map_index_report(
 ) -> None:
     w = fresh_prefix
     d1, d2, d3 = sorted(raw_days)
-    # Given a range where one date is complete, one lacks a schema and one has a corrupt file
-    for kind in paths.REQUIRED_RAW:
-        w.put_raw(kind, d1, raw_days[d1][kind])
-        if kind != paths.REQUIRED_RAW[-1]:
+    # Given a range where one date has only its futures files (no options: it runs without them),
+    # one lacks a futures schema and one has a corrupt file
+    for kind in paths.RAW_KINDS:
+        if kind in paths.REQUIRED_RAW:
+            w.put_raw(kind, d1, raw_days[d1][kind])
+        if kind.schema != "mbp-10":
             w.put_raw(kind, d2, raw_days[d2][kind])
         w.put_raw(kind, d3, raw_days[d3][kind][:200] if kind.schema == "trades" else raw_days[d3][kind])
     request = _event("backfill_input.json") | {"start": d1.isoformat(), "end": d3.isoformat()}
@@ -697,8 +700,77 @@ def test_backfill_plan_map_index_report(
     report = w.lake.read_json(backfill_report_key("run-1"))
     assert report["succeeded"] == report["indexed"] == [d1.isoformat()]
     assert [(f["date"], f["stage"]) for f in report["failed"]] == [(d3.isoformat(), "bronze")]
-    assert list(report["incomplete_raw"]) == [d2.isoformat()]
+    assert report["incomplete_raw"] == {d2.isoformat(): ["ES.FUT mbp-10"]}
+    assert report["without_options"] == [d1.isoformat()]
+    state_d1 = read_committed(w.lake, Layer.SILVER, "state", d1)
+    assert set(state_d1.column("dealer_missing").to_pylist()) == {1.0}
     assert index.read_all(w.lake, ["date"]).num_rows == read_manifest(w.lake, Layer.GOLD, "episodes", d1).rows
+
+
+def test_futures_only_date_waits_for_options_then_runs_without_and_reruns_when_they_land(
+    fresh_prefix: World, raw_days: dict[dt.date, dict[RawKind, bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = fresh_prefix
+    date = sorted(raw_days)[1]
+    # Given the options policy "wait up to 30 minutes for options", and a clock the test moves
+    offset = [dt.timedelta(0)]
+    storage = s3_settings(w.endpoint, w.prefix)
+    settings = ready_app.ReadySettings(
+        date_jobs_queue_url=w.jobs.url, idempotency_table=w.table, options_wait_minutes=30
+    )
+    rt = ready_app.build_runtime(storage, settings, clock=lambda: dt.datetime.now(dt.UTC) + offset[0])
+    monkeypatch.setattr(ready_app, "_runtime", Lazy.of(rt))
+    flow = Flow(dates=[date])
+
+    # When only the date's three futures files land
+    for kind in paths.REQUIRED_RAW:
+        _deliver(flow, w.put_raw(kind, date, raw_days[date][kind]))
+        flow.landed.setdefault(date, set()).add(kind)
+    # Then it waits for options: nothing is dispatched, and the answer says until when
+    answers = [res for _, _, res in flow.ready_log]
+    assert [a["status"] for a in answers] == ["waiting", "waiting", "waiting-options"]
+    assert answers[-1]["missing"] == [f"ES.OPT {k.schema}" for k in paths.OPTIONS_RAW]
+    sweep = _event("ready_schedule.json")
+    assert ready_app.handler(sweep, FakeContext()) == {"results": []}
+    assert w.drain(w.jobs) == []
+
+    # When the wait has run out, the scheduled sweep dispatches it (once, however often it runs)
+    offset[0] = dt.timedelta(minutes=31)
+    (swept,) = ready_app.handler(sweep, FakeContext())["results"]
+    assert swept["date"] == date.isoformat()
+    assert swept["status"] == "dispatched"
+    assert swept["without"] == answers[-1]["missing"]
+    ready_app.handler(sweep, FakeContext())  # a second sweep: FIFO deduplication, same request
+    _run_jobs_and_index(w, flow)
+    assert len(flow.job_events) == 1
+    # Then the date is built through gold and indexed with its dealer features null
+    state = read_committed(w.lake, Layer.SILVER, "state", date)
+    assert set(state.column("dealer_missing").to_pylist()) == {1.0}
+    assert (
+        state.column("dealer_gex_total").null_count
+        + sum(1 for v in state.column("dealer_gex_total").to_pylist() if v is not None and math.isnan(v))
+        == state.num_rows
+    )
+    rows = read_manifest(w.lake, Layer.GOLD, paths.EPISODES_TABLE, date).rows
+    assert rows > 0
+    assert index.read_all(w.lake, ["episode_id"]).num_rows == rows
+    assert ready_app.handler(sweep, FakeContext()) == {"results": []}  # built: nothing more to do
+
+    # When its options land later (one by one, on the real clock)
+    offset[0] = dt.timedelta(0)
+    for kind in paths.OPTIONS_RAW:
+        _deliver(flow, w.put_raw(kind, date, raw_days[date][kind]))
+    # Then the first three wait for the rest, the last one dispatches the date again
+    statuses = [res["status"] for _, _, res in flow.ready_log[3:]]
+    assert statuses == ["waiting-options"] * 3 + ["dispatched"]
+    _run_jobs_and_index(w, flow)
+    done = w.lake.read_json(paths.date_job_status(date))
+    assert done["status"] == "committed"
+    assert done["done"] == ["bronze", "silver", "gold"]
+    state = read_committed(w.lake, Layer.SILVER, "state", date)
+    assert set(state.column("dealer_missing").to_pylist()) == {0.0}
+    ids = sorted(gold.read_episodes(w.lake, date).column("episode_id").to_pylist())
+    assert sorted(index.read_all(w.lake, ["episode_id"]).column("episode_id").to_pylist()) == ids
 
 
 def test_a_replaced_raw_file_rebuilds_its_date(world: World, flow: Flow) -> None:
@@ -706,7 +778,7 @@ def test_a_replaced_raw_file_rebuilds_its_date(world: World, flow: Flow) -> None
     from spymaster.synth import generate_day
 
     d1, d2, _ = flow.dates
-    trades = next(k for k in paths.REQUIRED_RAW if k.bronze_table == "fut_trades")
+    trades = next(k for k in paths.RAW_KINDS if k.bronze_table == "fut_trades")
     before = _gold_ids(world.lake, [d1])
     other_d2 = _gold_ids(world.lake, [d2])
     # Given a built date, When a corrected trades file lands for it (another market: another seed)

@@ -141,3 +141,54 @@ def test_prefetch_keeps_order_and_forwards_errors() -> None:
     it = prefetch(gen(None), depth=1)
     next(it)
     it.close()
+
+
+def _frame_of_exactly(data: bytes, size: int) -> int:
+    """The prefix length of ``data`` whose zstd frame (level 1) is exactly ``size`` bytes."""
+    import zstandard
+
+    c = zstandard.ZstdCompressor(level=1)
+    lo, hi = 0, len(data)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if len(c.compress(data[:mid])) < size:
+            lo = mid + 1
+        else:
+            hi = mid
+    for p in range(lo - 400, lo + 400):
+        if len(c.compress(data[:p])) == size:
+            return p
+    raise AssertionError("no prefix compresses to exactly that size")
+
+
+def test_a_frame_ending_exactly_at_a_read_boundary_is_not_corrupt(tmp_path: Path) -> None:
+    """Issue 12 #4: a valid multi-frame file whose first frame ends at exactly 1 MiB."""
+    import datetime as _dt
+
+    import zstandard
+
+    from spymaster.lake import paths
+    from spymaster.synth import generate_day
+
+    # Given a generated MBP-10 file re-compressed as two frames, the first exactly 1 MiB long
+    raw = generate_day(_dt.date(2026, 3, 10), scale=0.02, seed=1).files[
+        paths.RawKind(paths.Product.FUT, "mbp-10")
+    ]
+    data = zstandard.ZstdDecompressor().decompressobj().decompress(raw)
+    cut = _frame_of_exactly(data, dbnread._READ_BYTES)
+    c = zstandard.ZstdCompressor(level=1)
+    first = c.compress(data[:cut])
+    assert len(first) == dbnread._READ_BYTES
+    two = tmp_path / "two-frames.dbn.zst"
+    two.write_bytes(first + c.compress(data[cut:]))
+    one = tmp_path / "one-frame.dbn.zst"
+    one.write_bytes(raw)
+    # When both decode
+    got = pa.Table.from_batches(list(dbnread.decode(two)))
+    want = pa.Table.from_batches(list(dbnread.decode(one)))
+    # Then every record is there, identical, and as many as DBNStore reads
+    assert got.num_rows == want.num_rows == len(db.DBNStore.from_file(one).to_ndarray())
+    assert got.equals(want)
+    # and a frame ending at the last byte of any read also decodes (boundary at every frame)
+    arrs = list(dbnread._stream(two, np.dtype(dbn.MBP10Msg._dtypes), 1 << 16, "two", read_bytes=len(first)))
+    assert sum(len(a) for a in arrs) == want.num_rows

@@ -12,6 +12,7 @@ from typing import Any
 import databento as db
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -73,7 +74,7 @@ def _arr(day: DayFiles, kind: RawKind) -> np.ndarray[Any, Any]:
 # -- format ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", paths.REQUIRED_RAW, ids=lambda k: f"{k.product.short}-{k.schema}")
+@pytest.mark.parametrize("kind", paths.RAW_KINDS, ids=lambda k: f"{k.product.short}-{k.schema}")
 def test_every_file_decodes_with_its_metadata(day: DayFiles, kind: RawKind) -> None:
     store = _store(day, kind)
     md = store.metadata
@@ -249,7 +250,7 @@ def test_deterministic_per_seed_and_date(day: DayFiles) -> None:
     assert again.files == day.files
     assert again.truth.equals(day.truth)
     other = generate_day(DATE, scale=0.02, seed=SEED + 1)
-    for kind in paths.REQUIRED_RAW:
+    for kind in paths.RAW_KINDS:
         if kind.schema != "definition":  # definitions depend on the date and the opening strike only
             assert other.files[kind] != day.files[kind], kind
 
@@ -412,7 +413,7 @@ def test_generate_writes_the_lake(local_lake: Lake) -> None:
     dates = generate(local_lake, dt.date(2026, 3, 6), 2, scale=0.01, seed=SEED, progress=False)
     assert dates == [dt.date(2026, 3, 6), dt.date(2026, 3, 9)]
     for date in dates:
-        for kind in paths.REQUIRED_RAW:
+        for kind in paths.RAW_KINDS:
             assert local_lake.size(paths.raw_file(kind, date)) > 0
         truth = pq.read_table(local_lake.path(paths.truth_file(date)))
         assert truth.num_rows > 0
@@ -431,3 +432,22 @@ def test_generate_skips_dates_already_landed_unless_forced(local_lake: Lake) -> 
     assert local_lake.read_bytes(key) == b"sentinel: must survive a plain re-run"
     generate(local_lake, date, 1, scale=0.01, seed=SEED, progress=False, force=True)
     assert local_lake.read_bytes(key) == generate_day(date, scale=0.01, seed=SEED).files[FUT_TRADES]
+
+
+def test_a_holiday_is_refused_and_a_half_day_ends_at_its_early_close(tmp_path: Path) -> None:
+    from tests.support import decode_day_files
+
+    with pytest.raises(ValueError, match="not a trading day"):
+        generate_day(dt.date(2026, 11, 26), scale=0.005, seed=1)  # Thanksgiving
+    half = dt.date(2026, 11, 27)
+    t = decode_day_files(generate_day(half, scale=0.005, seed=1).files, tmp_path)
+    lo, hi = sessions.globex_session(half)
+    assert hi == sessions.et_ns(half, dt.time(13, 15))
+    for table in ("fut_trades", "fut_mbp10", "opt_trades"):
+        ts = t[table].column("ts_recv").cast(pa.int64()).to_numpy()  # type: ignore[attr-defined]
+        assert ts.size
+        assert lo <= ts.min()
+        assert ts.max() < hi, table
+    # the day's 0DTE options expire at the 13:00 ET cash close
+    exp = t["opt_definition"].column("expiration").cast(pa.int64()).to_numpy()  # type: ignore[attr-defined]
+    assert set(exp.tolist()) >= {sessions.et_ns(half, dt.time(13, 0))}

@@ -20,6 +20,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -34,6 +35,13 @@ from spymaster.settings import ApiSettings, storage_settings
 __all__ = ["create_app", "limit_blas_threads"]
 
 log = logging.getLogger(__name__)
+
+DOCS_ASSETS = "/docs-assets"
+"""Where the API docs' scripts, styles and icon are served (from the ``fastapi_offline`` package)."""
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; font-src 'self' data:"
+)
 
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (NotFoundError, 404),
@@ -71,9 +79,10 @@ ASGIApp = Callable[
 class Guard:
     """Outermost app middleware: API-key check on /v1, and the catch-all for unexpected errors."""
 
-    def __init__(self, app: ASGIApp, api_key: SecretStr | None = None) -> None:
+    def __init__(self, app: ASGIApp, api_key: SecretStr | None = None, max_body: int | None = None) -> None:
         self.app = app
         self.key = api_key.get_secret_value().encode() if api_key is not None else None
+        self.max_body = max_body
 
     async def __call__(
         self,
@@ -91,6 +100,13 @@ class Guard:
                 resp = _json(401, "missing or invalid API key", {"WWW-Authenticate": API_KEY_HEADER})
                 await resp(scope, receive, send)
                 return
+        too_big = _json(413, f"request body is larger than {self.max_body} bytes")
+        if self.max_body is not None:
+            length = dict(scope.get("headers") or []).get(b"content-length", b"")
+            if length.isdigit() and int(length) > self.max_body:
+                await too_big(scope, receive, send)
+                return
+            receive = _capped(receive, self.max_body)
         started = False
 
         async def tracking_send(message: Any) -> None:
@@ -106,6 +122,23 @@ class Guard:
             if started:
                 raise
             await _json(500, "internal error")(scope, receive, send)
+
+
+def _capped(receive: Callable[[], Awaitable[Any]], limit: int) -> Callable[[], Awaitable[Any]]:
+    """``receive`` that counts body bytes and stops at ``limit`` (bodies without Content-Length):
+    the route's body read fails with a 413, rendered by the app's HTTP-error handler."""
+    seen = 0
+
+    async def wrapped() -> Any:
+        nonlocal seen
+        message = await receive()
+        if message.get("type") == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise StarletteHTTPException(413, f"request body is larger than {limit} bytes")
+        return message
+
+    return wrapped
 
 
 # -- the app ---------------------------------------------------------------------------------------
@@ -142,13 +175,26 @@ def create_app(
             lake = Lake(storage_settings())
         service = Service(lake, table_check_seconds=s.table_check_seconds)
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from the installed fastapi-offline package, not a
+    # CDN: they work offline and on a locked-down network.
+    app = FastAPIOffline(
         title="Spymaster",
         version="1",
         summary="Historically, what happened from here? Similar ES level approaches and their outcomes.",
+        static_url=DOCS_ASSETS,
     )
     app.state.service = service
     app.state.settings = s
+
+    @app.middleware("http")
+    async def _docs_stay_local(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # ReDoc's bundle shows a logo from its CDN: the docs pages may load nothing from elsewhere.
+        response = await call_next(request)
+        if request.url.path in ("/docs", "/redoc"):
+            response.headers["Content-Security-Policy"] = DOCS_CSP
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -180,5 +226,5 @@ def create_app(
     if page.WEB_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=page.WEB_DIR), name="static")
 
-    app.add_middleware(Guard, api_key=s.api_key)  # type: ignore[arg-type]
+    app.add_middleware(Guard, api_key=s.api_key, max_body=s.max_body_bytes)  # type: ignore[arg-type]
     return app

@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Path
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     WithJsonSchema,
     model_validator,
 )
@@ -30,18 +32,43 @@ from spymaster.settings import SERVED
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TIME_RE = re.compile(r"^\d{2}:\d{2}(:\d{2})?$")
+MIN_DATE, MAX_DATE = dt.date(1990, 1, 1), dt.date(2099, 12, 31)
+"""Dates outside these are not ES sessions anyone has or will soon have (9999-12-31 is a typo)."""
+MAX_ABS_COMPONENT = 1e6
+"""A normalised (robust-scaled) vector component is a few units; 1e6 is already nonsense, and
+beyond ~1e19 float32 overflows and every similarity becomes 0."""
+MIN_WEIGHT, MAX_WEIGHT = 1e-6, 1e3
+"""A group weight is 0 (ablate the group) or in this range: 1e-45 is a denormal zero in float32,
+1e39 overflows it."""
 
 
 def parse_date(v: Any) -> dt.date:
     """``YYYY-MM-DD`` → a date, with the reason when it is not one."""
     if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
-        return v
-    if not isinstance(v, str) or not _DATE_RE.match(v):
-        raise ValueError("dates are YYYY-MM-DD strings")
-    try:
-        return dt.date.fromisoformat(v)
-    except ValueError:
-        raise ValueError(f"{v} is not a calendar date") from None
+        d = v
+    else:
+        if not isinstance(v, str) or not _DATE_RE.match(v):
+            raise ValueError("dates are YYYY-MM-DD strings")
+        try:
+            d = dt.date.fromisoformat(v)
+        except ValueError:
+            raise ValueError(f"{v} is not a calendar date") from None
+    if not MIN_DATE <= d <= MAX_DATE:
+        raise ValueError(f"{d.isoformat()} is outside {MIN_DATE.isoformat()} … {MAX_DATE.isoformat()}")
+    return d
+
+
+def _exact_int(v: Any) -> Any:
+    """JSON integers only: not ``8.0``, ``true`` or ``"8"`` (Literal ints would take ``8.0``)."""
+    if type(v) is not int:
+        raise ValueError("must be a JSON integer")
+    return v
+
+
+def _weight(v: float) -> float:
+    if v != 0 and not MIN_WEIGHT <= v <= MAX_WEIGHT:
+        raise ValueError(f"a weight is 0 or between {MIN_WEIGHT:g} and {MAX_WEIGHT:g}")
+    return v
 
 
 def parse_time(v: Any) -> dt.time:
@@ -63,14 +90,21 @@ def parse_time(v: Any) -> dt.time:
 DateIn = Annotated[
     dt.date,
     BeforeValidator(parse_date),
-    WithJsonSchema({"type": "string", "format": "date", "examples": ["2026-03-05"]}),
+    WithJsonSchema(
+        {"type": "string", "format": "date", "pattern": _DATE_RE.pattern, "examples": ["2026-03-05"]}
+    ),
 ]
 TimeIn = Annotated[
     dt.time,
     BeforeValidator(parse_time),
     WithJsonSchema({"type": "string", "pattern": _TIME_RE.pattern, "examples": ["10:02", "10:02:30"]}),
 ]
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS_COMPONENT, le=MAX_ABS_COMPONENT)]
+Weight = Annotated[
+    float,
+    Field(ge=0, le=MAX_WEIGHT, allow_inf_nan=False, description=f"0, or {MIN_WEIGHT:g} … {MAX_WEIGHT:g}"),
+    AfterValidator(_weight),
+]
 if TYPE_CHECKING:
     LevelKind = str
     Direction = str
@@ -85,17 +119,33 @@ else:  # the vocabulary's own tuples, as the Literal types the OpenAPI schema sh
 
 
 class PartitionRef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     level_kind: LevelKind
     direction: Direction
     time_bucket: int = Field(ge=0, le=4, description="0: 0–15, 1: 15–30, 2: 30–60, 3: 60–120, 4: 120–180 min")
+
+
+def _one_of(*groups: tuple[str, ...]) -> list[JsonValue]:
+    """JSON Schema for "exactly one query mode": each mode's fields, and none of the others'."""
+    every = [f for g in groups for f in g]
+    return [
+        {"required": list(g), "not": {"anyOf": [{"required": [f]} for f in every if f not in g]}}
+        for g in groups
+    ]
+
+
+_MODES = (("episode_id",), ("date", "time", "level_kind"), ("vector", "partition", "as_of"))
 
 
 class SimilarRequest(BaseModel):
     """Exactly one of: ``episode_id``; ``date`` + ``time`` + ``level_kind``; ``vector`` + ``partition``
     + ``as_of``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,  # JSON types as documented: "50", true and 8.0 are not integers
+        json_schema_extra={"oneOf": _one_of(*_MODES)},
+    )
 
     episode_id: str | None = Field(default=None, min_length=1, max_length=64)
     date: DateIn | None = None
@@ -112,9 +162,14 @@ class SimilarRequest(BaseModel):
         default=None,
         description="Neighbours strictly before this date; default (and latest) the query's date",
     )
-    k: int = Field(default=SERVED.k, ge=1, description="Neighbours (at most the server's max_k, default 500)")
+    k: int = Field(
+        default=SERVED.k,
+        ge=1,
+        description="Neighbours (at most the server's max_k, default 500)",
+        json_schema_extra={"maximum": 500},
+    )
     max_per_day: int = Field(default=SERVED.max_per_day, ge=1, le=50)
-    weights: dict[Group, Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = Field(
+    weights: dict[Group, Weight] | None = Field(
         default=None,
         description=(
             "Feature-group weights, each overriding the served default for its group (0 ablates a "
@@ -123,7 +178,7 @@ class SimilarRequest(BaseModel):
             + ", every other group 1"
         ),
     )
-    horizon: Horizon = PRIMARY_HORIZON_MIN
+    horizon: Annotated[Horizon, BeforeValidator(_exact_int)] = PRIMARY_HORIZON_MIN
 
     @model_validator(mode="after")
     def _one_mode(self) -> SimilarRequest:
@@ -159,6 +214,9 @@ class DayInfo(BaseModel):
     date: str
     episodes: int
     indexed: bool
+    options: bool = Field(
+        description="the day's ES options files were there: its dealer features are computed (false: null)"
+    )
 
 
 class Days(BaseModel):
@@ -166,12 +224,13 @@ class Days(BaseModel):
 
 
 class Bar(BaseModel):
-    t: str = Field(description="bar close, UTC")
-    open: float | None
-    high: float | None
-    low: float | None
-    close: float | None
-    volume: int
+    t: str = Field(description="bar close, ISO 8601 UTC (…Z); the bar covers the 2 minutes before it")
+    time: str = Field(description="the bar close as ET wall clock HH:MM:SS (the same instant as `t`)")
+    open: float | None = Field(description="index points")
+    high: float | None = Field(description="index points")
+    low: float | None = Field(description="index points")
+    close: float | None = Field(description="index points")
+    volume: int = Field(description="contracts traded in the bar (front month)")
 
 
 class Bars(BaseModel):
@@ -180,8 +239,9 @@ class Bars(BaseModel):
 
 
 class LevelPoint(BaseModel):
-    t: str
-    value: float | None
+    t: str = Field(description="instant, ISO 8601 UTC (…Z); `time` is the same instant as ET wall clock")
+    time: str = Field(description="the same instant as `t`, ET (America/New_York) wall clock HH:MM:SS")
+    value: float | None = Field(description="the level's price, index points (null before it exists)")
 
 
 class LevelSeries(BaseModel):
@@ -195,26 +255,32 @@ class Levels(BaseModel):
 
 
 class Probs(BaseModel):
+    """One number per outcome: BREAK (crossed the level by 1 ATR first), REJECT (moved 1 ATR away
+    first), CHOP (neither within the horizon)."""
+
     BREAK: float
     REJECT: float
     CHOP: float
 
 
 class Intervals(BaseModel):
-    BREAK: tuple[float, float]
-    REJECT: tuple[float, float]
-    CHOP: tuple[float, float]
+    """Central 80 % credible intervals [lo, hi] of each outcome's probability."""
+
+    BREAK: tuple[float, float] = Field(description="80 % interval [lo, hi]")
+    REJECT: tuple[float, float] = Field(description="80 % interval [lo, hi]")
+    CHOP: tuple[float, float] = Field(description="80 % interval [lo, hi]")
 
 
 class Signal(BaseModel):
-    t: str
+    t: str = Field(description="the 2-minute bar close the probabilities are seen at, ISO 8601 UTC (…Z)")
+    time: str = Field(description="the same instant as `t`, ET (America/New_York) wall clock HH:MM:SS")
     level_kind: str
-    direction: str
-    distance: float | None
-    p: Probs
-    interval: Intervals
-    n: int
-    n_eff: float
+    direction: str = Field(description="UP: price approaches from below; DOWN: from above")
+    distance: float | None = Field(description="(price − level) / ATR, in ATR (Wilder 14 of 2-minute bars)")
+    p: Probs = Field(description="outcome probabilities (smoothed toward the partition's base rate)")
+    interval: Intervals = Field(description="80 % intervals")
+    n: int = Field(description="neighbours behind the estimate (0: the prior alone)")
+    n_eff: float = Field(description="effective number of neighbours (similarity weights)")
     smoothed: Probs
     base_rate: Probs = Field(description="the partition's outcome rates over its rows before this date")
     base_n: int = Field(description="labelled partition rows behind base_rate")
@@ -230,7 +296,7 @@ class Signals(BaseModel):
 class QueryInfo(BaseModel):
     date: str | None
     time: str | None = Field(description="ET wall clock HH:MM:SS")
-    ts: str | None
+    ts: str | None = Field(description="the same instant as `time`, ISO 8601 UTC (…Z)")
     level_kind: str
     direction: str
     time_bucket: int
@@ -245,27 +311,27 @@ class NeighbourOut(BaseModel):
     episode_id: str
     date: str
     time: str = Field(description="ET wall clock HH:MM:SS")
-    similarity: float
-    weight: float
-    outcome: str | None
-    mfe: float | None
-    mae: float | None
+    similarity: float = Field(description="cosine similarity of the normalised vectors, −1 … 1")
+    weight: float = Field(description="the neighbour's weight in the distribution (similarity⁴, time decay)")
+    outcome: str | None = Field(description="BREAK, REJECT or CHOP at the horizon")
+    mfe: float | None = Field(description="maximum favourable excursion within the horizon, in ATR")
+    mae: float | None = Field(description="maximum adverse excursion within the horizon, in ATR")
     level_kind: str
     direction: str
     time_bucket: int
 
 
 class DistributionOut(BaseModel):
-    horizon: int
+    horizon: int = Field(description="minutes after the query instant: 2, 4, 8 or 20")
     p: Probs
-    interval: Intervals
+    interval: Intervals = Field(description="80 % intervals")
     counts: Probs = Field(description="similarity-weighted counts")
-    n: int
-    n_eff: float
+    n: int = Field(description="neighbours (0: the probabilities are the prior alone)")
+    n_eff: float = Field(description="effective number of neighbours (similarity weights)")
     base_rate: Probs
     base_n: int
-    expected_mfe: float | None
-    expected_mae: float | None
+    expected_mfe: float | None = Field(description="weighted mean favourable excursion, in ATR")
+    expected_mae: float | None = Field(description="weighted mean adverse excursion, in ATR")
     prior: Probs
 
 

@@ -3,8 +3,10 @@
 ``quarantine``, ``status`` and ``sql`` read the lake through these three.
 """
 
+from spymaster.lake.lock import Lease, locked
 from spymaster.lake.manifests import (
     Manifest,
+    check_shrink,
     commit,
     committed_dates,
     discard,
@@ -18,11 +20,14 @@ from spymaster.lake.store import Lake
 
 __all__ = [
     "Lake",
+    "Lease",
     "Manifest",
+    "check_shrink",
     "commit",
     "committed_dates",
     "discard",
     "is_committed",
+    "locked",
     "new_run_id",
     "read_committed",
     "read_manifest",

@@ -8,6 +8,7 @@ run's files.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -15,10 +16,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from spymaster.errors import NotCommittedError
+from spymaster.errors import LakeError, NotCommittedError, ShrinkError
 from spymaster.lake import paths
 from spymaster.lake.paths import Layer
 from spymaster.lake.store import Lake
+
+SHRINK_FRACTION = 0.5
+"""A re-run may not drop more than this share of a partition's rows unless told to."""
 
 
 def new_run_id() -> str:
@@ -51,8 +55,19 @@ def commit(
     rows: int,
     inputs: dict[str, Any] | None = None,
     stats: dict[str, Any] | None = None,
+    *,
+    allow_shrink: bool = False,
 ) -> Manifest:
-    """Make a run's files the visible content of a partition, then clean up older runs."""
+    """Make a run's files the visible content of a partition, then clean up older runs.
+
+    Raises
+    ------
+    ShrinkError
+        A committed partition with rows would become empty, or lose more than
+        :data:`SHRINK_FRACTION` of them, and ``allow_shrink`` is not set; nothing changes.
+    """
+    if not allow_shrink:
+        check_shrink(lake, layer, table, date, rows)
     m = Manifest(
         layer=layer.value,
         table=table,
@@ -72,10 +87,35 @@ def commit(
     return m
 
 
+def check_shrink(lake: Lake, layer: Layer, table: str, date: dt.date, rows: int) -> None:
+    """Refuse to replace a committed partition that has rows with an empty or much smaller one.
+
+    Raises
+    ------
+    ShrinkError
+        The new run has fewer than ``1 - SHRINK_FRACTION`` of the committed rows.
+    """
+    if not is_committed(lake, layer, table, date):
+        return
+    before = read_manifest(lake, layer, table, date).rows
+    if before > 0 and rows < before * (1 - SHRINK_FRACTION):
+        raise ShrinkError(
+            f"{layer.value}/{table} would shrink from {before:,} to {rows:,} rows; "
+            "re-run with --allow-shrink if that is meant",
+            date=date,
+        )
+
+
 def discard(lake: Lake, files: list[str]) -> None:
-    """Remove an uncommitted run's files (after a failure)."""
+    """Remove an uncommitted run's files (after a failure), as far as storage allows.
+
+    Best effort by design: it runs while another error is on its way out, and must not replace
+    that error (a read-only lake fails the cleanup too). No manifest lists these files, so what
+    cannot be removed now is invisible to readers and removed later by ``spymaster vacuum``.
+    """
     for f in files:
-        lake.delete(f)
+        with contextlib.suppress(LakeError):
+            lake.delete(f)
 
 
 def read_manifest(lake: Lake, layer: Layer, table: str, date: dt.date) -> Manifest:

@@ -69,18 +69,17 @@ OPT_TRADES = RawKind(Product.OPT, "trades")
 OPT_MBP1 = RawKind(Product.OPT, "mbp-1")
 OPT_STATISTICS = RawKind(Product.OPT, "statistics")
 
-REQUIRED_RAW: tuple[RawKind, ...] = (
-    FUT_DEFINITION,
-    FUT_TRADES,
-    FUT_MBP10,
-    OPT_DEFINITION,
-    OPT_TRADES,
-    OPT_MBP1,
-    OPT_STATISTICS,
-)
-"""Every raw file a date needs before its per-date job may run."""
+FUTURES_RAW: tuple[RawKind, ...] = (FUT_DEFINITION, FUT_TRADES, FUT_MBP10)
+OPTIONS_RAW: tuple[RawKind, ...] = (OPT_DEFINITION, OPT_TRADES, OPT_MBP1, OPT_STATISTICS)
+RAW_KINDS: tuple[RawKind, ...] = FUTURES_RAW + OPTIONS_RAW
+"""Every kind of raw file a date may have."""
 
-BRONZE_TABLES: tuple[str, ...] = tuple(k.bronze_table for k in REQUIRED_RAW)
+REQUIRED_RAW: tuple[RawKind, ...] = FUTURES_RAW
+"""The raw files a date needs before its per-date job may run. ES options are a separate (costly)
+subscription that older dates often lack: without them a date runs with its dealer features null."""
+
+BRONZE_TABLES: tuple[str, ...] = tuple(k.bronze_table for k in RAW_KINDS)
+REQUIRED_BRONZE: tuple[str, ...] = tuple(k.bronze_table for k in REQUIRED_RAW)
 
 # -- table names ---------------------------------------------------------------------------------
 
@@ -104,7 +103,7 @@ _RAW_RE = re.compile(
 def raw_kind(product: str, schema: str) -> RawKind:
     """The :class:`RawKind` for a product/schema pair, or ``ValueError`` if we never need it."""
     kind = RawKind(Product(product), schema)
-    if kind not in REQUIRED_RAW:
+    if kind not in RAW_KINDS:
         raise ValueError(f"no raw file of product {product} and schema {schema} is used")
     return kind
 
@@ -180,6 +179,19 @@ def quarantine_file(kind: RawKind, date: dt.date, name: str) -> str:
 
 def quarantine_reason(quarantined: str) -> str:
     return f"{quarantined}.reason.json"
+
+
+def quality_file(table: str, date: dt.date) -> str:
+    """A date's data-quality record for one bronze table (records read, dropped by reason)."""
+    return f"_quality/{table}/date={date.isoformat()}.json"
+
+
+QUALITY_ROOT = "_quality"
+
+
+def lock_file(name: str) -> str:
+    """The lake-wide lock (or S3 lease) object of one writer role, e.g. ``index``."""
+    return f"_locks/{name}.lock"
 
 
 QUARANTINE_ROOT = "quarantine"

@@ -21,6 +21,8 @@ class Quarantined:
     error: str
     reason: str
     at: str
+    resolved: str = ""
+    """Set once the date's bronze was committed from a good file: the entry is history, not a problem."""
 
 
 def put(lake: Lake, key: str, kind: RawKind, date: dt.date, exc: SpymasterError) -> str:
@@ -44,9 +46,29 @@ def put(lake: Lake, key: str, kind: RawKind, date: dt.date, exc: SpymasterError)
     return target
 
 
-def list_all(lake: Lake) -> list[Quarantined]:
+def list_all(lake: Lake, *, current: bool = False) -> list[Quarantined]:
+    """Every quarantine record; with ``current``, only those not yet resolved by a good file."""
     out = []
     for f in lake.list_files(paths.QUARANTINE_ROOT):
         if f.endswith(".reason.json"):
-            out.append(Quarantined(**lake.read_json(f)))
+            q = Quarantined(**lake.read_json(f))
+            if not (current and q.resolved):
+                out.append(q)
     return sorted(out, key=lambda q: (q.date, q.product, q.schema))
+
+
+def resolve(lake: Lake, kind: RawKind, date: dt.date, run_id: str) -> int:
+    """Mark a (kind, date)'s quarantine records resolved by bronze run ``run_id``; returns how many.
+
+    The quarantined files stay (nothing is lost); ``status`` stops listing them as problems.
+    """
+    prefix = paths.quarantine_file(kind, date, "")
+    n = 0
+    for f in lake.list_files(prefix.rstrip("/")):
+        if f.endswith(".reason.json"):
+            rec = lake.read_json(f)
+            if not rec.get("resolved"):
+                rec["resolved"] = f"bronze run {run_id}"
+                lake.write_json(f, rec)
+                n += 1
+    return n

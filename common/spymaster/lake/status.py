@@ -19,14 +19,36 @@ class DateStatus:
     gold: bool = False
     episodes: int = 0
     indexed: bool = False
+    index_stale: bool = False
+    """An index marker exists but records another gold run than the committed one."""
+    dropped: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per bronze table, implausible records dropped by reason (from the data-quality records)."""
+
+    @property
+    def n_dropped(self) -> int:
+        return sum(sum(d.values()) for d in self.dropped.values())
 
     @property
     def raw_ready(self) -> bool:
-        return len(self.raw) == len(paths.REQUIRED_RAW)
+        """Every futures file has landed: the date can run (options are optional)."""
+        return self.raw >= set(paths.REQUIRED_RAW)
+
+    @property
+    def options(self) -> int:
+        """How many of the date's options raw files have landed."""
+        return len(self.raw & set(paths.OPTIONS_RAW))
+
+    @property
+    def options_note(self) -> str:
+        """``""`` with every options file, else what the date lacks (its dealer features are null)."""
+        n, total = self.options, len(paths.OPTIONS_RAW)
+        if n == total:
+            return ""
+        return "no options (dealer features null)" if n == 0 else f"options {n}/{total} (dealer partial)"
 
     @property
     def bronze_done(self) -> bool:
-        return self.bronze >= set(paths.BRONZE_TABLES)
+        return self.bronze >= set(paths.REQUIRED_BRONZE)
 
     @property
     def layer(self) -> str:
@@ -34,7 +56,7 @@ class DateStatus:
         if self.indexed:
             return "indexed"
         if self.gold:
-            return "gold"
+            return "gold (index stale)" if self.index_stale else "gold"
         if self.silver:
             return "silver"
         if self.bronze_done:
@@ -69,11 +91,42 @@ def collect(lake: Lake) -> list[DateStatus]:
             get(d).bronze.add(table)
     for d in committed_dates(lake, Layer.SILVER, paths.STATE_TABLE):
         get(d).silver = True
+    gold_runs: dict[dt.date, str] = {}
     for d in committed_dates(lake, Layer.GOLD, paths.EPISODES_TABLE):
-        get(d).gold = True
-        get(d).episodes = read_manifest(lake, Layer.GOLD, paths.EPISODES_TABLE, d).rows
+        m = read_manifest(lake, Layer.GOLD, paths.EPISODES_TABLE, d)
+        get(d).gold, get(d).episodes, gold_runs[d] = True, m.rows, m.run_id
     for f in lake.list_files(paths.INDEX_MARKERS):
-        get(paths.date_from_partition(f)).indexed = True
-    for q in quarantine.list_all(lake):
+        s = get(paths.date_from_partition(f))
+        # "indexed" means the table holds the gold run that is committed now, not just a marker
+        if gold_runs.get(s.date) is not None and lake.read_json(f).get("gold_run") == gold_runs[s.date]:
+            s.indexed = True
+        else:
+            s.index_stale = True
+    for f in lake.list_files(paths.QUALITY_ROOT):
+        rec = lake.read_json(f)
+        if rec.get("dropped") and not rec.get("refused"):
+            get(paths.date_from_partition(f)).dropped[str(rec["table"])] = dict(rec["dropped"])
+    for q in quarantine.list_all(lake, current=True):
         get(dt.date.fromisoformat(q.date)).quarantined.add(paths.raw_kind(q.product, q.schema))
     return [by_date[d] for d in sorted(by_date)]
+
+
+@dataclass(frozen=True)
+class Missing:
+    """A file a committed manifest lists that is not in the lake."""
+
+    manifest: str
+    file: str
+
+
+def missing_files(lake: Lake) -> list[Missing]:
+    """Every committed file that is missing: one listing per table, one read per manifest."""
+    out: list[Missing] = []
+    for layer in Layer:
+        for d in lake.list_dirs(paths.layer_manifest_root(layer)):
+            table = d.rsplit("/", 1)[-1]
+            present = set(lake.list_files(paths.table_root(layer, table)))
+            for date in committed_dates(lake, layer, table):
+                m = read_manifest(lake, layer, table, date)
+                out += [Missing(paths.manifest(layer, table, date), f) for f in m.files if f not in present]
+    return out

@@ -41,6 +41,35 @@ class Lake:
             self.fs = pafs.LocalFileSystem()
             self.root = local.as_posix()
 
+    def check(self) -> None:
+        """Fail fast, in one line, if the lake cannot be reached: on S3 a misspelt bucket would
+        otherwise look like an empty lake, and an unreachable endpoint like a long traceback.
+
+        Raises
+        ------
+        LakeError
+            The bucket does not exist, access is denied, or the endpoint does not answer.
+        """
+        if not self.is_s3:
+            return
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        bucket = self.root.partition("/")[0]
+        where = self.settings.endpoint_url or f"AWS S3 ({self.settings.region})"
+        client = self.s3_client(Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2}))
+        try:
+            client.head_bucket(Bucket=bucket)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise LakeError(f"bucket not found: {bucket} at {where}", file=self.uri) from None
+            if code in ("403", "AccessDenied", "Forbidden"):
+                raise LakeError(f"access denied to bucket {bucket} at {where}", file=self.uri) from None
+            raise LakeError(f"bucket {bucket} at {where} answered {code}", file=self.uri) from None
+        except BotoCoreError as exc:
+            raise LakeError(f"endpoint unreachable: {where} ({type(exc).__name__})", file=self.uri) from None
+
     # -- paths -------------------------------------------------------------------------------
     @property
     def is_s3(self) -> bool:
@@ -79,10 +108,14 @@ class Lake:
             with self.fs.open_input_stream(self.path(rel), compression=None) as f:
                 return bytes(f.read())
         except (FileNotFoundError, OSError) as exc:
-            raise LakeError(f"cannot read lake file: {exc}", file=rel) from exc
+            raise LakeError(f"cannot read lake file: {_why(exc)}", file=rel) from exc
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         """Write a whole object atomically: readers see the old bytes or the new, never a part."""
+        with storage_errors("write", rel):
+            self._write_bytes(rel, data)
+
+    def _write_bytes(self, rel: str, data: bytes) -> None:
         if self.is_s3:
             with self.fs.open_output_stream(self.path(rel), compression=None) as f:
                 f.write(data)
@@ -91,6 +124,7 @@ class Lake:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; lake files follow the umask
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, target)
@@ -107,15 +141,24 @@ class Lake:
 
     def put_file(self, local: str | os.PathLike[str], rel: str) -> None:
         """Copy a local file into the lake (streamed; atomic at close)."""
-        if not self.is_s3:
-            target = Path(self.path(rel))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-            shutil.copyfile(local, tmp)
-            os.replace(tmp, target)
-            return
-        with open(local, "rb") as src, self.fs.open_output_stream(self.path(rel), compression=None) as dst:
-            _copy(src, dst)
+        with storage_errors("write", rel):
+            if not self.is_s3:
+                target = Path(self.path(rel))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+                try:
+                    shutil.copyfile(local, tmp)
+                    os.replace(tmp, target)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
+                    raise
+                return
+            with (
+                open(local, "rb") as src,
+                self.fs.open_output_stream(self.path(rel), compression=None) as dst,
+            ):
+                _copy(src, dst)
 
     @contextlib.contextmanager
     def local_copy(self, rel: str, tmp_dir: str | None = None) -> Iterator[Path]:
@@ -141,36 +184,50 @@ class Lake:
     def list_files(self, prefix: str) -> list[str]:
         """Lake-relative paths of every file under a prefix (recursive, sorted)."""
         sel = pafs.FileSelector(self.path(prefix), recursive=True, allow_not_found=True)
-        infos = self.fs.get_file_info(sel)
+        with storage_errors("list", prefix):
+            infos = self.fs.get_file_info(sel)
         return sorted(self.rel(i.path) for i in infos if i.type == pafs.FileType.File)
+
+    def list_infos(self, prefix: str) -> list[pafs.FileInfo]:
+        """Every file under a prefix with its size and modification time (for housekeeping)."""
+        sel = pafs.FileSelector(self.path(prefix), recursive=True, allow_not_found=True)
+        with storage_errors("list", prefix):
+            return [i for i in self.fs.get_file_info(sel) if i.type == pafs.FileType.File]
 
     def list_dirs(self, prefix: str) -> list[str]:
         sel = pafs.FileSelector(self.path(prefix), recursive=False, allow_not_found=True)
-        infos = self.fs.get_file_info(sel)
+        with storage_errors("list", prefix):
+            infos = self.fs.get_file_info(sel)
         return sorted(self.rel(i.path) for i in infos if i.type == pafs.FileType.Directory)
 
     def delete(self, rel: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.delete_file(self.path(rel))
+        with storage_errors("delete", rel):
+            try:
+                self.fs.delete_file(self.path(rel))
+            except FileNotFoundError:
+                return
 
     def move(self, src: str, dst: str) -> None:
         """Move an object (copy then delete on S3, rename locally)."""
-        if not self.is_s3:
-            Path(self.path(dst)).parent.mkdir(parents=True, exist_ok=True)
-        self.fs.copy_file(self.path(src), self.path(dst))
+        with storage_errors("move", src):
+            if not self.is_s3:
+                Path(self.path(dst)).parent.mkdir(parents=True, exist_ok=True)
+            self.fs.copy_file(self.path(src), self.path(dst))
         self.delete(src)
 
     # -- parquet -----------------------------------------------------------------------------
     @contextlib.contextmanager
     def parquet_writer(self, rel: str, schema: pa.Schema, **kwargs: Any) -> Iterator[pq.ParquetWriter]:
-        if not self.is_s3:
-            Path(self.path(rel)).parent.mkdir(parents=True, exist_ok=True)
+        """A streaming Parquet writer; storage failures (disk full, read-only) are :class:`LakeError`."""
         kwargs.setdefault("compression", "zstd")
-        with (
-            self.fs.open_output_stream(self.path(rel), compression=None) as sink,
-            pq.ParquetWriter(sink, schema, **kwargs) as writer,
-        ):
-            yield writer
+        with storage_errors("write", rel):
+            if not self.is_s3:
+                Path(self.path(rel)).parent.mkdir(parents=True, exist_ok=True)
+            with (
+                self.fs.open_output_stream(self.path(rel), compression=None) as sink,
+                pq.ParquetWriter(sink, schema, **kwargs) as writer,
+            ):
+                yield writer
 
     def write_parquet(
         self, rel: str, table: pa.Table, *, row_group_size: int | None = None, **kwargs: Any
@@ -190,11 +247,30 @@ class Lake:
             if schema is None:
                 raise LakeError("no files to read and no schema given")
             return schema.empty_table()
-        tables = [
-            pq.read_table(self.path(r), filesystem=self.fs, schema=schema, columns=columns, filters=filters)
-            for r in rels
-        ]
+        tables = []
+        for r in rels:
+            with storage_errors("read", r):
+                tables.append(
+                    pq.read_table(
+                        self.path(r), filesystem=self.fs, schema=schema, columns=columns, filters=filters
+                    )
+                )
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+    def s3_client(self, config: Any = None) -> Any:
+        """A boto3 S3 client on the lake's endpoint (conditional PUTs, bucket checks)."""
+        import boto3
+
+        s = self.settings
+        return boto3.client(
+            "s3",
+            config=config,
+            endpoint_url=s.endpoint_url,
+            region_name=s.region,
+            aws_access_key_id=s.access_key_id,
+            aws_secret_access_key=s.secret_access_key.get_secret_value() if s.secret_access_key else None,
+            aws_session_token=s.session_token.get_secret_value() if s.session_token else None,
+        )
 
     def fsspec(self) -> Any:
         """An fsspec filesystem over the same storage (for DuckDB, which cannot load httpfs here)."""
@@ -212,6 +288,34 @@ class Lake:
             endpoint_url=s.endpoint_url,
             client_kwargs={"region_name": s.region},
         )
+
+
+@contextlib.contextmanager
+def storage_errors(action: str, rel: str) -> Iterator[None]:
+    """Turn an ``OSError`` of the storage (disk full, read-only, permission, network) into a
+    :class:`LakeError` naming the file and the cause; other exceptions pass through untouched."""
+    try:
+        yield
+    except OSError as exc:
+        raise LakeError(f"cannot {action} lake file: {_why(exc)}", file=rel) from exc
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return str(exc.strerror)
+    msg = str(exc).strip() or type(exc).__name__
+    return msg.splitlines()[0][:300]
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (``/proc``), else by a set-and-restore."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
 
 
 def _copy(src: IO[bytes] | Any, dst: IO[bytes] | Any) -> None:

@@ -1,1 +1,1 @@
-"""The per-date layers (bronze → silver → gold), the vector-table writer (:mod:`.index`) and the pipeline that runs them."""
+"""The per-date layers (bronze → silver → gold), the vector-table writer (:mod:`.index`), housekeeping (:mod:`.vacuum`) and the pipeline that runs them."""

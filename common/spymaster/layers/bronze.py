@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from spymaster.errors import BadInputError, EmptyInputError, LakeError
+from spymaster.errors import BadInputError, EmptyInputError, ImplausibleInputError, LakeError
 from spymaster.lake import (
     Lake,
     Manifest,
@@ -30,7 +30,7 @@ from spymaster.lake import (
     read_manifest,
 )
 from spymaster.lake.paths import Layer, RawKind
-from spymaster.raw import dbnread
+from spymaster.raw import dbnread, quality
 
 
 def PARQUET_OPTIONS(schema: pa.Schema) -> dict[str, Any]:  # noqa: N802  # reads as a constant
@@ -89,13 +89,28 @@ class BronzeResult:
     manifest: Manifest
 
 
-def build(lake: Lake, kind: RawKind, date: dt.date, *, tmp_dir: str | None = None) -> BronzeResult:
+def build(
+    lake: Lake,
+    kind: RawKind,
+    date: dt.date,
+    *,
+    tmp_dir: str | None = None,
+    allow_shrink: bool = False,
+) -> BronzeResult:
     """Decode one raw file of a date into its committed bronze table partition.
+
+    Records are screened (:mod:`spymaster.quality`): implausible ones are dropped and counted in
+    the manifest and the date's data-quality record, or the whole file is refused above
+    :data:`~spymaster.quality.MAX_DROP_FRACTION`.
 
     Raises
     ------
     BadInputError
-        The raw file is missing-in-content, corrupt or mislabelled; it has been quarantined.
+        The raw file is empty, corrupt, mislabelled, or its records lie (outside its window,
+        unknown instruments, implausible values); it has been quarantined.
+    ShrinkError
+        The file is plausible but would replace a committed partition with far fewer rows
+        (unless ``allow_shrink``); nothing was committed.
     LakeError
         The raw file does not exist, or storage failed (nothing was committed).
     """
@@ -112,16 +127,21 @@ def build(lake: Lake, kind: RawKind, date: dt.date, *, tmp_dir: str | None = Non
             info = dbnread.inspect(local, label=key)
             dbnread.check_placement(info, kind, date)
             schema = dbnread.arrow_schema(kind.schema)
+            screen = quality.screen(local, info, kind, label=key)
             rows = 0
             written.append(out)
             with lake.parquet_writer(out, schema, **PARQUET_OPTIONS(schema)) as writer:
-                for batch in prefetch(dbnread.decode(local, label=key)):
+                for batch in prefetch(dbnread.decode(local, label=key, screen=screen)):
                     writer.write_batch(batch)
                     rows += batch.num_rows
-            if rows == 0:
+            q = screen.quality
+            if q.records == 0:
                 raise EmptyInputError(
                     "file has a header but no records", file=key, date=date, schema=kind.schema
                 )
+            if q.refused:
+                _record_quality(lake, kind, date, key, run_id, q, refused=True)
+                raise ImplausibleInputError(quality.refusal(q), file=key, date=date, schema=kind.schema)
         manifest = commit(
             lake,
             Layer.BRONZE,
@@ -131,15 +151,44 @@ def build(lake: Lake, kind: RawKind, date: dt.date, *, tmp_dir: str | None = Non
             [out],
             rows,
             inputs={"raw": key, **source, "dbn_version": info.version},
+            stats={"quality": q.as_dict()},
+            allow_shrink=allow_shrink,
         )
+        _record_quality(lake, kind, date, key, run_id, q, refused=False)
     except BadInputError as exc:
         discard(lake, written)
-        quarantine.put(lake, key, kind, date, exc)
+        try:
+            quarantine.put(lake, key, kind, date, exc)
+        except LakeError as qexc:  # say what was wrong with the file, then why it stayed put
+            raise LakeError(
+                f"{exc.message}; the file could not be quarantined: {qexc.message}",
+                file=key,
+                date=date,
+                schema=kind.schema,
+            ) from exc
         raise
     except BaseException:
         discard(lake, written)
         raise
+    quarantine.resolve(lake, kind, date, run_id)
     return BronzeResult(date=date, kind=kind, rows=rows, manifest=manifest)
+
+
+def _record_quality(
+    lake: Lake, kind: RawKind, date: dt.date, key: str, run_id: str, q: quality.Quality, *, refused: bool
+) -> None:
+    """The date's data-quality record for this table: what was read, dropped and why."""
+    lake.write_json(
+        paths.quality_file(kind.bronze_table, date),
+        {
+            "table": kind.bronze_table,
+            "date": date.isoformat(),
+            "raw": key,
+            "run_id": run_id,
+            "refused": refused,
+            **q.as_dict(),
+        },
+    )
 
 
 def is_current(lake: Lake, kind: RawKind, date: dt.date) -> bool:
@@ -154,9 +203,12 @@ def is_current(lake: Lake, kind: RawKind, date: dt.date) -> bool:
 def build_date(
     lake: Lake, date: dt.date, *, tmp_dir: str | None = None
 ) -> dict[RawKind, BronzeResult | Exception]:
-    """Every raw kind of a date; one kind failing does not stop the others."""
+    """Every raw kind of a date that has landed (futures always; options when they are there);
+    one kind failing does not stop the others."""
     results: dict[RawKind, BronzeResult | Exception] = {}
-    for kind in paths.REQUIRED_RAW:
+    for kind in paths.RAW_KINDS:
+        if kind in paths.OPTIONS_RAW and not lake.exists(paths.raw_file(kind, date)):
+            continue
         try:
             results[kind] = build(lake, kind, date, tmp_dir=tmp_dir)
         except (BadInputError, LakeError) as exc:

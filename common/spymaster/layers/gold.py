@@ -364,8 +364,12 @@ def episodes(state: pa.Table, levels: pa.Table | None, bars_30s: pa.Table) -> pa
 # -- the job ---------------------------------------------------------------------------------------
 
 
-def build(lake: Lake, date: dt.date) -> pa.Table:
-    """Read a date's committed silver, compute its episodes and commit ``gold/episodes/date=…``."""
+def build(lake: Lake, date: dt.date, *, allow_shrink: bool = False) -> pa.Table:
+    """Read a date's committed silver, compute its episodes and commit ``gold/episodes/date=…``.
+
+    Refuses (``ShrinkError``) to replace committed episodes with none or far fewer unless
+    ``allow_shrink``.
+    """
     inputs = {
         name: read_manifest(lake, Layer.SILVER, name, date).run_id
         for name in (paths.STATE_TABLE, paths.LEVELS_TABLE, paths.BARS_30S_TABLE)
@@ -397,6 +401,7 @@ def build(lake: Lake, date: dt.date) -> pa.Table:
                 "threshold_atr": THRESHOLD_ATR,
                 "labels": {str(c["values"]): int(c["counts"]) for c in counts},
             },
+            allow_shrink=allow_shrink,
         )
     except BaseException:
         discard(lake, written)

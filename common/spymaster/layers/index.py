@@ -5,9 +5,12 @@ Design (measured by ``bench/bench_gold_index.py``, figures in docs/BENCHMARKS.md
 * **One table with partition columns** (``level_kind``, ``direction``, ``time_bucket`` and their
   ``partition`` key) plus bitmap scalar indexes, not 60 tables: one manifest to version, one
   ``merge_insert`` per date, and the API loads each partition once per table version anyway.
-* **One writer.** Date jobs only commit gold Parquet; :func:`index_date` alone writes the table,
-  with ``merge_insert`` on ``episode_id`` and a delete of the date's rows that are no longer in
-  gold, so re-indexing a date replaces exactly that date and replays change nothing.
+* **One writer, enforced.** Date jobs only commit gold Parquet; :func:`index_date` alone writes
+  the table, under the lake's ``index`` lock (an ``flock`` locally, a conditional-PUT lease on
+  S3), with ``merge_insert`` on ``episode_id`` and a delete of the date's rows that are no longer
+  in gold, so re-indexing a date replaces exactly that date and replays change nothing. After each
+  write the date's ids are checked for duplicates, and :func:`index` first repairs any table that
+  holds some (left by a writer from before the lock, or by a crash mid-commit).
 * **Normalised at index time** with the statistics of the trailing window of dates *before* the
   episode's date (``vectors.stats_for_date``), so no vector is scaled with later information; the
   statistics version is stored per row and the query path applies the same version.
@@ -17,8 +20,10 @@ Design (measured by ``bench/bench_gold_index.py``, figures in docs/BENCHMARKS.md
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +31,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from spymaster import vectors
-from spymaster.lake import Lake, committed_dates, is_committed, paths, read_manifest
+from spymaster.errors import LakeError
+from spymaster.lake import Lake, Lease, committed_dates, is_committed, locked, paths, read_manifest
 from spymaster.lake.paths import EPISODES_TABLE, VECTOR_TABLE, Layer
 from spymaster.layers import gold
 from spymaster.partitions import partition_key
+
+LOCK = "index"
+"""The lake lock every writer of the vector table holds."""
+HOUSEKEEPING_GRACE = dt.timedelta(hours=24)
+"""Table versions and unreferenced files younger than this are kept (a reader or a job may use them)."""
 
 KEY_COLUMNS = ("episode_id", "date", "ts", "level_kind", "direction", "time_bucket", "partition")
 CARRIED = ("level_price", "price", "atr", "distance", "anchor_reason")
@@ -84,6 +95,10 @@ def rows_for(
 ) -> tuple[pa.Table, str]:
     """Episodes of a date as vector-table rows, normalised with that date's statistics."""
     stats = vectors.stats_for_date(lake, date, cache=cache)
+    return _rows(episodes, stats), stats.version
+
+
+def _rows(episodes: pa.Table, stats: vectors.Stats) -> pa.Table:
     raw = vectors.vectors_from_arrow(episodes.column("vector"))
     norm = vectors.apply(stats, raw)
     part = [
@@ -107,7 +122,7 @@ def rows_for(
             cols[f.name] = episodes.column("vector").combine_chunks().cast(pa.list_(pa.float32()))
         else:
             cols[f.name] = episodes.column(f.name)
-    return pa.table(cols, schema=schema()), stats.version
+    return pa.table(cols, schema=schema())
 
 
 @dataclass(frozen=True)
@@ -119,10 +134,21 @@ class IndexResult:
 
 
 def index_date(
-    lake: Lake, date: dt.date, *, force: bool = False, cache: StatsCache | None = None
+    lake: Lake,
+    date: dt.date,
+    *,
+    force: bool = False,
+    cache: StatsCache | None = None,
+    lease: Lease | None = None,
 ) -> IndexResult:
     """Upsert one date's committed gold into the table; a no-op if that exact gold run and
-    statistics version are already indexed (unless ``force``)."""
+    statistics version are already indexed (unless ``force``).
+
+    Takes the ``index`` lock unless the caller already holds it (``lease``).
+    """
+    if lease is None:
+        with locked(lake, LOCK) as held:
+            return index_date(lake, date, force=force, cache=cache, lease=held)
     man = read_manifest(lake, Layer.GOLD, EPISODES_TABLE, date)
     episodes = lake.read_parquet(man.files)
     rows, version = rows_for(lake, date, episodes, cache)
@@ -146,26 +172,89 @@ def index_date(
         )
     else:
         table.delete(where)
+    got = table.search().where(where).select(["episode_id"]).limit(None).to_arrow()
+    if got.num_rows != rows.num_rows or pc.count_distinct(got.column("episode_id")).as_py() != got.num_rows:
+        # Never leave a date with duplicated or missing ids: rewrite it from gold.
+        table.delete(where)
+        table.add(rows)
     lake.write_json(paths.index_marker(date), marker)
     return IndexResult(date, rows.num_rows, version)
 
 
 def index(lake: Lake, dates: list[dt.date] | None = None, *, force: bool = False) -> list[IndexResult]:
-    """Index committed gold dates (all by default), then make sure the scalar indexes exist."""
-    todo = dates if dates is not None else committed_dates(lake, Layer.GOLD, EPISODES_TABLE)
-    cache: StatsCache = {}
-    out = [
-        index_date(lake, d, force=force, cache=cache)
-        for d in sorted(todo)
-        if is_committed(lake, Layer.GOLD, EPISODES_TABLE, d)
-    ]
-    if any(not r.skipped for r in out):
-        ensure_indexes(lake)
+    """Index committed gold dates (all by default), then make sure the scalar indexes exist.
+
+    Holds the ``index`` lock throughout (a second indexer waits for it), and first repairs a
+    table that holds duplicated episode ids.
+    """
+    with locked(lake, LOCK) as lease, _table_errors():
+        repaired = repair(lake, lease)
+        todo = dates if dates is not None else committed_dates(lake, Layer.GOLD, EPISODES_TABLE)
+        todo = sorted(set(todo) | set(repaired))
+        cache: StatsCache = {}
+        out = [
+            index_date(lake, d, force=force or d in repaired, cache=cache, lease=lease)
+            for d in todo
+            if is_committed(lake, Layer.GOLD, EPISODES_TABLE, d)
+        ]
+        if any(not r.skipped for r in out):
+            ensure_indexes(lake, lease=lease)
     return out
 
 
-def ensure_indexes(lake: Lake) -> None:
-    """Bitmap indexes on the partition columns and a B-tree on date, created once; then compact."""
+@contextlib.contextmanager
+def _table_errors() -> Iterator[None]:
+    """LanceDB reports storage failures as ``OSError``/``RuntimeError``: say so in one line."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        why = (str(exc).strip() or type(exc).__name__).splitlines()[0][:300]
+        raise LakeError(f"vector table write failed: {why}", file=paths.VECTORS_DIR) from exc
+
+
+def duplicates(lake: Lake) -> dict[str, int]:
+    """Episode ids present more than once in the table, with their row counts."""
+    t = read_all(lake, ["episode_id"])
+    if t.num_rows == 0:
+        return {}
+    counts = pc.value_counts(t.column("episode_id"))
+    return {
+        str(r["values"]): int(r["counts"])
+        for r in counts.filter(pc.greater(counts.field("counts"), 1)).to_pylist()
+    }
+
+
+def repair(lake: Lake, lease: Lease) -> list[dt.date]:
+    """Remove every row of a duplicated episode id; returns the dates to re-index from gold.
+
+    Needs the ``index`` lock (``lease``) so no writer races the repair.
+    """
+    dup = duplicates(lake)
+    if not dup:
+        return []
+    table = open_table(lake)
+    assert table is not None
+    ids = sorted(dup)
+    dates: set[dt.date] = set()
+    for i in range(0, len(ids), 500):
+        listing = ", ".join("'" + x.replace("'", "''") + "'" for x in ids[i : i + 500])
+        hit = table.search().where(f"episode_id IN ({listing})").select(["date"]).limit(None).to_arrow()
+        dates |= set(hit.column("date").to_pylist())
+        table.delete(f"episode_id IN ({listing})")
+    for d in dates:  # markers of those dates no longer describe the table
+        lake.delete(paths.index_marker(d))
+    return sorted(dates)
+
+
+def ensure_indexes(lake: Lake, *, lease: Lease | None = None) -> None:
+    """Bitmap indexes on the partition columns and a B-tree on date, created once; then compact.
+
+    A table write like any other: takes the ``index`` lock unless the caller holds it (``lease``).
+    """
+    if lease is None:
+        with locked(lake, LOCK) as held:
+            ensure_indexes(lake, lease=held)
+        return
     table = open_table(lake)
     if table is None or table.count_rows() == 0:
         return
@@ -184,7 +273,19 @@ def ensure_indexes(lake: Lake) -> None:
         for col, kind in wanted.items():
             if (col,) not in have:
                 table.create_scalar_index(col, index_type=kind)
-    table.optimize()
+    table.optimize(cleanup_older_than=HOUSEKEEPING_GRACE)
+
+
+def prune_versions(lake: Lake, older_than: dt.timedelta) -> int:
+    """Remove vector-table versions older than ``older_than`` (the current one always stays);
+    returns how many went. Holds the ``index`` lock."""
+    with locked(lake, LOCK), _table_errors():
+        table = open_table(lake)
+        if table is None:
+            return 0
+        before = len(table.list_versions())
+        table.optimize(cleanup_older_than=older_than)
+        return before - len(table.list_versions())
 
 
 def read_all(lake: Lake, columns: list[str] | None = None, where: str | None = None) -> pa.Table:
@@ -199,6 +300,37 @@ def read_all(lake: Lake, columns: list[str] | None = None, where: str | None = N
         q = q.select(columns)
     out: pa.Table = q.to_arrow()
     return out
+
+
+def read_from_markers(lake: Lake, columns: list[str] | None = None) -> pa.Table | None:
+    """The table's rows rebuilt from what the indexer committed beside it, without LanceDB.
+
+    Per index marker: the date's gold run normalised with the marker's statistics version, exactly
+    as :func:`index_date` wrote them. Importing LanceDB alone costs over a second, too much for a
+    one-shot command line query. ``None`` when a marker's gold run is no longer the committed one
+    (rebuilt, not yet re-indexed): then only the table knows what it holds.
+    """
+    parts: list[pa.Table] = []
+    stats: dict[str, vectors.Stats] = {}
+    for f in sorted(lake.list_files(paths.INDEX_MARKERS)):
+        date = paths.date_from_partition(f)
+        marker = lake.read_json(f)
+        if not is_committed(lake, Layer.GOLD, EPISODES_TABLE, date):
+            return None
+        man = read_manifest(lake, Layer.GOLD, EPISODES_TABLE, date)
+        if man.run_id != marker.get("gold_run") or man.rows != marker.get("rows"):
+            return None
+        if not man.rows:
+            continue
+        version = str(marker["stats_version"])
+        if version not in stats:
+            stats[version] = vectors.load_stats(lake, version)
+        rows = _rows(lake.read_parquet(man.files), stats[version])
+        parts.append(rows.select(columns) if columns else rows)
+    empty = schema().empty_table()
+    if not parts:
+        return empty.select(columns) if columns else empty
+    return pa.concat_tables(parts)
 
 
 def partition_counts(lake: Lake) -> dict[str, dict[str, int]]:

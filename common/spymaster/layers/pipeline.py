@@ -6,7 +6,12 @@ table has exactly one writer, so indexing runs once, after the date jobs, in the
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
+import os
+import signal
+import sys
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -19,6 +24,30 @@ from spymaster.settings import PipelineSettings, StorageSettings
 
 STAGES = ("bronze", "silver", "gold")
 
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """Pool-worker initializer: end this worker the moment its parent dies, however it dies.
+
+    A ``kill -9`` of ``spymaster run`` must not leave workers committing dates on their own and
+    then blocking forever on a result queue nobody reads. Linux delivers ``SIGKILL`` to the
+    worker when the parent exits (``PR_SET_PDEATHSIG``); elsewhere, and as a second line, a
+    watchdog thread notices the parent is gone within half a second.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            threading.Event().wait(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
 
 @dataclass
 class DateResult:
@@ -27,10 +56,28 @@ class DateResult:
     skipped: list[str] = field(default_factory=list)
     error: str | None = None
     failed_stage: str | None = None
+    options: int = 0
+    """How many of the date's options raw files were there (0: dealer features are null)."""
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+def landed_options(lake: Lake, date: dt.date) -> list[paths.RawKind]:
+    """The date's options raw files that have landed (none is a futures-only date)."""
+    return [k for k in paths.OPTIONS_RAW if lake.exists(paths.raw_file(k, date))]
+
+
+def is_built(lake: Lake, date: dt.date) -> bool:
+    """Gold is committed from the raw files there now: every landed raw file's bronze is current
+    (a replaced file, or options landing after a futures-only run, make the date stale)."""
+    from spymaster.layers import bronze
+
+    if not is_committed(lake, Layer.GOLD, paths.EPISODES_TABLE, date):
+        return False
+    kinds = [*paths.REQUIRED_RAW, *landed_options(lake, date)]
+    return all(bronze.is_current(lake, k, date) for k in kinds)
 
 
 def run_date(
@@ -39,6 +86,7 @@ def run_date(
     *,
     force: bool = False,
     settings: PipelineSettings | None = None,
+    allow_shrink: bool = False,
 ) -> DateResult:
     """Bring one date to gold, skipping layers already committed (unless ``force``).
 
@@ -49,31 +97,37 @@ def run_date(
     res = DateResult(date)
     stage = "bronze"
     try:
-        todo = [k for k in paths.REQUIRED_RAW if force or not bronze.is_current(lake, k, date)]
-        missing = [k for k in todo if not lake.exists(paths.raw_file(k, date))]
+        missing = [k for k in paths.REQUIRED_RAW if not lake.exists(paths.raw_file(k, date))]
         if missing:
             names = ", ".join(f"{k.product.value} {k.schema}" for k in missing)
             raise SpymasterError(f"raw files not landed: {names}", date=date)
+        # Options are optional: whatever of them has landed is used, the rest leaves dealer
+        # features null. Options landing later make their bronze stale, so the date re-runs.
+        kinds = [*paths.REQUIRED_RAW, *landed_options(lake, date)]
+        todo = [k for k in kinds if force or not bronze.is_current(lake, k, date)]
+        res.options = len(kinds) - len(paths.REQUIRED_RAW)
         for kind in todo:
-            bronze.build(lake, kind, date)
+            bronze.build(lake, kind, date, allow_shrink=allow_shrink)
         (res.done if todo else res.skipped).append("bronze")
 
         stage = "silver"
         force = force or bool(todo)  # new bronze makes the layers above it stale
         if force or not is_committed(lake, Layer.SILVER, paths.STATE_TABLE, date):
-            silver.build(lake, date, settings)
+            silver.build(lake, date, settings, allow_shrink=allow_shrink)
             res.done.append("silver")
         else:
             res.skipped.append("silver")
 
         stage = "gold"
         if force or not is_committed(lake, Layer.GOLD, paths.EPISODES_TABLE, date):
-            gold.build(lake, date)
+            gold.build(lake, date, allow_shrink=allow_shrink)
             res.done.append("gold")
         else:
             res.skipped.append("gold")
     except SpymasterError as exc:
         res.error, res.failed_stage = str(exc), stage
+    except OSError as exc:  # storage outside the lake API (temp space, the vector store)
+        res.error, res.failed_stage = f"storage error: {exc.strerror or exc} [date={date}]", stage
     return res
 
 
@@ -84,20 +138,26 @@ def run(
     workers: int = 1,
     force: bool = False,
     on_result: Callable[[DateResult], None] | None = None,
+    allow_shrink: bool = False,
 ) -> list[DateResult]:
     """Run the per-date jobs, ``workers`` at a time; results come back in date order."""
     results: list[DateResult] = []
     if workers <= 1:
         for d in dates:
-            r = run_date(storage, d, force=force)
+            r = run_date(storage, d, force=force, allow_shrink=allow_shrink)
             results.append(r)
             if on_result:
                 on_result(r)
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futs = [pool.submit(run_date, storage, d, force=force) for d in dates]
+        with ProcessPoolExecutor(
+            max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),)
+        ) as pool:
+            futs = [pool.submit(run_date, storage, d, force=force, allow_shrink=allow_shrink) for d in dates]
             for f in as_completed(futs):
-                r = f.result()
+                try:
+                    r = f.result()
+                except Exception as exc:  # a worker died (OOM, signal): report its date, go on
+                    r = DateResult(dates[futs.index(f)], error=f"worker failed: {exc!r}", failed_stage="?")
                 results.append(r)
                 if on_result:
                     on_result(r)

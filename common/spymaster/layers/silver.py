@@ -25,7 +25,7 @@ from spymaster import sessions
 from spymaster.errors import BadInputError, NotCommittedError
 from spymaster.features import FEATURES, STATE_SCHEMA
 from spymaster.indicators import bars, black76, dealer, flow
-from spymaster.lake import Lake, commit, discard, is_committed, new_run_id, paths, read_manifest
+from spymaster.lake import Lake, check_shrink, commit, discard, is_committed, new_run_id, paths, read_manifest
 from spymaster.lake.paths import SILVER_TABLES, Layer, data_file
 from spymaster.levels import LEVEL_KINDS
 from spymaster.partitions import time_bucket
@@ -104,8 +104,6 @@ def compute_levels(
 
     pm_hi, pm_lo = window_extreme(pm_lo_ns, open_ns)
     or_hi, or_lo = window_extreme(open_ns, or_end_ns)
-    closes = bars.as_float(b2.column("close"))
-    b2_ts = bars.as_ns(b2.column("ts"))
     fixed_pm = q >= open_ns
     fixed_or = q >= or_end_ns
     return {
@@ -113,8 +111,7 @@ def compute_levels(
         "PM_LOW": np.where(fixed_pm, pm_lo, np.nan),
         "OR_HIGH": np.where(fixed_or, or_hi, np.nan),
         "OR_LOW": np.where(fixed_or, or_lo, np.nan),
-        "SMA_90": bars.asof(b2_ts, bars.sma(closes, 90), q),
-        "EMA_20": bars.asof(b2_ts, bars.ema(closes, 20), q),
+        **bars.moving_average_levels(b2, q),
     }
 
 
@@ -225,6 +222,12 @@ def _dealer_features(
 # -- the state table ---------------------------------------------------------------------------------
 
 
+def _bar_end(start_ns: int, close_ns: int, seconds: int) -> int:
+    """The session close rounded up to a whole number of bars from the open."""
+    step = seconds * NS
+    return start_ns + -(-(close_ns - start_ns) // step) * step
+
+
 def compute(inp: SilverInputs, s: PipelineSettings | None = None) -> SilverTables:
     """Bars, levels and the state table for one date from its bronze tables."""
     s = s or PipelineSettings()
@@ -238,8 +241,9 @@ def compute(inp: SilverInputs, s: PipelineSettings | None = None) -> SilverTable
     t_sz = bars.as_float(tr.column("size"))[order]
     t_side = np.asarray(tr.column("side").to_numpy(zero_copy_only=False))[order]
     lo, hi = sessions.globex_session(date)
-    b30 = bars.time_bars(t_ts, t_px, t_sz, t_side, start_ns=lo, end_ns=hi, seconds=30)
-    b2 = bars.time_bars(t_ts, t_px, t_sz, t_side, start_ns=lo, end_ns=hi, seconds=120)
+    # An early close (13:15 ET) need not fall on the 2-minute grid: the last bar runs past it.
+    b30 = bars.time_bars(t_ts, t_px, t_sz, t_side, start_ns=lo, end_ns=_bar_end(lo, hi, 30), seconds=30)
+    b2 = bars.time_bars(t_ts, t_px, t_sz, t_side, start_ns=lo, end_ns=_bar_end(lo, hi, 120), seconds=120)
     b2 = b2.append_column(
         "atr",
         pa.array(
@@ -546,10 +550,19 @@ def load_inputs(lake: Lake, date: dt.date) -> SilverInputs:
     )
 
 
-def build(lake: Lake, date: dt.date, settings: PipelineSettings | None = None) -> SilverTables:
-    """Compute and commit a date's silver tables (``state`` last, as the date's commit marker)."""
+def build(
+    lake: Lake, date: dt.date, settings: PipelineSettings | None = None, *, allow_shrink: bool = False
+) -> SilverTables:
+    """Compute and commit a date's silver tables (``state`` last, as the date's commit marker).
+
+    Refuses (``ShrinkError``, before committing any table) to replace a committed table with one
+    of far fewer rows unless ``allow_shrink``.
+    """
     s = settings or PipelineSettings()
     out = compute(load_inputs(lake, date), s)
+    if not allow_shrink:
+        for name in SILVER_TABLES:
+            check_shrink(lake, Layer.SILVER, name, date, getattr(out, name).num_rows)
     run_id = new_run_id()
     written: list[str] = []
     try:
@@ -569,6 +582,7 @@ def build(lake: Lake, date: dt.date, settings: PipelineSettings | None = None) -
                 getattr(out, name).num_rows,
                 inputs={"front_month": out.front_month},
                 stats={"settings": s.model_dump()},
+                allow_shrink=True,  # checked for every table above
             )
     except BaseException:
         discard(lake, written)

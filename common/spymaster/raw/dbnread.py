@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import databento as db
 import databento_dbn as dbn
@@ -205,10 +205,61 @@ def _arrow_type(cls: Any, name: str, np_dtype: str) -> pa.DataType:
 # -- decoding ------------------------------------------------------------------------------------
 
 
-def decode(
+class RecordFilter(Protocol):
+    """Decides, per chunk of raw records, which to keep (see :mod:`spymaster.quality`)."""
+
+    def keep(self, arr: np.ndarray[Any, Any]) -> np.ndarray[Any, Any] | None:
+        """A boolean mask over ``arr`` (``None``: keep all)."""
+        ...
+
+    def keep_symbols(self, symbols: pa.Array) -> pa.Array | None:
+        """A boolean mask over a chunk's mapped symbols (``None``: keep all)."""
+        ...
+
+
+def records(
     path: str | Path, *, label: str | None = None, chunk: int = CHUNK_RECORDS
+) -> Iterator[np.ndarray[Any, Any]]:
+    """The file's raw records as structured numpy arrays of at most ``chunk`` (current layout).
+
+    Raises
+    ------
+    CorruptInputError
+        Truncated, not zstd/DBN, or records that are not of the file's schema.
+    """
+    info = inspect(path, label=label)
+    if info.schema is None:
+        raise CorruptInputError("mixed-schema DBN files are not supported", file=info.file)
+    cls = _SCHEMA_CLASSES[info.schema]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", BentoWarning)
+            if info.version < dbn.DBN_VERSION:
+                arrays: Iterator[np.ndarray[Any, Any]] = _upgraded(db.DBNStore.from_file(path), cls, chunk)
+            else:
+                arrays = _stream(Path(path), np.dtype(cls._dtypes), chunk, info.file)
+            for arr in arrays:
+                if len(arr) == 0:
+                    continue
+                _check_records(arr, cls, info)
+                yield arr
+    except BadInputError:
+        raise
+    except Exception as exc:
+        raise CorruptInputError(f"corrupt DBN data: {_why(exc)}", file=info.file, schema=info.schema) from exc
+
+
+def decode(
+    path: str | Path,
+    *,
+    label: str | None = None,
+    chunk: int = CHUNK_RECORDS,
+    screen: RecordFilter | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Decode a homogeneous DBN file into Arrow record batches of at most ``chunk`` rows.
+
+    ``screen`` drops records before they are converted (implausible values, duplicates, records
+    outside the file's window) and after symbol mapping (unknown instruments), and counts them.
 
     Raises
     ------
@@ -223,34 +274,38 @@ def decode(
     symbols = InstrumentMap()
     symbols.insert_metadata(info.metadata)
     ts_name = cls._ordered_fields[0]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", BentoWarning)
-            if info.version < dbn.DBN_VERSION:
-                arrays: Iterator[np.ndarray[Any, Any]] = _upgraded(db.DBNStore.from_file(path), cls, chunk)
-            else:
-                arrays = _stream(Path(path), np.dtype(cls._dtypes), chunk, info.file)
-            for arr in arrays:
+    for arr in records(path, label=label, chunk=chunk):
+        try:
+            if screen is not None and (mask := screen.keep(arr)) is not None:
+                arr = arr[mask]
                 if len(arr) == 0:
                     continue
-                _check_records(arr, cls, info)
-                yield _to_batch(arr, cls, schema, symbols, ts_name)
-    except BadInputError:
-        raise
-    except Exception as exc:
-        raise CorruptInputError(f"corrupt DBN data: {_why(exc)}", file=info.file, schema=info.schema) from exc
+            batch = _to_batch(arr, cls, schema, symbols, ts_name)
+            if screen is not None and (smask := screen.keep_symbols(batch.column("symbol"))) is not None:
+                batch = batch.filter(smask)
+        except BadInputError:
+            raise
+        except Exception as exc:
+            raise CorruptInputError(
+                f"corrupt DBN data: {_why(exc)}", file=info.file, schema=info.schema
+            ) from exc
+        if batch.num_rows:
+            yield batch
 
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _READ_BYTES = 1 << 20
 
 
-def _stream(path: Path, dtype: np.dtype[Any], chunk: int, name: str) -> Iterator[np.ndarray[Any, Any]]:
+def _stream(
+    path: Path, dtype: np.dtype[Any], chunk: int, name: str, read_bytes: int = _READ_BYTES
+) -> Iterator[np.ndarray[Any, Any]]:
     """Records of a current-version DBN file, ``chunk`` at a time, decompressed 1 MiB at a time.
 
     Hand-rolled instead of ``DBNStore.to_ndarray`` because that reader ends quietly at a
     truncated zstd frame; here the frame must end (``eof``) or the file is reported truncated.
-    Pieces are joined once per chunk and viewed, not copied, by numpy.
+    Concatenated frames are valid zstd; a frame may end anywhere, including exactly at the end of
+    a read. Pieces are joined once per chunk and viewed, not copied, by numpy.
     """
     want = dtype.itemsize * chunk
     pieces: list[bytes | memoryview] = []
@@ -260,14 +315,15 @@ def _stream(path: Path, dtype: np.dtype[Any], chunk: int, name: str) -> Iterator
         compressed = f.read(4) == _ZSTD_MAGIC
         f.seek(0)
         dobj = zstandard.ZstdDecompressor().decompressobj() if compressed else None
-        while raw := f.read(_READ_BYTES):
+        while raw := f.read(read_bytes):
             piece: bytes | memoryview = raw
             if dobj is not None:
-                out = dobj.decompress(raw)
-                while dobj.eof and dobj.unused_data:  # concatenated frames are valid zstd
-                    rest = dobj.unused_data
-                    dobj = zstandard.ZstdDecompressor().decompressobj()
-                    out += dobj.decompress(rest)
+                out, data = b"", raw
+                while data:
+                    if dobj.eof:  # the previous frame ended: the next bytes start a new one
+                        dobj = zstandard.ZstdDecompressor().decompressobj()
+                    out += dobj.decompress(data)
+                    data = dobj.unused_data if dobj.eof else b""
                 piece = out
             pieces.append(piece)
             have += len(piece)

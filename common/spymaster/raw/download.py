@@ -34,6 +34,7 @@ from spymaster.raw import ingest
 from spymaster.settings import DatabentoSettings
 
 _REASON_CHARS = 500
+_FORBIDDEN = "Databento answered HTTP 403"
 
 
 @dataclass
@@ -43,6 +44,9 @@ class DownloadReport:
     fetched: list[tuple[dt.date, RawKind]] = field(default_factory=list)
     skipped: list[tuple[dt.date, RawKind]] = field(default_factory=list)
     failed: list[tuple[dt.date, RawKind, str]] = field(default_factory=list)
+    unavailable: list[tuple[dt.date, RawKind, str]] = field(default_factory=list)
+    """Options files the account may not fetch (HTTP 403: ES options are their own subscription).
+    Not a failure: those dates run without options, their dealer features null."""
 
     @property
     def ok(self) -> bool:
@@ -58,8 +62,12 @@ def download(
     workers: int = 4,
     force: bool = False,
     progress: bool = True,
+    options: bool = True,
 ) -> DownloadReport:
     """Fetch every raw file the trading days in ``[start, end]`` need, in parallel and resumably.
+
+    ``options=False`` fetches the ES futures files only; with ``options=True`` an options file
+    the account is not entitled to (HTTP 403) is reported in ``unavailable``, not ``failed``.
 
     Raises
     ------
@@ -77,7 +85,7 @@ def download(
     report = DownloadReport()
     todo: list[tuple[dt.date, RawKind]] = []
     for date in sessions.trading_days_between(start, end):
-        for kind in paths.REQUIRED_RAW:
+        for kind in paths.RAW_KINDS if options else paths.REQUIRED_RAW:
             if not force and lake.exists(paths.raw_file(kind, date)):
                 report.skipped.append((date, kind))
             else:
@@ -88,6 +96,7 @@ def download(
     report.fetched.sort()
     report.skipped.sort()
     report.failed.sort()
+    report.unavailable.sort()
     return report
 
 
@@ -129,6 +138,8 @@ def _run(
                 why = fut.result()
                 if why is None:
                     report.fetched.append((date, kind))
+                elif why.startswith(_FORBIDDEN) and kind in paths.OPTIONS_RAW:
+                    report.unavailable.append((date, kind, why))
                 else:
                     report.failed.append((date, kind, why))
                     bar.set_postfix(failed=len(report.failed))

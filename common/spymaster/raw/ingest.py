@@ -9,7 +9,11 @@ from pathlib import Path
 from spymaster.errors import BadInputError, MislabelledInputError, UnknownDatasetError
 from spymaster.lake import Lake, paths
 from spymaster.lake.paths import raw_file
-from spymaster.raw import dbnread
+from spymaster.raw import dbnread, quality
+
+
+class UnusedSchemaError(UnknownDatasetError):
+    """A good ES file of a schema Spymaster does not use (ES futures mbp-1, tbbo, statistics, …)."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,8 @@ def place(path: str | Path) -> tuple[paths.RawKind, dt.date]:
     Raises
     ------
     BadInputError
-        Empty, corrupt, an unknown dataset or schema, or symbols of no ES product.
+        Empty, corrupt, an unknown dataset or schema, symbols of no ES product, or records that
+        lie (outside the file's window, unknown instruments, implausible values).
     """
     info = dbnread.inspect(path)
     if info.dataset != paths.DATASET:
@@ -43,20 +48,33 @@ def place(path: str | Path) -> tuple[paths.RawKind, dt.date]:
         raise UnknownDatasetError("mixed-schema files cannot be placed", file=str(path))
     try:
         kind = paths.raw_kind(product.value, info.schema)
-    except ValueError as exc:
-        raise UnknownDatasetError(str(exc), file=str(path), schema=info.schema) from exc
+    except ValueError:
+        used = ", ".join(k.schema for k in paths.RAW_KINDS if k.product is product)
+        raise UnusedSchemaError(
+            f"{product.value} {info.schema} is not used (Spymaster reads {product.value} {used})",
+            file=str(path),
+            schema=info.schema,
+        ) from None
     date = dbnread.trading_date_of(info)
     dbnread.check_placement(info, kind, date)
+    quality.check_file(path, info, kind)  # the records must be what the metadata says
     return kind, date
 
 
-def ingest(lake: Lake, paths: list[Path], *, force: bool = False) -> tuple[list[Placed], list[BadInputError]]:
-    """Copy each file to its raw key; returns what was placed and what was refused (and why)."""
+def ingest(
+    lake: Lake, paths: list[Path], *, force: bool = False
+) -> tuple[list[Placed], list[BadInputError], list[UnusedSchemaError]]:
+    """Copy each file to its raw key; returns what was placed, what was refused (and why), and
+    the good files of schemas Spymaster does not use, which are left out (not an error)."""
     placed: list[Placed] = []
     refused: list[BadInputError] = []
+    unused: list[UnusedSchemaError] = []
     for p in paths:
         try:
             kind, date = place(p)
+        except UnusedSchemaError as exc:
+            unused.append(exc)
+            continue
         except BadInputError as exc:
             refused.append(exc)
             continue
@@ -64,4 +82,4 @@ def ingest(lake: Lake, paths: list[Path], *, force: bool = False) -> tuple[list[
         if force or not lake.exists(key):
             lake.put_file(p, key)
         placed.append(Placed(source=str(p), key=key, date=date, kind=kind))
-    return placed, refused
+    return placed, refused, unused

@@ -16,14 +16,17 @@ import pyarrow as pa
 
 from spymaster import sessions
 from spymaster.errors import NotCommittedError, NotFoundError
+from spymaster.indicators.bars import moving_average_levels
 from spymaster.lake import committed_dates, paths, read_committed, read_manifest
 from spymaster.lake.paths import Layer
 from spymaster.levels import LEVEL_KINDS
 from spymaster.retrieval import finite_or_none
 from spymaster.serving.snapshot import TableSnapshots, _floats, _ns
-from spymaster.sessions import NS, day_number
+from spymaster.sessions import NS, STEP_NS, day_number
 
 BARS_FROM = dt.time(9, 0)
+DEALER_INPUTS = (paths.OPT_DEFINITION, paths.OPT_STATISTICS, paths.OPT_MBP1)
+"""The options tables silver's dealer features are computed from."""
 
 
 # -- small helpers ---------------------------------------------------------------------------------
@@ -87,9 +90,20 @@ class DayCache(TableSnapshots):
                 for p in self.lake.list_files(paths.INDEX_MARKERS)
                 if p.endswith(".json")
             }
+            # Dealer features need the options tables silver reads; without them they are null.
+            dealer = set.intersection(
+                *(set(committed_dates(self.lake, Layer.BRONZE, k.bronze_table)) for k in DEALER_INPUTS)
+            )
             for d in silver:
                 n = snap.index.day_counts.get(day_number(d), 0)
-                out.append({"date": d.isoformat(), "episodes": int(n), "indexed": bool(n) or d in marked})
+                out.append(
+                    {
+                        "date": d.isoformat(),
+                        "episodes": int(n),
+                        "indexed": bool(n) or d in marked,
+                        "options": d in dealer,
+                    }
+                )
         self._days_list = (self._clock(), out, snap.index.version)
         return {"days": out}
 
@@ -139,6 +153,7 @@ class DayCache(TableSnapshots):
         bars = [
             {
                 "t": iso_z(int(ts[j])),
+                "time": et_time(int(ts[j])),
                 **{c: finite_or_none(cols[c][i]) for c in ("open", "high", "low", "close")},
                 "volume": int(vol[i]) if math.isfinite(vol[i]) else 0,
             }
@@ -147,18 +162,28 @@ class DayCache(TableSnapshots):
         return {"date": date.isoformat(), "bars": bars}
 
     def levels(self, date: dt.date) -> dict[str, Any]:
-        lv = self.day(date).levels
+        day = self.day(date)
+        lv = day.levels
         ts = _ns(lv.column("ts"))
         lo, hi = sessions.et_ns(date, sessions.RTH_OPEN), sessions.et_ns(date, sessions.QUERY_END)
         sel = np.flatnonzero((ts >= lo) & (ts <= hi))
-        t = [iso_z(int(x)) for x in ts[sel].tolist()]
+        # Silver's levels start at 09:30; the chart starts at 09:00 (BARS_FROM). The moving averages
+        # exist before the open: computed from the same 2-minute bars the same way, on the 30-s grid.
+        early = np.arange(sessions.et_ns(date, BARS_FROM), lo, STEP_NS, dtype=np.int64)
+        mas = moving_average_levels(day.bars_2m, early)
+        stamps = np.concatenate([early, ts[sel]])
+        t = [(iso_z(int(x)), et_time(int(x))) for x in stamps.tolist()]
         out = []
         for kind in LEVEL_KINDS:
-            vals = _floats(lv.column(kind))[sel].tolist() if kind in lv.column_names else [None] * sel.size
+            later = _floats(lv.column(kind))[sel].tolist() if kind in lv.column_names else [None] * sel.size
+            vals = (mas[kind].tolist() if kind in mas else [None] * early.size) + later
             out.append(
                 {
                     "kind": kind,
-                    "points": [{"t": ti, "value": finite_or_none(v)} for ti, v in zip(t, vals, strict=True)],
+                    "points": [
+                        {"t": ti, "time": et, "value": finite_or_none(v)}
+                        for (ti, et), v in zip(t, vals, strict=True)
+                    ],
                 }
             )
         return {"date": date.isoformat(), "levels": out}

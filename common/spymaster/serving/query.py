@@ -107,6 +107,13 @@ def _partition_ref(p: Mapping[str, Any]) -> tuple[str, str, int]:
     return str(kind), str(direction), int(bucket)
 
 
+SIGNAL_KS: tuple[int, ...] = (10, 20, 50, 100, 200, 500)
+"""The ``k`` values ``/signals`` answers: each (date, horizon, k) is a ~0.3 s computation, so a
+client choosing any ``k`` could make every request a cache miss."""
+SIGNAL_CACHE = 32
+"""Signal answers kept (LRU): 32 ≈ a trader's few days × horizons × the usual k."""
+
+
 class Queries(DayCache, LearnedAnswers):
     """Partitions, statistics, query vectors, the similarity answer and the per-bar signals."""
 
@@ -115,6 +122,8 @@ class Queries(DayCache, LearnedAnswers):
     _cache_lock: threading.Lock
     _stats: OrderedDict[Any, vectors.Stats]
     _signals: OrderedDict[Any, dict[str, Any]]
+    _signals_busy: threading.Semaphore
+    """At most one signals computation at a time: misses queue instead of starving /similar."""
 
     def partitions(self) -> dict[str, Any]:
         idx = self.index()
@@ -370,8 +379,9 @@ class Queries(DayCache, LearnedAnswers):
         """Per 2-minute bar close 09:30–12:30 and level in its zone: the answer as of that date."""
         if horizon not in HORIZONS_MIN:
             raise InvalidQueryError(f"horizon must be one of {', '.join(map(str, HORIZONS_MIN))}")
-        if not 1 <= k <= max_k:
-            raise InvalidQueryError(f"k must be between 1 and {max_k}")
+        if k not in SIGNAL_KS or k > max_k:
+            allowed = ", ".join(str(x) for x in SIGNAL_KS if x <= max_k)
+            raise InvalidQueryError(f"k for signals must be one of {allowed}")
         day = self.day(date)
         idx = self.index()
         key = (date, day.run_id, idx.version, horizon, k)
@@ -379,11 +389,16 @@ class Queries(DayCache, LearnedAnswers):
             hit = self._signals.get(key)
         if hit is not None:
             return hit
-        out = self._compute_signals(day, idx, horizon, k)
-        with self._cache_lock:
-            self._signals[key] = out
-            while len(self._signals) > 32:
-                self._signals.popitem(last=False)
+        with self._signals_busy:
+            with self._cache_lock:  # computed while this request waited?
+                hit = self._signals.get(key)
+            if hit is not None:
+                return hit
+            out = self._compute_signals(day, idx, horizon, k)
+            with self._cache_lock:
+                self._signals[key] = out
+                while len(self._signals) > SIGNAL_CACHE:
+                    self._signals.popitem(last=False)
         return out
 
     def _compute_signals(self, day: DayData, idx: Index, horizon: int, k: int) -> dict[str, Any]:
@@ -436,6 +451,7 @@ class Queries(DayCache, LearnedAnswers):
             signals.append(
                 {
                     "t": iso_z(pt.ts),
+                    "time": et_time(pt.ts),
                     "level_kind": pt.level_kind,
                     "direction": pt.direction,
                     "distance": pt.distance,

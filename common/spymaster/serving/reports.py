@@ -110,11 +110,14 @@ class Reports:
                 metrics = {}
         listed = latest.get("plots")
         plots: dict[Any, Any] = listed if isinstance(listed, dict) else {}
+        # The span tested: the requested bounds, else (an open end) the first / last test day.
+        tested = metrics.get("test_dates") if isinstance(metrics, dict) else None
+        tested = [str(d) for d in tested] if isinstance(tested, list) and tested else [None]
         out = {
             "run_id": latest["run_id"],
             "created_at": _str_or_none(latest.get("created_at")),
-            "start": _str_or_none(latest.get("start")),
-            "end": _str_or_none(latest.get("end")),
+            "start": _str_or_none(latest.get("start")) or tested[0],
+            "end": _str_or_none(latest.get("end")) or tested[-1],
             "markdown": markdown,
             "metrics": metrics if isinstance(metrics, dict) else {},
             "plots": {

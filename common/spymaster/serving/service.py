@@ -94,6 +94,7 @@ class Service(Queries, Reports):
         self._cache_lock = threading.Lock()
         self._stats: OrderedDict[Any, vectors.Stats] = OrderedDict()
         self._signals: OrderedDict[Any, dict[str, Any]] = OrderedDict()
+        self._signals_busy = threading.Semaphore(1)
         self._days_list: tuple[float, list[dict[str, Any]], int | None] | None = None
         self._report: tuple[bytes, dict[str, Any]] | None = None
         self._report_files: OrderedDict[str, bytes] = OrderedDict()

@@ -25,7 +25,7 @@ from spymaster.retrieval import Index
 log = logging.getLogger(__name__)
 
 
-_INDEX_COLUMNS = [
+INDEX_COLUMNS = [
     "episode_id",
     "date",
     "ts",
@@ -137,7 +137,7 @@ class TableSnapshots:
         if snap is not None and snap.index.version == version:
             return snap
         t0 = time.perf_counter()
-        data = self._table.search().select(_INDEX_COLUMNS).limit(None).to_arrow()
+        data = self._table.search().select(INDEX_COLUMNS).limit(None).to_arrow()
         index, stats_by_day = index_from_arrow(data, version)
         log.info(
             "loaded vector table version %s: %d episodes in %d partitions (%.0f ms)",

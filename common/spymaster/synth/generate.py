@@ -55,6 +55,8 @@ class DayFiles:
 
 def generate_day(date: dt.date, *, scale: float = 1.0, seed: int = 0) -> DayFiles:
     """One trading date's seven raw files and truth; byte-identical for the same arguments."""
+    if not FIRST_DATE <= date <= LAST_DATE:
+        raise ValueError(f"{date} is outside the generator's range {FIRST_DATE} … {LAST_DATE}")
     if not sessions.is_trading_day(date):
         raise ValueError(f"{date} is not a trading day")
     if scale <= 0:
@@ -73,7 +75,7 @@ def generate_day(date: dt.date, *, scale: float = 1.0, seed: int = 0) -> DayFile
         RawKind(Product.OPT, "mbp-1"): opt.mbp1,
         RawKind(Product.OPT, "statistics"): opt.statistics,
     }
-    assert set(files) == set(paths.REQUIRED_RAW)
+    assert set(files) == set(paths.RAW_KINDS)
     rows = [{**row, "date": date} for row in day.truth]
     truth = pa.Table.from_pylist(rows, schema=TRUTH_SCHEMA)
     counts = {
@@ -85,6 +87,17 @@ def generate_day(date: dt.date, *, scale: float = 1.0, seed: int = 0) -> DayFile
     return DayFiles(date=date, files=files, truth=truth, counts=counts)
 
 
+FIRST_DATE = dt.date(2000, 1, 3)
+LAST_DATE = dt.date(2099, 12, 31)
+"""The dates the generator's market walk covers."""
+
+
+def is_generated(lake: Lake, date: dt.date, *, options: bool = True) -> bool:
+    """The date's raw files (futures, and options unless ``options=False``) and truth are there."""
+    kinds = paths.RAW_KINDS if options else paths.REQUIRED_RAW
+    return all(lake.exists(p) for p in [*(paths.raw_file(k, date) for k in kinds), paths.truth_file(date)])
+
+
 def generate(
     lake: Lake,
     start: dt.date,
@@ -94,19 +107,22 @@ def generate(
     seed: int,
     progress: bool = True,
     force: bool = False,
+    options: bool = True,
 ) -> list[dt.date]:
     """Generate ``days`` trading days from ``start`` into the lake's raw/ and synthetic/truth/.
 
     A date whose seven raw files and truth are already there is skipped unless ``force`` (the
     bytes would be identical for the same seed and scale; a different seed or scale needs ``force``).
+    ``options=False`` writes the three futures files only, as a lake without the options
+    subscription holds.
     """
     dates = sessions.trading_days(start, days)
     for date in tqdm(dates, desc="generate", unit="day", disable=not progress):
-        there = [paths.raw_file(k, date) for k in paths.REQUIRED_RAW] + [paths.truth_file(date)]
-        if not force and all(lake.exists(p) for p in there):
+        if not force and is_generated(lake, date, options=options):
             continue
+        kinds = paths.RAW_KINDS if options else paths.REQUIRED_RAW
         day = generate_day(date, scale=scale, seed=seed)
-        for kind, data in day.files.items():
-            lake.write_bytes(paths.raw_file(kind, date), data)
+        for kind in kinds:
+            lake.write_bytes(paths.raw_file(kind, date), day.files[kind])
         lake.write_parquet(paths.truth_file(date), day.truth)
     return dates

@@ -157,7 +157,7 @@ def build_chain(date: dt.date, seed: int, spot0: float, atm_iv: float) -> Chain:
         date=date,
         underlying=front.symbol,
         underlying_id=instrument_id(front.symbol),
-        expiration_ns=sessions.et_ns(date, sessions.RTH_CLOSE),
+        expiration_ns=sessions.et_ns(date, sessions.rth_close(date)),  # 13:00 ET on a half day
         strike=strike,
         is_call=is_call,
         symbols=symbols,

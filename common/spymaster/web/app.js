@@ -238,7 +238,7 @@ async function loadDays() {
       el(
         "option",
         { value: d.date },
-        `${d.date} ${weekday(d.date)}${d.indexed ? "" : " · not indexed"} · ${d.episodes} ep`,
+        `${d.date} ${weekday(d.date)}${d.indexed ? "" : " · not indexed"} · ${d.episodes} ep${d.options === false ? " · no options" : ""}`,
       ),
     ),
   );
@@ -256,6 +256,12 @@ async function openDay(date, min, { push = false } = {}) {
   state.date = date;
   state.now = snap(min);
   $("date-select").value = date;
+  const info = state.days.find((d) => d.date === date);
+  const note = $("day-note");
+  note.hidden = !(info && info.options === false);
+  note.textContent = note.hidden
+    ? ""
+    : `No ES options data for ${date}: its dealer (gamma exposure) features are missing; the probabilities rest on price, flow, book and tape alone.`;
   syncUrl(push);
   if (!changed) {
     render();
@@ -442,11 +448,14 @@ function renderChart() {
   const inZone = liveKinds();
   for (const kind of LEVELS) {
     const st = LEVEL_STYLE[kind];
-    const pts = (state.levels[kind] || []).filter((p) => p.min <= state.now + 1e-6);
+    let pts = (state.levels[kind] || []).filter((p) => p.min <= state.now + 1e-6);
     if (kind.startsWith("PM_")) {
       // The pre-market high/low is known from 09:30 on: draw it across the pre-market it summarises.
       const first = pts.find((p) => p.value !== null && p.value !== undefined);
-      if (first) pts.unshift({ min: CHART_FROM_MIN, x: wallAt(date, CHART_FROM_MIN), value: first.value });
+      if (first) {
+        const from = { min: CHART_FROM_MIN, x: wallAt(date, CHART_FROM_MIN), value: first.value };
+        pts = [from, ...pts.filter((p) => p.min >= first.min)];
+      }
     }
     for (const p of pts) if (p.value !== null && p.value !== undefined) levelValues.push(p.value);
     traces.push({
@@ -503,7 +512,8 @@ function renderChart() {
       xref: "x",
       yref: "paper",
       yanchor: "top",
-      xanchor: "left",
+      // Late in the window the label goes left of the line: on the right it would cover the price axis.
+      xanchor: state.now > END_MIN - 40 ? "right" : "left",
       text: `now ${hhmm(state.now)}`,
       showarrow: false,
       font: { color: COLORS.bg, size: 11 },
@@ -551,11 +561,13 @@ function renderChart() {
       line: { color: COLORS.focus, width: 1, dash: "dot" },
     });
     annotations.push({
+      // At the foot of the price pane: the "now" label sits at the top, often at the same time.
       x: fx,
-      y: 0.97,
+      y: 0.2,
       xref: "x",
       yref: "paper",
-      xanchor: "right",
+      yanchor: "bottom",
+      xanchor: fx > nowX || f.min > END_MIN - 40 ? "right" : "left",
       text: `setup ${f.hms} ${f.kind}`,
       showarrow: false,
       font: { color: COLORS.focus, size: 10 },
@@ -613,6 +625,7 @@ function renderChart() {
     yaxis2: {
       domain: [0, 0.18],
       side: "right",
+      title: { text: "contracts", font: { ...axisFont, size: 10 }, standoff: 4 },
       range: [0, maxVol * 1.15],
       gridcolor: COLORS.grid,
       tickfont: { ...axisFont, size: 10 },
@@ -749,7 +762,7 @@ function levelPanel(s) {
   const selected = state.selection && state.selection.kind === kind && state.selection.min === s.min;
   const rows = OUTCOMES.map((o) => probRow(s, o, base, selected && state.selection.outcome === o));
   const smooth = s.smoothed
-    ? OUTCOMES.map((o) => pct(s.smoothed[o])).join(" / ")
+    ? OUTCOMES.map((o) => `${o[0]}${o.slice(1).toLowerCase()} ${pct(s.smoothed[o])} %`).join(" · ")
     : null;
   return el(
     "section",
@@ -785,7 +798,7 @@ function levelPanel(s) {
       base && base.n !== null
         ? el("span", { class: "muted num", title: "earlier setups behind the base rate" }, `base n ${base.n}`)
         : null,
-      smooth ? el("span", { class: "muted num", title: "BREAK / REJECT / CHOP %, smoothed across consecutive bars" }, `smoothed ${smooth}`) : null,
+      smooth ? el("span", { class: "muted num", title: "BREAK / REJECT / CHOP %, smoothed across consecutive bars" }, `smoothed over bars: ${smooth}`) : null,
     ),
   );
 }
@@ -861,6 +874,7 @@ async function openSimilar(s, outcome) {
   const time = s.hms.slice(0, 5);
   $("similar-title").textContent = `· ${s.level_kind} ${s.direction === "UP" ? "▲" : "▼"} at ${time} ET`;
   $("similar-summary").replaceChildren(el("span", { class: "muted" }, "Searching …"));
+  $("similar-count").textContent = "";
   $("similar").replaceChildren();
   let ans;
   try {
@@ -888,7 +902,7 @@ async function openSimilar(s, outcome) {
     ),
   );
   $("similar-summary").replaceChildren(
-    el("div", { class: "sum-line" }, summary),
+    el("div", { class: "sum-line" }, summary, thinNote(dist)),
     el(
       "div",
       { class: "sum-line muted num" },
@@ -907,7 +921,9 @@ async function openSimilar(s, outcome) {
     ),
     setupLine(ans.setup),
   );
-  const rows = (ans.neighbours || []).map((nb) => {
+  // Setups carrying no weight (dissimilar, or beyond the per-day cap) say nothing about the estimate.
+  const carried = (ans.neighbours || []).filter((nb) => Number(nb.weight) > 0 && Number(nb.similarity) > 0);
+  const rows = carried.map((nb) => {
     const o = String(nb.outcome || "—");
     return el(
       "tr",
@@ -954,8 +970,11 @@ async function openSimilar(s, outcome) {
           ),
           el("tbody", {}, rows),
         )
-      : el("div", { class: "muted" }, "No earlier setups in this partition."),
+      : el("div", { class: "muted" }, "No earlier setups in this partition carry weight."),
   );
+  $("similar-count").textContent = rows.length
+    ? `${rows.length} nearest setup${rows.length === 1 ? "" : "s"} with weight (of ${SIMILAR_K} asked)`
+    : "";
 }
 
 /** The learned similarity's answer (``setup``) with the evidence of its model at this level kind. */
@@ -1024,6 +1043,86 @@ function reportImage(name, alt) {
     })
     .catch(() => img.replaceWith(el("span", { class: "muted" }, `${name} unavailable`)));
   return img;
+}
+
+/** Inline markdown: **bold**, `code` and *emphasis*, as DOM nodes (text is never parsed as HTML). */
+function mdInline(text) {
+  const out = [];
+  const re = /\*\*([^*]+)\*\*|`([^`]+)`|\*([^*\s][^*]*)\*/g;
+  let last = 0;
+  let m;
+  while ((m = re.exec(text))) {
+    if (m.index > last) out.push(text.slice(last, m.index));
+    if (m[1] !== undefined) out.push(el("strong", {}, m[1]));
+    else if (m[2] !== undefined) out.push(el("code", {}, m[2]));
+    else out.push(el("em", {}, m[3]));
+    last = re.lastIndex;
+  }
+  if (last < text.length) out.push(text.slice(last));
+  return out;
+}
+
+const mdCells = (line) => line.trim().replace(/^\|/, "").replace(/\|$/, "").split("|").map((c) => c.trim());
+
+/**
+ * The report's markdown rendered: headings, paragraphs, bullet lists, pipe tables and its images
+ * (the report's own plot files, e.g. ![lift.png](lift.png), served from v1/report/files).
+ */
+function renderMarkdown(md) {
+  const lines = String(md || "").split("\n");
+  const nodes = [];
+  let para = [];
+  let list = null;
+  const flush = () => {
+    if (para.length) nodes.push(el("p", {}, mdInline(para.join(" "))));
+    para = [];
+    list = null;
+  };
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    const head = /^(#{1,4})\s+(.*)$/.exec(line);
+    const img = /^!\[([^\]]*)\]\(([^)\s]+)\)\s*$/.exec(line.trim());
+    const item = /^\s*[*-]\s+(.*)$/.exec(line);
+    if (!line.trim()) {
+      flush();
+    } else if (head) {
+      flush();
+      nodes.push(el(`h${Math.min(6, head[1].length + 2)}`, { class: "md-h" }, mdInline(head[2])));
+    } else if (img) {
+      flush();
+      const file = img[2].split("/").pop();
+      const plot = file.replace(/\.[a-z]+$/i, "");
+      const caption = (REPORT_PLOTS.find(([k]) => k === plot) || [plot, img[1]])[1];
+      nodes.push(el("figure", { class: "report-plot", dataset: { plot } }, reportImage(file, caption), el("figcaption", {}, caption)));
+    } else if (line.trim().startsWith("|") && i + 1 < lines.length && /^\s*\|[\s:|-]+\|\s*$/.test(lines[i + 1])) {
+      flush();
+      const header = mdCells(line);
+      const rows = [];
+      i += 2;
+      while (i < lines.length && lines[i].trim().startsWith("|")) rows.push(mdCells(lines[i++]));
+      i--;
+      nodes.push(
+        el(
+          "table",
+          { class: "md-table num" },
+          el("thead", {}, el("tr", {}, header.map((h) => el("th", {}, mdInline(h))))),
+          el("tbody", {}, rows.map((r) => el("tr", {}, r.map((c) => el("td", {}, mdInline(c)))))),
+        ),
+      );
+    } else if (item) {
+      if (para.length) flush();
+      if (!list) {
+        list = el("ul", {});
+        nodes.push(list);
+      }
+      list.append(el("li", {}, mdInline(item[1])));
+    } else {
+      list = null;
+      para.push(line.trim());
+    }
+  }
+  flush();
+  return nodes;
 }
 
 function goalValue(g) {
@@ -1099,17 +1198,12 @@ async function openReport() {
   state.report = rep;
   const span = [rep.start, rep.end].map((d) => d || "…").join(" → ");
   $("report-meta").textContent = `· run ${rep.run_id} · test days ${span}${rep.created_at ? ` · ${rep.created_at}` : ""}`;
-  const plots = rep.plots || {};
-  const figures = REPORT_PLOTS.filter(([key]) => plots[key]).map(([key, caption]) =>
-    el("figure", { class: "report-plot", dataset: { plot: key } }, reportImage(plots[key], caption), el("figcaption", {}, caption)),
-  );
   const files = (rep.files || []).map((f) =>
     el("a", { href: state.key ? null : reportFileUrl(f.name), class: "report-file", target: "_blank", rel: "noopener" }, f.name),
   );
   body.replaceChildren(
     ...reportSummary(rep.metrics || {}),
-    el("div", { class: "report-plots" }, figures),
-    el("pre", { id: "report-md", class: "report-md" }, rep.markdown || ""),
+    el("div", { id: "report-md", class: "report-md" }, renderMarkdown(rep.markdown)),
     files.length ? el("p", { class: "report-files muted" }, "Files: ", files) : null,
   );
 }
@@ -1194,6 +1288,17 @@ function wire() {
   });
 }
 
+/** Why the URL's date is not shown, and what is shown instead. */
+function notInLake(wanted, shown) {
+  const d = /^\d{4}-\d{2}-\d{2}$/.test(wanted) ? new Date(`${wanted}T12:00:00Z`) : null;
+  if (!d || Number.isNaN(d.getTime()) || d.toISOString().slice(0, 10) !== wanted)
+    return `"${wanted}" in the URL is not a date (YYYY-MM-DD): showing ${shown} instead.`;
+  const wd = d.getUTCDay();
+  if (wd === 0 || wd === 6)
+    return `${wanted} is a ${wd === 0 ? "Sunday" : "Saturday"}, not a trading day: showing ${shown} instead.`;
+  return `${wanted} is not in the lake (a holiday, or not generated / downloaded yet): showing ${shown} instead.`;
+}
+
 async function main() {
   wire();
   if (!window.Plotly) {
@@ -1214,12 +1319,14 @@ async function main() {
   const wanted = params.get("date");
   const latestIndexed = state.days.find((d) => d.indexed) || state.days[0];
   let date = latestIndexed.date;
+  let notice = null;
   if (wanted) {
     if (state.days.some((d) => d.date === wanted)) date = wanted;
-    else showBanner(`${wanted} is not in the lake; showing ${date}.`);
+    else notice = notInLake(wanted, date);
   }
   const t = parseTime(params.get("t"));
   await openDay(date, t === null ? END_MIN : t);
+  if (notice) showBanner(notice); // after openDay, which clears the banner once the day loads
   document.body.dataset.ready = "1";
 }
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from spymaster.api.deps import MaxK, ServiceDep
 from spymaster.api.schemas import Bars, DatePath, Days, Levels, Signals, path_date
 from spymaster.outcomes import HORIZONS_MIN, PRIMARY_HORIZON_MIN
+from spymaster.serving.query import SIGNAL_KS
 from spymaster.settings import SERVED
 
 router = APIRouter(tags=["days"])
@@ -38,7 +39,13 @@ def signals(
     svc: ServiceDep,
     max_k: MaxK,
     horizon: Annotated[int, Query(json_schema_extra={"enum": list(HORIZONS_MIN)})] = PRIMARY_HORIZON_MIN,
-    k: Annotated[int, Query(ge=1, description="Neighbours per signal (at most max_k)")] = SERVED.k,
+    k: Annotated[
+        int,
+        Query(
+            json_schema_extra={"enum": list(SIGNAL_KS)},
+            description="Neighbours per signal: one of the cached sizes (at most max_k)",
+        ),
+    ] = SERVED.k,
 ) -> dict[str, Any]:
     """Per 2-minute bar close and level in its zone: the outcome distribution as of that date."""
     return svc.signals(path_date(date), horizon=horizon, k=k, max_k=max_k)

@@ -1,0 +1,271 @@
+"""What a plausible record is, and what bronze does with the rest (issue 12 #2, #3).
+
+A file can be well-formed DBN and still lie: records outside the window its own metadata claims
+(another day's data under this day's header), instruments its symbology does not know, prices of
+zero, negative or near ``int64`` max, sizes of 2³²−1, every record twice. Bronze screens each
+file's records in two passes over the local copy:
+
+1. **Reference pass** (raw numpy, no conversion): per instrument, the median of the prices that
+   pass the contract's static limits — the session's own price level — and a 64-bit hash of
+   every record, so exact duplicates are found across the whole file, not just within a chunk.
+2. **Decode pass**: each chunk is masked before conversion; every dropped record is counted by
+   reason in a :class:`Quality` record.
+
+A record is plausible when (for trades, MBP-1, MBP-10 and TBBO):
+
+* its ``ts_recv`` lies in the file's own [start, end) window;
+* its instrument maps to a symbol through the file's symbology;
+* every defined price is finite and within the contract's static limits — ES outrights
+  (0, 100 000] index points and within ±20 % of that instrument's session median (CME's widest
+  daily price limit); ES calendar spreads |p| ≤ 100 000; ES options [0, 100 000];
+* its sizes are bounded: a trade 1…100 000 lots, a book level ≤ 10 000 000;
+* it is not a byte-for-byte copy of an earlier record.
+
+Up to :data:`MAX_DROP_FRACTION` of a file may be dropped (counted, committed, shown in
+``status``); above it the file is refused and quarantined with the counts as its reason, because a
+file that wrong is not this session's data.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import databento_dbn as dbn
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from databento.common.symbology import InstrumentMap
+
+from spymaster.errors import ImplausibleInputError
+from spymaster.lake import paths
+from spymaster.raw import dbnread
+
+MAX_DROP_FRACTION = 0.01
+"""Above this share of implausible records a file is quarantined instead of cleaned."""
+PRICE_MAX = 100_000.0
+"""Static limit for every ES price (index points); ES has traded between 600 and 7 500."""
+BAND = 0.20
+"""An outright's price may stray this far from its session median (CME's widest daily limit)."""
+MAX_TRADE_SIZE = 100_000
+MAX_BOOK_SIZE = 10_000_000
+SCREENED_SCHEMAS = frozenset({"trades", "mbp-1", "mbp-10", "tbbo"})
+"""Price/size/duplicate/instrument screening applies to these; every schema gets the window check."""
+
+_OUTRIGHT = re.compile(r"^ES[HMUZ]\d{1,2}$")
+_SCALE = float(dbn.FIXED_PRICE_SCALE)
+_UNDEF = np.int64(dbn.UNDEF_PRICE)
+REASONS = (
+    "outside_window",
+    "unknown_instrument",
+    "price_out_of_limits",
+    "price_off_median",
+    "size_out_of_bounds",
+    "duplicate",
+)
+
+
+@dataclass
+class Quality:
+    """Counts of one file's screening: records read, and dropped by reason."""
+
+    records: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def add(self, reason: str, n: int) -> None:
+        if n:
+            self.dropped[reason] = self.dropped.get(reason, 0) + int(n)
+
+    @property
+    def n_dropped(self) -> int:
+        return sum(self.dropped.values())
+
+    @property
+    def fraction(self) -> float:
+        return self.n_dropped / self.records if self.records else 0.0
+
+    @property
+    def refused(self) -> bool:
+        return self.fraction > MAX_DROP_FRACTION
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{n:,} {r.replace('_', ' ')}" for r, n in sorted(self.dropped.items()))
+        return f"{self.n_dropped:,} of {self.records:,} records implausible ({parts})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"records": self.records, "dropped": dict(sorted(self.dropped.items()))}
+
+
+def _hash_records(arr: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """A 64-bit FNV-style hash of each record's bytes (records are multiples of 8 bytes)."""
+    words = np.ascontiguousarray(arr).view(np.uint64).reshape(len(arr), -1)
+    h = np.full(len(arr), 0xCBF29CE484222325, dtype=np.uint64)
+    prime = np.uint64(0x100000001B3)
+    with np.errstate(over="ignore"):
+        for j in range(words.shape[1]):
+            h ^= words[:, j]
+            h *= prime
+            h ^= h >> np.uint64(29)
+    return h
+
+
+def _price_fields(arr: np.ndarray[Any, Any]) -> list[str]:
+    names = arr.dtype.names or ()
+    return [n for n in names if n == "price" or re.fullmatch(r"(bid|ask)_px_\d\d", n)]
+
+
+def _size_fields(arr: np.ndarray[Any, Any]) -> list[str]:
+    names = arr.dtype.names or ()
+    return [n for n in names if n == "size" or re.fullmatch(r"(bid|ask)_sz_\d\d", n)]
+
+
+class Screen:
+    """The record filter of one file (:class:`spymaster.dbnread.RecordFilter`).
+
+    Build it with :func:`screen`; hand it to ``dbnread.decode``; read :attr:`quality` after.
+    """
+
+    def __init__(
+        self,
+        schema: str,
+        product: paths.Product,
+        window: tuple[int, int] | None,
+        medians: dict[int, float],
+        outright: set[int],
+        duplicate: np.ndarray[Any, Any] | None,
+    ) -> None:
+        self.schema = schema
+        self.product = product
+        self.window = window
+        self.medians = medians
+        self.outright = outright
+        self.duplicate = duplicate
+        self.quality = Quality()
+        self._offset = 0
+
+    def keep(self, arr: np.ndarray[Any, Any]) -> np.ndarray[Any, Any] | None:
+        n = len(arr)
+        self.quality.records += n
+        keep = np.ones(n, dtype=bool)
+        if self.window is not None and "ts_recv" in (arr.dtype.names or ()):
+            ts = np.ascontiguousarray(arr["ts_recv"]).view(np.int64)
+            bad = (ts < self.window[0]) | (ts >= self.window[1])
+            self.quality.add("outside_window", int(np.count_nonzero(bad & keep)))
+            keep &= ~bad
+        if self.schema in SCREENED_SCHEMAS:
+            if self.duplicate is not None:
+                dup = self.duplicate[self._offset : self._offset + n]
+                self.quality.add("duplicate", int(np.count_nonzero(dup & keep)))
+                keep &= ~dup
+            self._prices(arr, keep)
+            self._sizes(arr, keep)
+        self._offset += n
+        return None if keep.all() else keep
+
+    def _prices(self, arr: np.ndarray[Any, Any], keep: np.ndarray[Any, Any]) -> None:
+        iid = np.ascontiguousarray(arr["instrument_id"]).astype(np.int64)
+        uniq, inv = np.unique(iid, return_inverse=True)
+        is_out = np.array([int(u) in self.outright for u in uniq], dtype=bool)[inv]
+        med = np.array([self.medians.get(int(u), np.nan) for u in uniq], dtype=np.float64)[inv]
+        limits = np.zeros(len(arr), dtype=bool)
+        off = np.zeros(len(arr), dtype=bool)
+        for name in _price_fields(arr):
+            raw = np.ascontiguousarray(arr[name])
+            defined = raw != _UNDEF
+            px = raw.astype(np.float64) / _SCALE
+            if self.product is paths.Product.OPT:
+                bad = defined & ((px < 0) | (px > PRICE_MAX))
+            else:
+                spread_bad = np.abs(px) > PRICE_MAX
+                outright_bad = (px <= 0) | (px > PRICE_MAX)
+                bad = defined & np.where(is_out, outright_bad, spread_bad)
+                with np.errstate(invalid="ignore"):
+                    far = np.abs(px - med) > BAND * np.abs(med)
+                off |= defined & is_out & ~bad & (far | np.isnan(med))
+            limits |= bad
+        self.quality.add("price_out_of_limits", int(np.count_nonzero(limits & keep)))
+        keep &= ~limits
+        self.quality.add("price_off_median", int(np.count_nonzero(off & keep)))
+        keep &= ~off
+
+    def _sizes(self, arr: np.ndarray[Any, Any], keep: np.ndarray[Any, Any]) -> None:
+        bad = np.zeros(len(arr), dtype=bool)
+        for name in _size_fields(arr):
+            sz = np.ascontiguousarray(arr[name]).astype(np.int64)
+            if self.schema == "trades" and name == "size":
+                bad |= (sz < 1) | (sz > MAX_TRADE_SIZE)
+            else:
+                bad |= sz > MAX_BOOK_SIZE
+        self.quality.add("size_out_of_bounds", int(np.count_nonzero(bad & keep)))
+        keep &= ~bad
+
+    def keep_symbols(self, symbols: pa.Array) -> pa.Array | None:
+        if self.schema not in SCREENED_SCHEMAS or symbols.null_count == 0:
+            return None
+        self.quality.add("unknown_instrument", symbols.null_count)
+        return pc.is_valid(symbols)
+
+
+def screen(path: Any, info: Any, kind: paths.RawKind, *, label: str | None = None) -> Screen:
+    """The reference pass over a file: per-instrument session medians and exact duplicates.
+
+    ``info`` is the file's :class:`spymaster.dbnread.DbnInfo`.
+    """
+    window = (dbnread._ns(info.start), dbnread._ns(info.end)) if info.end is not None else None
+    if kind.schema not in SCREENED_SCHEMAS:
+        return Screen(kind.schema, kind.product, window, {}, set(), None)
+    symbols = InstrumentMap()
+    symbols.insert_metadata(info.metadata)
+    days = {info.start.date(), (info.end or info.start).date()}
+    prices: dict[int, list[np.ndarray[Any, Any]]] = {}
+    seen: set[int] = set()
+    hashes: list[np.ndarray[Any, Any]] = []
+    for arr in dbnread.records(path, label=label):
+        hashes.append(_hash_records(arr))
+        iid = np.ascontiguousarray(arr["instrument_id"]).astype(np.int64)
+        seen.update(int(i) for i in np.unique(iid))
+        raw = np.ascontiguousarray(arr["price"])
+        ok = raw != _UNDEF
+        px = raw.astype(np.float64) / _SCALE
+        ok &= (px > 0) & (px <= PRICE_MAX)
+        for i in np.unique(iid[ok]):
+            prices.setdefault(int(i), []).append(px[ok & (iid == i)])
+    medians = {i: float(np.median(np.concatenate(v))) for i, v in prices.items()}
+    outright = set()
+    if kind.product is paths.Product.FUT:
+        for i in seen:
+            syms = {symbols.resolve(i, d) for d in days} - {None}
+            if any(_OUTRIGHT.match(str(sym)) for sym in syms):
+                outright.add(i)
+    duplicate = None
+    if hashes:
+        h = np.concatenate(hashes)
+        _, first = np.unique(h, return_index=True)
+        duplicate = np.ones(len(h), dtype=bool)
+        duplicate[first] = False
+    return Screen(kind.schema, kind.product, window, medians, outright, duplicate)
+
+
+def check_file(path: Any, info: Any, kind: paths.RawKind, *, label: str | None = None) -> Quality:
+    """Screen a whole file without keeping it (``ingest``): its :class:`Quality`.
+
+    Raises
+    ------
+    ImplausibleInputError
+        More than :data:`MAX_DROP_FRACTION` of its records are implausible.
+    """
+    s = screen(path, info, kind, label=label)
+    for _ in dbnread.decode(path, label=label, screen=s):
+        pass
+    if s.quality.refused:
+        raise ImplausibleInputError(refusal(s.quality), file=label or str(path), schema=kind.schema)
+    return s.quality
+
+
+def refusal(q: Quality) -> str:
+    """Why a file is refused, in one line."""
+    why = f"{q.summary()}, more than the {MAX_DROP_FRACTION:.0%} a file may lose"
+    if q.dropped.get("outside_window", 0) * 2 > q.records:
+        why += "; its records are not from the window its own metadata claims"
+    return why
