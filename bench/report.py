@@ -54,6 +54,12 @@ BENCHES: dict[str, tuple[list[str], str]] = {
         "episodes, against exact numpy search over the same partition; recall@50. Goals: in-process p50 "
         "≤ 5 ms, HTTP p50 ≤ 20 ms, recall@50 ≥ 0.99.",
     ),
+    "learned": (
+        ["bench/bench_learned.py", "--episodes", "1000000"],
+        "The learned similarity (`setup` in `/v1/similar`): the cost of refitting one model, and the served "
+        "exact search over 1 M synthetic rows and over the ≈ 1 in 7 of them that are approaches (the served "
+        "population), one BLAS thread. Goal: in-process p50 ≤ 5 ms at 1 M episodes.",
+    ),
 }
 _NOISE = re.compile(r'HTTP/1\.1"|^\s*$|it/s\]|s/it\]')
 
