@@ -359,6 +359,35 @@ def test_a_bad_date_in_the_url_is_named(
     log.assert_clean()
 
 
+def test_hover_header_names_the_bar_under_the_cursor(browser: Any, app_url: str) -> None:
+    pg = browser.new_page(viewport={"width": 1280, "height": 860})
+    pg.set_default_timeout(TIMEOUT_MS)
+    try:
+        date, _ = _last_day(app_url)
+        pg.goto(f"{app_url}/?date={date}&t=12:30")
+        _wait_ready(pg)
+        # the 10:52 bar (10:52–10:54 ET): hovering it must say 10:52, not the middle of its period
+        pos = pg.evaluate(
+            """() => {
+                const gd = document.getElementById('chart');
+                const xs = gd.data[0].x;
+                const i = xs.findIndex((x) => String(x).includes('10:52'));
+                const fl = gd._fullLayout;
+                const box = gd.getBoundingClientRect();
+                return {i, x: box.left + fl._size.l + fl.xaxis.d2p(xs[i]) + 2,
+                        y: box.top + fl._size.t + fl._size.h * 0.3};
+            }"""
+        )
+        assert pos["i"] >= 0, pos
+        pg.mouse.move(pos["x"], pos["y"])
+        pg.wait_for_function("() => document.querySelector('#chart .hoverlayer').textContent.length > 0")
+        text = pg.evaluate("() => document.querySelector('#chart .hoverlayer').textContent")
+        assert "10:52" in text, text
+        assert "10:53" not in text, text
+    finally:
+        pg.close()
+
+
 def test_narrow_window_setups_list_and_axis_units(browser: Any, app_url: str) -> None:
     # A 420 px wide window (a phone): the controls wrap, the slider is whole and usable
     context = browser.new_context(viewport={"width": 420, "height": 860}, device_scale_factor=1)

@@ -419,7 +419,7 @@ function renderChart() {
       low: bars.map((b) => b.low),
       close: bars.map((b) => b.close),
       xperiod: BAR_MIN * 60 * 1000,
-      xperiodalignment: "middle",
+      xperiodalignment: "start", // drawn and labelled at the bar's open time: the unified hover header reads 10:52 over the 10:52 bar
       increasing: { line: { color: COLORS.up, width: 1 }, fillcolor: COLORS.up },
       decreasing: { line: { color: COLORS.down, width: 1 }, fillcolor: COLORS.down },
       whiskerwidth: 0,
@@ -433,7 +433,7 @@ function renderChart() {
       x: bars.map((b) => b.x),
       y: bars.map((b) => b.volume),
       xperiod: BAR_MIN * 60 * 1000,
-      xperiodalignment: "middle",
+      xperiodalignment: "start",
       marker: {
         color: bars.map((b) => (b.close >= b.open ? COLORS.up : COLORS.down)),
         opacity: 0.45,
