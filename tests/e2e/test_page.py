@@ -359,6 +359,28 @@ def test_a_bad_date_in_the_url_is_named(
     log.assert_clean()
 
 
+def test_a_panel_resting_on_no_earlier_setup_says_prior_only(
+    page: tuple[Any, Browsing], app_url: str
+) -> None:
+    # The lake's first day has no earlier days: its signals rest on the prior alone (n = 0)
+    pg, log = page
+    days = sorted(
+        d["date"] for d in httpx.get(f"{app_url}/v1/days", timeout=30).json()["days"] if d["indexed"]
+    )
+    first = days[0]
+    sig = httpx.get(f"{app_url}/v1/days/{first}/signals", params={"horizon": 8, "k": 50}, timeout=60).json()
+    at = [s for s in sig["signals"] if _minutes(_et(s["t"])) > START_MIN]
+    assert at, sig
+    assert all(s["n"] == 0 for s in at)
+    pg.goto(f"{app_url}/?date={first}&t={_hhmm(_snap(_minutes(_et(at[0]['t']))))}")
+    _wait_ready(pg)
+    pg.wait_for_selector("#panels .level")
+    notes = pg.locator("#panels .thin")
+    assert notes.count() >= 1
+    assert "prior only" in notes.first.inner_text()
+    log.assert_clean()
+
+
 def test_hover_header_names_the_bar_under_the_cursor(browser: Any, app_url: str) -> None:
     pg = browser.new_page(viewport={"width": 1280, "height": 860})
     pg.set_default_timeout(TIMEOUT_MS)
