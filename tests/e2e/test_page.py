@@ -317,6 +317,8 @@ def test_evaluation_report_panel(page: tuple[Any, Browsing], app_url: str, page_
     assert pg.locator(".report-goals tbody tr").count() == len(rep.metrics["goals"])
     assert "kNN served" in (pg.text_content(".report-scores") or "")
     for plot in ("reliability", "lift"):
+        # the plots load lazily, as a reader scrolls to them (the learned section comes first)
+        pg.locator(f"#report-md .report-plot[data-plot='{plot}']").scroll_into_view_if_needed()
         pg.wait_for_function(
             f"""() => {{
                 const img = document.querySelector("#report-md .report-plot[data-plot='{plot}'] img");
