@@ -413,8 +413,11 @@ def run_cmd(
         idx = index.index(store, ok, force=force) if ok else []
     except SpymasterError as exc:  # the date jobs' report still follows
         idx, index_error = [], str(exc)
-    table = index.open_table(store)
-    total = table.count_rows() if table is not None else 0
+    try:
+        table = index.open_table(store)
+        total = table.count_rows() if table is not None else 0
+    except (OSError, ValueError):  # no readable table (a read-only or empty lake): the index failed above
+        total = 0
     upserted = [r for r in idx if not r.skipped]
     typer.echo(
         f"run: {len(ok)} of {len(dates)} date(s) at gold; indexed {len(upserted)} date(s) "
@@ -536,16 +539,11 @@ def query(
 
 
 def _summary(markdown: str) -> str:
-    """The report's head: its title, what was tested, and the goals table (up to the next section)."""
-    out: list[str] = []
-    sections = 0
-    for line in markdown.splitlines():
-        if line.startswith("## "):
-            sections += 1
-            if sections == 2:
-                break
-        out.append(line)
-    return "\n".join(out).rstrip()
+    """The report's head (title, what was tested) and its goals table; the rest is in the report."""
+    head, _, rest = markdown.partition("\n## ")
+    sections = ["## " + sec for sec in rest.split("\n## ")] if rest else []
+    goals = [sec for sec in sections if sec.startswith("## Goals")]
+    return "\n\n".join([head.rstrip(), *(g.rstrip() for g in goals)])
 
 
 @app.command()

@@ -111,7 +111,7 @@ def test_ingest_refuses_records_outside_the_files_window(built: Lake, tmp_path: 
     good = lake.read_bytes(paths.raw_file(TRADES, D1))
     lying = tmp_path / "lying.dbn.zst"
     lying.write_bytes(_lies()["other-days-records"](good, lake.read_bytes(paths.raw_file(TRADES, D0))))
-    placed, refused = ingest(lake, [lying], force=True)
+    placed, refused, _unused = ingest(lake, [lying], force=True)
     assert placed == []
     assert "outside window" in str(refused[0])
     assert lake.read_bytes(paths.raw_file(TRADES, D1)) == good

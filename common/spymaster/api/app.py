@@ -160,6 +160,33 @@ def limit_blas_threads(n: int) -> bool:
     return True
 
 
+class _DocsStayLocal:
+    """ReDoc's bundle shows a logo from its CDN: the docs pages may load nothing from elsewhere.
+
+    Plain ASGI, not ``@app.middleware("http")``: a BaseHTTPMiddleware would wrap the request body
+    and turn the body limit's 413 into a 400.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("path") not in ("/docs", "/redoc"):
+            await self.app(scope, receive, send)
+            return
+
+        async def with_csp(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    h for h in message.get("headers", []) if h[0].lower() != b"content-security-policy"
+                ]
+                headers.append((b"content-security-policy", DOCS_CSP.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_csp)
+
+
 def create_app(
     settings: ApiSettings | None = None, lake: Lake | None = None, *, service: Service | None = None
 ) -> FastAPI:
@@ -186,15 +213,7 @@ def create_app(
     app.state.service = service
     app.state.settings = s
 
-    @app.middleware("http")
-    async def _docs_stay_local(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        # ReDoc's bundle shows a logo from its CDN: the docs pages may load nothing from elsewhere.
-        response = await call_next(request)
-        if request.url.path in ("/docs", "/redoc"):
-            response.headers["Content-Security-Policy"] = DOCS_CSP
-        return response
+    app.add_middleware(_DocsStayLocal)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -26,8 +26,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from scipy.special import expit, logit
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 
 from spymaster.levels import DIRECTIONS, LEVEL_KINDS
 
@@ -106,6 +104,8 @@ class Platt:
         yv = np.asarray(y, dtype=np.float64)
         if pv.size < min_rows or yv.min(initial=1) == yv.max(initial=0):
             return Platt(n=int(pv.size))
+        from sklearn.linear_model import LogisticRegression  # fit time only: the query path stays light
+
         x = logit(np.clip(pv, 1e-4, 1 - 1e-4))[:, None]
         lr = LogisticRegression(C=1e6, max_iter=200).fit(x, yv)
         return Platt(a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]), n=int(pv.size))
@@ -118,6 +118,8 @@ def evidence(
     pv = np.asarray(p, dtype=np.float64)
     yv = np.asarray(y, dtype=np.float64)
     kv = np.asarray(kinds, dtype=np.str_)
+    from sklearn.metrics import roc_auc_score  # fit time only: the query path stays light
+
     out: dict[str, dict[str, float]] = {}
     for name in ("ALL", *LEVEL_KINDS):
         m = np.ones(pv.size, bool) if name == "ALL" else kv == name
@@ -268,6 +270,8 @@ def fit(
     lab = np.asarray(label, dtype=str)
     y = (lab == "BREAK").astype(np.float64)
     prior = float((y.sum() + 1.0) / (y.size + 2.0))
+    from sklearn.linear_model import LogisticRegression  # fit time only: the query path stays light
+
     basis: F64 | None = None
     if y.size < 20 or len(set(lab.tolist())) < 3:
         transform = np.ones(xv.shape[1]) if method == "diag" else np.eye(xv.shape[1])[:, :3]

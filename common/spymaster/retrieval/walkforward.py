@@ -11,12 +11,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-from scipy.stats import beta as beta_dist
-from sklearn.ensemble import HistGradientBoostingClassifier
+from scipy.special import betaincinv
 
 from spymaster import vectors
 from spymaster.retrieval import metric
@@ -88,7 +88,7 @@ def beta_interval(p: npt.ArrayLike, n: npt.ArrayLike, level: float = INTERVAL) -
     a = pv * nv + 0.5
     b = (1 - pv) * nv + 0.5
     tail = (1 - level) / 2
-    return beta_dist.ppf(tail, a, b), beta_dist.ppf(1 - tail, a, b)
+    return betaincinv(a, b, tail), betaincinv(a, b, 1 - tail)  # the Beta quantiles, without scipy.stats
 
 
 def walk_forward(
@@ -127,7 +127,7 @@ def walk_forward(
     # per method: (day, raw answers, outcomes, kinds, issued answers) of earlier test days
     past: dict[str, list[tuple[int, F64, F64, npt.NDArray[np.str_], F64]]] = {}
     models: dict[int, metric.SetupModel] = {}
-    hgb: HistGradientBoostingClassifier | None = None
+    hgb: Any = None
     hgb_scale: tuple[F64, F64] | None = None
     rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
     for i, day in enumerate(test_days):
@@ -192,6 +192,8 @@ def walk_forward(
             if hgb is None or hgb_scale is None or i % hgb_every == 0:
                 hgb_scale = metric.robust_scale(r.raw[tr])
                 x_tr = metric.design(r.raw[tr], r.kind[tr], r.direction[tr], *hgb_scale)
+                from sklearn.ensemble import HistGradientBoostingClassifier  # evaluation only
+
                 hgb = HistGradientBoostingClassifier(
                     max_iter=150, learning_rate=0.05, max_depth=3, min_samples_leaf=40, random_state=0
                 ).fit(x_tr, y_tr)
