@@ -25,7 +25,7 @@ from spymaster.layers import gold
 from spymaster.layers.gold import APPROACH
 from spymaster.levels import LEVEL_KINDS
 from spymaster.outcomes import HORIZONS_MIN
-from spymaster.retrieval.walkforward import F64, Rows, beta_interval, walk_forward
+from spymaster.retrieval.walkforward import F64, Forecasts, Rows, beta_interval, walk_forward
 from spymaster.sessions import day_number
 from spymaster.settings import LEARNED, LearnedSimilarity
 from spymaster.vectors import VECTOR_NAMES
@@ -184,51 +184,25 @@ def evaluate_learned(
     out["density_quartiles"] = [  # queries whose neighbours are nearest first
         _score(f.p[served][qi == j], y[qi == j], base[qi == j]) for j in range(4)
     ]
-    null = walk_forward(
-        r,
-        days,
-        cut,
-        train_filter=appr,
-        test_filter=appr,
-        methods=(cfg.method,),
-        k=cfg.k,
-        c=cfg.c,
-        baselines=False,
-        shuffle_seed=NULL_SEED,
-    )
+
+    def served_only(rows: npt.NDArray[np.bool_], **kw: Any) -> Forecasts:
+        """The served method alone over ``rows`` (the null and all-episode runs)."""
+        return walk_forward(
+            r, days, cut, train_filter=rows, test_filter=rows, methods=(cfg.method,), k=cfg.k, c=cfg.c, **kw
+        )
+
+    null = served_only(appr, baselines=False, shuffle_seed=NULL_SEED)
     out["null"] = _score(null.p[served], y_all[null.rows], null.p["base"])
     say("null kNN done")
     mid = np.median(np.unique(r.day)) if r.day.size else 0
     out["features"] = feature_table(r, appr & (r.day < mid), appr & (r.day > mid), VECTOR_NAMES)
     if all_episodes:
         every = np.ones(r.day.size, dtype=bool)
-        fa = walk_forward(
-            r,
-            days,
-            cut,
-            train_filter=every,
-            test_filter=every,
-            methods=(cfg.method,),
-            k=cfg.k,
-            c=cfg.c,
-            train_window_days=ALL_WINDOW_DAYS,
-        )
+        fa = served_only(every, train_window_days=ALL_WINDOW_DAYS)
         ya = y_all[fa.rows]
         out["all"] = {name: _score(p, ya, fa.p["base"]) for name, p in fa.p.items()}
         out["all_rank_quarters"] = [_score(fa.rank_quartile_p[:, j], ya, fa.p["base"]) for j in range(4)]
-        na = walk_forward(
-            r,
-            days,
-            cut,
-            train_filter=every,
-            test_filter=every,
-            methods=(cfg.method,),
-            k=cfg.k,
-            c=cfg.c,
-            baselines=False,
-            shuffle_seed=NULL_SEED,
-            train_window_days=ALL_WINDOW_DAYS,
-        )
+        na = served_only(every, baselines=False, shuffle_seed=NULL_SEED, train_window_days=ALL_WINDOW_DAYS)
         out["all_null"] = _score(na.p[served], y_all[na.rows], na.p["base"])
         say("all episodes done")
     out["seconds"] = round(time.perf_counter() - t0, 1)
