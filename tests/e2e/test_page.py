@@ -468,9 +468,15 @@ def test_narrow_window_setups_list_and_axis_units(browser: Any, app_url: str) ->
 
 
 def _box(pg: Any, selector: str, text: str) -> dict[str, float]:
-    loc = pg.locator(selector).filter(has_text=text).first
-    loc.wait_for()
-    box = loc.bounding_box()
+    # plotly redraws its annotations as the day settles: poll until one is laid out
+    box = None
+    for _ in range(50):
+        loc = pg.locator(selector).filter(has_text=text).first
+        loc.wait_for()
+        box = loc.bounding_box()
+        if box is not None:
+            break
+        pg.wait_for_timeout(100)
     assert box is not None, (selector, text)
     return dict(box)
 
