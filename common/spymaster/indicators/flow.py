@@ -232,9 +232,20 @@ def ofi_at(
     """
     _check_levels(levels)
     book = _book(mbp10, instrument_id)
-    ts = _times(book, ts_column)
-    q = as_ns(query_ts)
+    return ofi_windows(_times(book, ts_column), ofi_series(book, levels), query_ts, windows)
 
+
+OFI_SERIES: tuple[str, ...] = ("best", "ml", "best_depth", "ml_depth")
+
+
+def ofi_series(book: pa.Table, levels: int = MAX_LEVELS) -> dict[str, FloatArray]:
+    """Per book state: best-level OFI e_n, its sum over ``levels`` levels, best-level depth and the
+    mean depth across levels (the terms :func:`ofi_windows` sums). Row 0 is a zero OFI.
+
+    Split from the windowing so a stream can compute each state's terms once, as it arrives
+    (prepend the previous state and drop its row), and window them step by step.
+    """
+    _check_levels(levels)
     best = ofi_events(*_level(book, 0))
     best_depth = (_sizes(book, "bid_sz_00") + _sizes(book, "ask_sz_00")) / 2.0
     ml_sum = best.copy()
@@ -244,7 +255,15 @@ def ofi_at(
         ml_sum += ofi_events(bp, bs, ap, az)
         ml_depth += (np.where(np.isnan(bp), 0.0, bs) + np.where(np.isnan(ap), 0.0, az)) / 2.0
     ml_depth /= levels
+    return {"best": best, "ml": ml_sum, "best_depth": best_depth, "ml_depth": ml_depth}
 
+
+def ofi_windows(
+    ts: IntArray, series: dict[str, FloatArray], query_ts: Any, windows: Sequence[float]
+) -> dict[str, FloatArray]:
+    """The windowed OFI features of :func:`ofi_at` from per-state terms (:func:`ofi_series`)."""
+    q = as_ns(query_ts)
+    best, ml_sum, best_depth, ml_depth = (series[k] for k in OFI_SERIES)
     # Prefix sums once per series; each window is then two searchsorted calls and differences.
     cs_best, cs_ml = _prefix(best), _prefix(ml_sum)
     cs_depth, cs_ml_depth = _prefix(best_depth), _prefix(ml_depth)

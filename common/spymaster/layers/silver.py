@@ -13,6 +13,7 @@ only that date's bronze and per-date jobs stay independent.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,30 +128,34 @@ class _Chain:
     mid: FloatArray  # [n_options, n_steps]
 
 
-def _chain(inp: SilverInputs, q: npt.NDArray[np.int64]) -> _Chain | None:
+def _chain(
+    date: dt.date,
+    definition: pa.Table | None,
+    statistics: pa.Table | None,
+    mbp1: pa.Table | None,
+    q: npt.NDArray[np.int64],
+) -> _Chain | None:
     """0DTE lines with prior-day open interest and the last quote mid at or before each step."""
-    if inp.opt_definition is None or inp.opt_statistics is None or inp.opt_mbp1 is None:
+    if definition is None or statistics is None or mbp1 is None:
         return None
-    d = inp.opt_definition
+    d = definition
     if d.num_rows == 0:
         return None
     ids = np.asarray(d.column("instrument_id").to_numpy(zero_copy_only=False), dtype=np.int64)
     strikes = bars.as_float(d.column("strike_price"))
     cls = np.asarray(d.column("instrument_class").to_pylist())
     expiry = bars.as_ns(d.column("expiration"))
-    close_ns = sessions.et_ns(inp.date, dt.time(23, 59))
-    keep = (
-        np.isin(cls, ["C", "P"]) & (expiry <= close_ns) & (expiry >= sessions.et_ns(inp.date, dt.time(0, 0)))
-    )
+    close_ns = sessions.et_ns(date, dt.time(23, 59))
+    keep = np.isin(cls, ["C", "P"]) & (expiry <= close_ns) & (expiry >= sessions.et_ns(date, dt.time(0, 0)))
     ids, strikes, cls, expiry = ids[keep], strikes[keep], cls[keep], expiry[keep]
     order = np.argsort(ids)
     ids, strikes, cls, expiry = ids[order], strikes[order], cls[order], expiry[order]
     if ids.size == 0:
         return None
     # Prior-day open interest: the latest OI statistic published before the open.
-    st = inp.opt_statistics
+    st = statistics
     st = st.filter(pc.equal(st.column("stat_type"), OPEN_INTEREST))
-    open_ns = sessions.et_ns(inp.date, sessions.RTH_OPEN)
+    open_ns = sessions.et_ns(date, sessions.RTH_OPEN)
     st_ts = bars.as_ns(st.column("ts_recv"))
     st_ids = np.asarray(st.column("instrument_id").to_numpy(zero_copy_only=False), dtype=np.int64)
     st_q = bars.as_float(st.column("quantity"))
@@ -163,7 +168,7 @@ def _chain(inp: SilverInputs, q: npt.NDArray[np.int64]) -> _Chain | None:
     inside = (pos < ids.size) & (ids[np.minimum(pos, ids.size - 1)] == sid[last])
     oi[pos[inside]] = np.nan_to_num(sq[last][inside])
     # Quote mids as of each step.
-    m = inp.opt_mbp1
+    m = mbp1
     m_ts = bars.as_ns(m.column("ts_recv"))
     m_ids = np.asarray(m.column("instrument_id").to_numpy(zero_copy_only=False), dtype=np.int64)
     bid = bars.as_float(m.column("bid_px_00"))
@@ -219,7 +224,471 @@ def _dealer_features(
     return out
 
 
-# -- the state table ---------------------------------------------------------------------------------
+# -- the state table: silver as an engine over steps ---------------------------------------------
+
+BOOK_WINDOW_NS = (max(FLOW_WINDOWS_S) + 120) * NS
+"""A step's book features read only the states stamped in [t − 420 s, t]: the 300-s flow window, the
+state prevailing at its start, and the 120-s barrier change. Batch and live cut the same window."""
+BOOK_COLUMNS: tuple[str, ...] = tuple(
+    f"{side}_{kind}_{i:02d}" for i in range(10) for side in ("bid", "ask") for kind in ("px", "sz")
+)
+_SHAPE = ("imb_1", "imb_5", "imb_10", "micro_ticks", "spread_ticks", "depth_log")
+_LEVEL_FEATURES_FROM_BOOK = 6  # ask/bid depth now, 60 s and 120 s ago
+
+
+class _Grow:
+    """A 1-D array that grows by appending (amortised doubling), so a stream never re-copies it."""
+
+    def __init__(self, dtype: Any) -> None:
+        self._a = np.empty(1024, dtype=dtype)
+        self.n = 0
+
+    def extend(self, v: npt.NDArray[Any]) -> None:
+        if self.n + v.size > self._a.size:
+            bigger = np.empty(max(2 * self._a.size, self.n + v.size), dtype=self._a.dtype)
+            bigger[: self.n] = self._a[: self.n]
+            self._a = bigger
+        self._a[self.n : self.n + v.size] = v
+        self.n += v.size
+
+    def view(self, n: int | None = None) -> npt.NDArray[Any]:
+        return self._a[: self.n if n is None else n]
+
+
+@dataclass
+class StepOutput:
+    """What one engine step produced: the levels row at ``ts`` and the state rows (one per active level)."""
+
+    ts: int
+    levels: dict[str, float]
+    state: pa.Table
+
+
+class SilverEngine:
+    """Silver as a machine that consumes a date's records in arrival order and completes 30-s steps.
+
+    Batch silver feeds it a whole day (trades at once, the book in row-group chunks); live feeds it
+    records as they arrive. Either way step t is computed once, when every record stamped <= t is in
+    (the caller's clock has passed t), from the same inputs: trades stamped <= t (the session's
+    trades are kept: bars, levels and ATR recurse over them), and the book states stamped in
+    [t − 420 s, t] (older states are dropped, so memory does not grow with the day). Steps completed
+    together are vectorised over the trade series; book windows are cut per step, so the numbers
+    do not depend on how the records were grouped.
+    """
+
+    def __init__(
+        self,
+        date: dt.date,
+        fut_definition: pa.Table,
+        s: PipelineSettings | None = None,
+        *,
+        opt_definition: pa.Table | None = None,
+        opt_statistics: pa.Table | None = None,
+    ) -> None:
+        self.date = date
+        self.s = s or PipelineSettings()
+        self.symbol, self.front_id = front_month_id(fut_definition, date)
+        self.steps = step_times(date)
+        self.done = 0
+        """Steps completed so far (``steps[:done]``)."""
+        self._t_ts, self._t_px = _Grow(np.int64), _Grow(np.float64)
+        self._t_sz, self._t_side = _Grow(np.float64), _Grow(np.uint8)
+        self._book: pa.Table | None = None  # the trailing window of raw book states
+        self._series: dict[str, FloatArray] = {}  # per-state OFI terms and shape, same rows as _book
+        self._opt_def = opt_definition
+        self._opt_stats = opt_statistics
+        self._opt_quotes: list[pa.Table] = []
+        self._prev_side = np.zeros(len(LEVEL_KINDS))  # 0: no step yet, nothing to carry
+        self.outputs: list[StepOutput] = []
+        self.keep_outputs = True
+
+    # -- input ------------------------------------------------------------------------------------
+    def add_trades(self, trades: pa.Table) -> None:
+        """Trades (``ts_recv``, ``instrument_id``, ``price``, ``size``, ``side``) in arrival order."""
+        tr = _only(trades, self.front_id)
+        if tr.num_rows == 0:
+            return
+        self._t_ts.extend(bars.as_ns(tr.column("ts_recv")))
+        self._t_px.extend(bars.as_float(tr.column("price")))
+        self._t_sz.extend(bars.as_float(tr.column("size")))
+        side = tr.column("side")
+        if pa.types.is_integer(side.type):
+            codes = np.asarray(side.to_numpy(zero_copy_only=False), dtype=np.uint8)
+        else:
+            side = side.cast(pa.string())
+            codes = np.full(tr.num_rows, ord("N"), dtype=np.uint8)
+            for c in ("A", "B"):
+                codes[np.asarray(pc.fill_null(pc.equal(side, c), False).to_numpy(zero_copy_only=False))] = (
+                    ord(c)
+                )
+        self._t_side.extend(codes)
+
+    def add_book(self, book: pa.Table) -> None:
+        """MBP-10 states (``ts_recv``, ``instrument_id`` and the 40 level columns) in arrival order."""
+        mb = _only(book, self.front_id).select(["ts_recv", *BOOK_COLUMNS])
+        if mb.num_rows == 0:
+            return
+        prev = (
+            self._book.slice(self._book.num_rows - 1)
+            if self._book is not None and self._book.num_rows
+            else None
+        )
+        with_prev = pa.concat_tables([prev, mb]) if prev is not None else mb
+        new = flow.ofi_series(with_prev)
+        if prev is not None:
+            new = {k: v[1:] for k, v in new.items()}
+        shape = flow.book_shape(mb)
+        shape.pop("ts")
+        new.update(shape)
+        self._book = pa.concat_tables([self._book, mb]) if self._book is not None else mb
+        self._series = {
+            k: np.concatenate([self._series[k], v]) if self._series else v for k, v in new.items()
+        }
+
+    def add_option_quotes(self, quotes: pa.Table) -> None:
+        """Options MBP-1 (``ts_recv``, ``instrument_id``, ``bid_px_00``, ``ask_px_00``)."""
+        if quotes.num_rows:
+            self._opt_quotes.append(quotes.select(["ts_recv", "instrument_id", "bid_px_00", "ask_px_00"]))
+
+    def add_option_statistics(self, stats: pa.Table) -> None:
+        cols = ["ts_recv", "instrument_id", "stat_type", "quantity"]
+        if stats.num_rows:
+            st = stats.select(cols)
+            self._opt_stats = pa.concat_tables([self._opt_stats.select(cols), st]) if self._opt_stats else st
+
+    # -- steps ------------------------------------------------------------------------------------
+    def advance(self, now_ns: int) -> list[StepOutput]:
+        """Complete every step stamped before ``now_ns`` (the stream has passed it)."""
+        upto = int(np.searchsorted(self.steps, now_ns, side="left"))
+        return self._complete(upto)
+
+    def finish(self) -> list[StepOutput]:
+        """Complete the remaining steps (the day's records are all in)."""
+        return self._complete(self.steps.size)
+
+    def _complete(self, upto: int) -> list[StepOutput]:
+        if upto <= self.done:
+            self._trim()
+            return []
+        q = self.steps[self.done : upto]
+        out = self._compute(q)
+        self.done = upto
+        self._trim()
+        if self.keep_outputs:
+            self.outputs.extend(out)
+        return out
+
+    def _trim(self) -> None:
+        """Drop book states no later step can read and option quotes superseded before the next step."""
+        nxt = int(self.steps[self.done]) if self.done < self.steps.size else int(self.steps[-1]) + 1
+        if self._book is not None and self._book.num_rows:
+            ts = bars.as_ns(self._book.column("ts_recv"))
+            cut = int(np.searchsorted(ts, nxt - BOOK_WINDOW_NS, side="left"))
+            if cut:
+                self._book = self._book.slice(cut)
+                self._series = {k: v[cut:].copy() for k, v in self._series.items()}
+                self._book = (
+                    self._book.combine_chunks() if self._book.column(0).num_chunks > 8 else self._book
+                )
+        if len(self._opt_quotes) > 1 or (self._opt_quotes and self.done):
+            qt = pa.concat_tables(self._opt_quotes)
+            ts = bars.as_ns(qt.column("ts_recv"))
+            ids = np.asarray(qt.column("instrument_id").to_numpy(zero_copy_only=False), dtype=np.int64)
+            o = np.lexsort((ts, ids))
+            ts_o, ids_o = ts[o], ids[o]
+            done_ts = int(self.steps[self.done - 1]) if self.done else -1
+            # A quote is superseded when the same option has a later quote that a past step saw.
+            superseded = np.r_[(ids_o[1:] == ids_o[:-1]) & (ts_o[1:] <= done_ts), False]
+            keep = np.sort(o[~superseded])
+            self._opt_quotes = [qt.take(pa.array(keep, pa.int64()))]
+
+    def _trades_upto(self, t: int) -> tuple[FloatArray, ...]:
+        n = int(np.searchsorted(self._t_ts.view(), t, side="right"))
+        ts = self._t_ts.view(n)
+        if n and np.any(ts[1:] < ts[:-1]):
+            o = np.argsort(ts, kind="stable")
+            return ts[o], self._t_px.view(n)[o], self._t_sz.view(n)[o], self._t_side.view(n)[o]
+        return ts, self._t_px.view(n), self._t_sz.view(n), self._t_side.view(n)
+
+    def _compute(self, q: npt.NDArray[np.int64]) -> list[StepOutput]:
+        """The steps ``q`` (consecutive, all complete): trade series vectorised, book per step."""
+        s, date = self.s, self.date
+        n = q.size
+        t_ts, t_px, t_sz, t_side = self._trades_upto(int(q[-1]))
+        lo, hi = sessions.globex_session(date)
+        b30 = bars.time_bars(t_ts, t_px, t_sz, t_side, start_ns=lo, end_ns=_bar_end(lo, hi, 30), seconds=30)
+        b2 = _with_atr(
+            bars.time_bars(t_ts, t_px, t_sz, t_side, start_ns=lo, end_ns=_bar_end(lo, hi, 120), seconds=120),
+            s,
+        )
+        # A 30-second grid reaching back far enough for the slowest kinematics.
+        back = LOOKBACK_MIN * 60 // STEP_S
+        grid = np.concatenate([q[0] - np.arange(back, 0, -1, dtype=np.int64) * STEP_S * NS, q])
+        lv_grid = compute_levels(date, t_ts, t_px, b2, grid, s)
+        px_grid = bars.asof(t_ts, t_px, grid)
+        atr = bars.asof(bars.as_ns(b2.column("ts")), bars.as_float(b2.column("atr")), q)
+        price = px_grid[back:]
+        level_mat = np.stack([lv_grid[k][back:] for k in LEVEL_KINDS], axis=1)  # [n, 6]
+
+        # Per step: the book window's OFI, book shape and the resting size near each level.
+        dist = (price[:, None] - level_mat) / atr[:, None]
+        side_now = np.sign(dist)
+        book = self._book_steps(q, level_mat, side_now)
+        chain = self._chain(q)
+        dealer_f = _dealer_features(chain, q, price, level_mat, atr, s)
+
+        is_buy = t_side == ord("B")
+        is_sell = t_side == ord("A")
+        buy_vol = {w: flow.rolling_sum_at(t_ts, t_sz * is_buy, q, w) for w in (60, 300)}
+        sell_vol = {w: flow.rolling_sum_at(t_ts, t_sz * is_sell, q, w) for w in (60, 300)}
+        n_trades_60 = flow.rolling_sum_at(t_ts, np.ones_like(t_sz), q, 60)
+        open_ns = sessions.et_ns(date, sessions.RTH_OPEN)
+        i_open = int(np.searchsorted(t_ts, open_ns, side="left"))
+        # The RTH open price is known once its trade is (at a step stamped at or after it).
+        rth_open_px = np.full(n, np.nan)
+        if i_open < t_ts.size:
+            rth_open_px[q >= t_ts[i_open]] = t_px[i_open]
+        globex_open_px = float(t_px[0]) if t_px.size else np.nan
+        cum_hi = np.fmax.accumulate(np.where(t_ts >= open_ns, t_px, -np.inf)) if t_px.size else t_px
+        cum_lo = np.fmin.accumulate(np.where(t_ts >= open_ns, t_px, np.inf)) if t_px.size else t_px
+        with np.errstate(invalid="ignore"):
+            rth_range = bars.asof(t_ts, cum_hi, q) - bars.asof(t_ts, cum_lo, q)
+        rth_range = np.where(np.isfinite(rth_range), rth_range, np.nan)  # no RTH trade yet
+        b30_ts = bars.as_ns(b30.column("ts"))
+        b30_hi, b30_lo = bars.as_float(b30.column("high")), bars.as_float(b30.column("low"))
+        b30_at_q = np.searchsorted(b30_ts, q, side="right")  # bars with close <= t
+        # Touches count from the start of the kinematics grid of the first step (08:30 ET).
+        touch_from = int(self.steps[0]) - back * STEP_S * NS
+        b30_used = b30_ts[(b30_ts >= touch_from) & (b30_ts <= q[-1])]
+        lv_b30 = compute_levels(date, t_ts, t_px, b2, b30_used, s)
+
+        rows: dict[str, list[Any]] = {f.name: [] for f in STATE_SCHEMA}
+        minutes = (q - open_ns) / (60 * NS)
+        or_width = (lv_grid["OR_HIGH"][back:] - lv_grid["OR_LOW"][back:]) / atr
+        gap = (rth_open_px - globex_open_px) / atr
+        for li, kind in enumerate(LEVEL_KINDS):
+            lvl_grid = lv_grid[kind]
+            lvl = lvl_grid[back:]
+            active = np.isfinite(lvl) & np.isfinite(price) & np.isfinite(atr) & (atr > 0)
+            d = dist[:, li]
+            side = side_now[:, li].copy()
+            # At exactly the level, keep the side it was on (approach direction does not flip on a touch).
+            prev = self._prev_side[li]
+            for j in range(n):
+                if side[j] == 0:
+                    side[j] = prev
+                prev = side[j]
+            self._prev_side[li] = prev
+            up = side <= 0
+            sgn = np.where(up, 1.0, -1.0)
+            if not active.any():
+                continue
+            kin: dict[str, FloatArray] = {}
+            for m in KINEMATIC_SCALES_MIN:
+                k = m * 60 // STEP_S
+                idx = np.arange(back, back + n)
+                v0, v1, v2 = (_rel_move(px_grid, lvl_grid, idx, idx - j * k, k, m) for j in range(3))
+                kin[f"kin_vel_{m}m"] = sgn * v0 / atr
+                kin[f"kin_acc_{m}m"] = sgn * (v0 - v1) / m / atr
+                kin[f"kin_jerk_{m}m"] = sgn * ((v0 - v1) - (v1 - v2)) / (m * m) / atr
+            # Touches: 30-s bars since the level became active whose range held the level.
+            b_level = np.full(b30_ts.size, np.nan)
+            b_level[np.searchsorted(b30_ts, b30_used)] = lv_b30[kind]
+            touched = (b30_lo <= b_level) & (b_level <= b30_hi)
+            cum_touch = np.cumsum(touched)
+            touches = np.where(b30_at_q > 0, cum_touch[np.maximum(b30_at_q - 1, 0)], 0)
+            others = np.delete(level_mat, li, axis=1)
+            rel_other = (others - lvl[:, None]) / atr[:, None]
+            with np.errstate(invalid="ignore"):
+                nearest = np.where(np.isfinite(rel_other), np.abs(rel_other), np.inf)
+                k_near = np.argmin(nearest, axis=1)
+                nearest_rel = rel_other[np.arange(n), k_near]
+                nearest_rel = np.where(np.isfinite(nearest[np.arange(n), k_near]), nearest_rel, np.nan)
+                confl = np.sum(nearest <= 1.0, axis=1).astype(np.float64)
+            # Barrier: resting size near the level on the side the approach must consume.
+            depth = np.where(up, book["ask_depth"][:, li], book["bid_depth"][:, li])
+            opposite = np.where(up, book["bid_band"], book["ask_band"])
+            wall = np.where(up, book["ask_wall"][:, li], book["bid_wall"][:, li])
+            past = {
+                lag: np.log1p(np.where(up, book[f"ask_depth_{lag}"][:, li], book[f"bid_depth_{lag}"][:, li]))
+                for lag in (60, 120)
+            }
+            near_vol = {w: np.zeros(n) for w in (60, 300)}
+            for j in range(n):
+                if not active[j]:
+                    continue
+                band = s.tape_near_atr * atr[j]
+                for w in (60, 300):
+                    a, b = np.searchsorted(t_ts, [q[j] - w * NS, q[j]], side="right")
+                    sl = t_px[a:b]
+                    near_vol[w][j] = t_sz[a:b][np.abs(sl - lvl[j]) <= band].sum()
+            feats: dict[str, FloatArray | npt.NDArray[Any]] = {
+                "distance": d,
+                "abs_distance": np.abs(d),
+                "in_zone": (np.abs(d) <= s.zone_atr).astype(np.float64),
+                "touches": touches.astype(np.float64),
+                "confluence_n": confl,
+                "nearest_other_atr": nearest_rel,
+                "or_width_atr": or_width,
+                "gap_atr": gap,
+                **kin,
+                **{f"flow_ofi_{w}s": sgn * book[f"ofi_norm_{w}s"] for w in FLOW_WINDOWS_S},
+                **{f"flow_mlofi_{w}s": sgn * book[f"mlofi_norm_{w}s"] for w in FLOW_WINDOWS_S},
+                "barrier_depth": depth,
+                "barrier_log": np.log1p(depth),
+                "barrier_change_60s": np.log1p(depth) - past[60],
+                "barrier_change_120s": np.log1p(depth) - past[120],
+                **{k: (sgn * book[k] if k in _BOOK_SIGNED else book[k]) for k in _BOOK_FEATURES},
+                "book_level_vs_opposite": np.log1p(depth) - np.log1p(opposite),
+                "book_wall_prominence": wall,
+                "tape_near_vol_60s": np.log1p(near_vol[60]),
+                "tape_near_vol_300s": np.log1p(near_vol[300]),
+                **{
+                    f"tape_imbalance_{w}s": sgn * _ratio(buy_vol[w] - sell_vol[w], buy_vol[w] + sell_vol[w])
+                    for w in (60, 300)
+                },
+                "tape_rate_60s": n_trades_60 / 60.0,
+                **{k: v[:, li] for k, v in dealer_f.items()},
+                "dealer_missing": np.full(n, chain is None, dtype=np.float64),
+                "ctx_minutes": minutes,
+                "ctx_atr_points": atr,
+                "ctx_rth_range_atr": rth_range / atr,
+                "ctx_level_is_dynamic": np.full(n, kind in ("SMA_90", "EMA_20"), dtype=np.float64),
+            }
+            sel = np.flatnonzero(active)
+            rows["date"].extend([date] * sel.size)
+            rows["ts"].extend(q[sel].tolist())
+            rows["level_kind"].extend([kind] * sel.size)
+            rows["direction"].extend(np.where(up[sel], "UP", "DOWN").tolist())
+            rows["time_bucket"].extend(time_bucket(minutes[sel]).tolist())
+            rows["level_price"].extend(lvl[sel].tolist())
+            rows["price"].extend(price[sel].tolist())
+            for f in FEATURES:
+                rows[f.name].extend(np.asarray(feats[f.name], dtype=np.float64)[sel].tolist())
+        # Missing is null, never NaN: nulls survive Parquet and compare equal, NaN does neither.
+        state = pa.table(
+            {f.name: pa.array(rows[f.name], type=f.type, from_pandas=True) for f in STATE_SCHEMA},
+            schema=STATE_SCHEMA,
+        )
+        state = state.sort_by([("ts", "ascending"), ("level_kind", "ascending")])
+        st_ts = bars.as_ns(state.column("ts"))
+        bounds = np.searchsorted(st_ts, q, side="left"), np.searchsorted(st_ts, q, side="right")
+        out = []
+        for j in range(n):
+            lv = {k: float(lv_grid[k][back + j]) for k in lv_grid}
+            lv.update(price=float(price[j]), atr=float(atr[j]))
+            a, b = int(bounds[0][j]), int(bounds[1][j])
+            out.append(StepOutput(ts=int(q[j]), levels=lv, state=state.slice(a, b - a)))
+        return out
+
+    def _book_steps(
+        self, q: npt.NDArray[np.int64], level_mat: FloatArray, side_now: FloatArray
+    ) -> dict[str, FloatArray]:
+        """Book features at each step from that step's own window [t − 420 s, t]."""
+        n, n_lv = level_mat.shape
+        names = [f"{x}_{w}s" for w in FLOW_WINDOWS_S for x in ("ofi_norm", "mlofi_norm")]
+        out: dict[str, FloatArray] = {
+            k: np.full(n, np.nan) for k in [*names, *_BOOK_FEATURES, "ask_band", "bid_band"]
+        }
+        per_level = ["ask_depth", "bid_depth", "ask_wall", "bid_wall"] + [
+            f"{sd}_depth_{lag}" for lag in (60, 120) for sd in ("ask", "bid")
+        ]
+        out.update({k: np.full((n, n_lv), np.nan) for k in per_level})
+        if self._book is None or self._book.num_rows == 0:
+            return out
+        ts_all = bars.as_ns(self._book.column("ts_recv"))
+        s = self.s
+        lags = np.array([120, 60, 0], dtype=np.int64) * NS
+        picks = np.full((n, lags.size), -1, dtype=np.int64)  # the state in force at t − lag, in its window
+        for j in range(n):
+            t = int(q[j])
+            a = int(np.searchsorted(ts_all, t - BOOK_WINDOW_NS, side="left"))
+            b = int(np.searchsorted(ts_all, t, side="right"))
+            if b <= a:
+                continue
+            ts = ts_all[a:b]
+            ser = {k: v[a:b] for k, v in self._series.items()}
+            tq = q[j : j + 1]
+            for k, v in flow.ofi_windows(ts, ser, tq, FLOW_WINDOWS_S).items():
+                if k in out:
+                    out[k][j] = v[0]
+            for k, v in _book_features(ts, ser, tq).items():
+                out[k][j] = v[0]
+            p = np.searchsorted(ts, t - lags, side="right") - 1
+            picks[j] = np.where(p >= 0, p + a, -1)
+        # The level-relative reads need only the states in force at t, t − 60 s and t − 120 s: read
+        # them all at once from those rows; a time whose window holds no state stays NaN.
+        rows = np.unique(picks[picks >= 0])
+        if rows.size == 0:
+            return out
+        mb = self._book.take(pa.array(rows, pa.int64()))
+        tl = np.repeat(q, n_lv)
+        lv = level_mat.reshape(-1)
+        for li, lag in enumerate((120, 60, 0)):
+            ok = np.repeat(picks[:, li] >= 0, n_lv).reshape(n, n_lv)
+            for sd in ("ask", "bid"):
+                side: Any = sd
+                depth = flow.book_depth_near(mb, tl - lag * NS, lv, side, s.barrier_ticks).reshape(n, n_lv)
+                out[f"{sd}_depth_{lag}" if lag else f"{sd}_depth"] = np.where(ok, depth, np.nan)
+                if lag == 0:
+                    wall = flow.wall_prominence(mb, tl, lv, side, s.barrier_ticks).reshape(n, n_lv)
+                    out[f"{sd}_wall"] = np.where(ok, wall, np.nan)
+                    band = flow.book_side_band(mb, q, side, 2 * s.barrier_ticks + 1)
+                    out[f"{sd}_band"] = np.where(ok[:, 0], band, np.nan)
+        return out
+
+    def _chain(self, q: npt.NDArray[np.int64]) -> _Chain | None:
+        upto = int(q[-1])
+        quotes = pa.concat_tables(self._opt_quotes) if self._opt_quotes else None
+        if quotes is not None:
+            quotes = quotes.filter(pc.less_equal(quotes.column("ts_recv").cast(pa.int64()), upto))
+        stats = self._opt_stats
+        if stats is not None:
+            stats = stats.filter(pc.less_equal(stats.column("ts_recv").cast(pa.int64()), upto))
+        return _chain(self.date, self._opt_def, stats, quotes, q)
+
+    # -- the batch tables -------------------------------------------------------------------------
+    def tables(self) -> SilverTables:
+        """The date's silver tables from every completed step and the session's trades."""
+        s, date = self.s, self.date
+        t_ts, t_px, t_sz, t_side = self._trades_upto(np.iinfo(np.int64).max)
+        lo, hi = sessions.globex_session(date)
+        b30 = bars.time_bars(t_ts, t_px, t_sz, t_side, start_ns=lo, end_ns=_bar_end(lo, hi, 30), seconds=30)
+        b2 = _with_atr(
+            bars.time_bars(t_ts, t_px, t_sz, t_side, start_ns=lo, end_ns=_bar_end(lo, hi, 120), seconds=120),
+            s,
+        )
+        outs = self.outputs
+        state = (
+            pa.concat_tables([o.state for o in outs]).combine_chunks() if outs else STATE_SCHEMA.empty_table()
+        )
+        keys = list(outs[0].levels) if outs else [*LEVEL_KINDS, "price", "atr"]
+        levels_tbl = pa.table(
+            {
+                "ts": pa.array([o.ts for o in outs], pa.timestamp("ns", tz="UTC")),
+                **{
+                    k: pa.array(np.array([o.levels[k] for o in outs], dtype=np.float64), from_pandas=True)
+                    for k in keys
+                },
+            }
+        )
+        return SilverTables(
+            bars_30s=_nan_to_null(b30),
+            bars_2m=_nan_to_null(b2),
+            levels=levels_tbl,
+            state=state,
+            front_month=self.symbol,
+        )
+
+
+def _with_atr(b2: pa.Table, s: PipelineSettings) -> pa.Table:
+    atr = bars.wilder_atr(
+        bars.as_float(b2.column("high")),
+        bars.as_float(b2.column("low")),
+        bars.as_float(b2.column("close")),
+        s.atr_bars,
+    )
+    return b2.append_column("atr", pa.array(atr))
 
 
 def _bar_end(start_ns: int, close_ns: int, seconds: int) -> int:
@@ -228,218 +697,49 @@ def _bar_end(start_ns: int, close_ns: int, seconds: int) -> int:
     return start_ns + -(-(close_ns - start_ns) // step) * step
 
 
+BOOK_CHUNK_ROWS = 1 << 18
+"""Batch silver feeds the book this many states at a time (one step's window is ~0.1 M states)."""
+
+
 def compute(inp: SilverInputs, s: PipelineSettings | None = None) -> SilverTables:
-    """Bars, levels and the state table for one date from its bronze tables."""
-    s = s or PipelineSettings()
-    date = inp.date
-    symbol, fid = front_month_id(inp.fut_definition, date)
-    tr = _only(inp.fut_trades, fid)
-    t_ts = bars.as_ns(tr.column("ts_recv"))
-    order = np.argsort(t_ts, kind="stable")
-    t_ts = t_ts[order]
-    t_px = bars.as_float(tr.column("price"))[order]
-    t_sz = bars.as_float(tr.column("size"))[order]
-    t_side = np.asarray(tr.column("side").to_numpy(zero_copy_only=False))[order]
-    lo, hi = sessions.globex_session(date)
-    # An early close (13:15 ET) need not fall on the 2-minute grid: the last bar runs past it.
-    b30 = bars.time_bars(t_ts, t_px, t_sz, t_side, start_ns=lo, end_ns=_bar_end(lo, hi, 30), seconds=30)
-    b2 = bars.time_bars(t_ts, t_px, t_sz, t_side, start_ns=lo, end_ns=_bar_end(lo, hi, 120), seconds=120)
-    b2 = b2.append_column(
-        "atr",
-        pa.array(
-            bars.wilder_atr(
-                bars.as_float(b2.column("high")),
-                bars.as_float(b2.column("low")),
-                bars.as_float(b2.column("close")),
-                s.atr_bars,
-            )
-        ),
+    """Bars, levels and the state table for one date: the engine fed the whole day."""
+    eng = SilverEngine(
+        inp.date, inp.fut_definition, s, opt_definition=inp.opt_definition, opt_statistics=inp.opt_statistics
     )
+    eng.add_trades(inp.fut_trades)
+    if inp.opt_mbp1 is not None:
+        eng.add_option_quotes(inp.opt_mbp1)
+    feed_book(eng, inp.fut_mbp10.to_batches(BOOK_CHUNK_ROWS))
+    return eng.tables()
 
-    q = step_times(date)
-    n = q.size
-    # A 30-second grid reaching back far enough for the slowest kinematics.
-    back = LOOKBACK_MIN * 60 // STEP_S
-    grid = np.concatenate([q[0] - np.arange(back, 0, -1, dtype=np.int64) * STEP_S * NS, q])
-    lv_grid = compute_levels(date, t_ts, t_px, b2, grid, s)
-    px_grid = bars.asof(t_ts, t_px, grid)
-    atr = bars.asof(bars.as_ns(b2.column("ts")), bars.as_float(b2.column("atr")), q)
-    price = px_grid[back:]
-    level_mat = np.stack([lv_grid[k][back:] for k in LEVEL_KINDS], axis=1)  # [n, 6]
 
-    # Book and tape for the RTH window (plus the longest flow window before it).
-    mb = _only(inp.fut_mbp10, fid)
-    mb_ts = bars.as_ns(mb.column("ts_recv"))
-    keep_from = np.searchsorted(mb_ts, q[0] - (max(FLOW_WINDOWS_S) + 120) * NS, side="left")
-    keep_to = np.searchsorted(mb_ts, q[-1], side="right")
-    mb = mb.slice(keep_from, keep_to - keep_from)
-    ofi = flow.ofi_at(mb, q, FLOW_WINDOWS_S)
-    book = _book_features(mb, q)
-    opp_band = {side: flow.book_side_band(mb, q, side, 2 * s.barrier_ticks + 1) for side in ("ask", "bid")}
-    chain = _chain(inp, q)
-    dealer_f = _dealer_features(chain, q, price, level_mat, atr, s)
-
-    is_buy = t_side == "B"
-    is_sell = t_side == "A"
-    buy_vol = {w: flow.rolling_sum_at(t_ts, t_sz * is_buy, q, w) for w in (60, 300)}
-    sell_vol = {w: flow.rolling_sum_at(t_ts, t_sz * is_sell, q, w) for w in (60, 300)}
-    n_trades_60 = flow.rolling_sum_at(t_ts, np.ones_like(t_sz), q, 60)
-    open_ns = sessions.et_ns(date, sessions.RTH_OPEN)
-    i_open = int(np.searchsorted(t_ts, open_ns, side="left"))
-    rth_open_px = float(t_px[i_open]) if i_open < t_px.size else np.nan
-    globex_open_px = float(t_px[0]) if t_px.size else np.nan
-    cum_hi = np.fmax.accumulate(np.where(t_ts >= open_ns, t_px, -np.inf)) if t_px.size else t_px
-    cum_lo = np.fmin.accumulate(np.where(t_ts >= open_ns, t_px, np.inf)) if t_px.size else t_px
-    with np.errstate(invalid="ignore"):
-        rth_range = bars.asof(t_ts, cum_hi, q) - bars.asof(t_ts, cum_lo, q)
-    rth_range = np.where(np.isfinite(rth_range), rth_range, np.nan)  # no RTH trade yet
-    b30_ts = bars.as_ns(b30.column("ts"))
-    b30_hi, b30_lo = bars.as_float(b30.column("high")), bars.as_float(b30.column("low"))
-    b30_at_q = np.searchsorted(b30_ts, q, side="right")  # bars with close <= t
-
-    rows: dict[str, list[Any]] = {f.name: [] for f in STATE_SCHEMA}
-    minutes = (q - open_ns) / (60 * NS)
-    or_width = (lv_grid["OR_HIGH"][back:] - lv_grid["OR_LOW"][back:]) / atr
-    gap = (rth_open_px - globex_open_px) / atr
-    for li, kind in enumerate(LEVEL_KINDS):
-        lvl_grid = lv_grid[kind]
-        lvl = lvl_grid[back:]
-        active = np.isfinite(lvl) & np.isfinite(price) & np.isfinite(atr) & (atr > 0)
-        if not active.any():
+def feed_book(eng: SilverEngine, batches: Iterable[pa.RecordBatch]) -> None:
+    """Feed book chunks, completing the steps each chunk passes, then finish the day."""
+    for batch in batches:
+        if batch.num_rows == 0:
             continue
-        d = (price - lvl) / atr
-        side = np.sign(d)
-        # At exactly the level, keep the side it was on (approach direction does not flip on a touch).
-        for j in range(1, n):
-            if side[j] == 0:
-                side[j] = side[j - 1]
-        up = side <= 0
-        sgn = np.where(up, 1.0, -1.0)
-        # Kinematics of price relative to the level, in ATR per minute, all causal.
-        kin: dict[str, FloatArray] = {}
-        for m in KINEMATIC_SCALES_MIN:
-            k = m * 60 // STEP_S
-
-            idx = np.arange(back, back + n)
-            v0, v1, v2 = (_rel_move(px_grid, lvl_grid, idx, idx - j * k, k, m) for j in range(3))
-            kin[f"kin_vel_{m}m"] = sgn * v0 / atr
-            kin[f"kin_acc_{m}m"] = sgn * (v0 - v1) / m / atr
-            kin[f"kin_jerk_{m}m"] = sgn * ((v0 - v1) - (v1 - v2)) / (m * m) / atr
-        # Touches: 30-s bars since the level became active whose range held the level.
-        b_level = bars.asof(grid, lvl_grid, b30_ts)
-        touched = (b30_lo <= b_level) & (b_level <= b30_hi)
-        cum_touch = np.cumsum(touched)
-        touches = np.where(b30_at_q > 0, cum_touch[np.maximum(b30_at_q - 1, 0)], 0)
-        # Confluence with the other levels.
-        others = np.delete(level_mat, li, axis=1)
-        rel_other = (others - lvl[:, None]) / atr[:, None]
-        with np.errstate(invalid="ignore"):
-            nearest = np.where(np.isfinite(rel_other), np.abs(rel_other), np.inf)
-            k_near = np.argmin(nearest, axis=1)
-            nearest_rel = rel_other[np.arange(n), k_near]
-            nearest_rel = np.where(np.isfinite(nearest[np.arange(n), k_near]), nearest_rel, np.nan)
-            confl = np.sum(nearest <= 1.0, axis=1).astype(np.float64)
-        # Barrier: resting size near the level on the side the approach must consume.
-        ask_depth = flow.book_depth_near(mb, q, lvl, "ask", s.barrier_ticks)
-        bid_depth = flow.book_depth_near(mb, q, lvl, "bid", s.barrier_ticks)
-        depth = np.where(up, ask_depth, bid_depth)
-        opposite = np.where(up, opp_band["bid"], opp_band["ask"])
-        wall = np.where(
-            up,
-            flow.wall_prominence(mb, q, lvl, "ask", s.barrier_ticks),
-            flow.wall_prominence(mb, q, lvl, "bid", s.barrier_ticks),
-        )
-        past = {}
-        for lag in (60, 120):
-            a_p = flow.book_depth_near(mb, q - lag * NS, lvl, "ask", s.barrier_ticks)
-            b_p = flow.book_depth_near(mb, q - lag * NS, lvl, "bid", s.barrier_ticks)
-            past[lag] = np.log1p(np.where(up, a_p, b_p))
-        # Tape near the level.
-        near_vol = {w: np.zeros(n) for w in (60, 300)}
-        for j in range(n):
-            if not active[j]:
-                continue
-            band = s.tape_near_atr * atr[j]
-            for w in (60, 300):
-                a, b = np.searchsorted(t_ts, [q[j] - w * NS, q[j]], side="right")
-                sl = t_px[a:b]
-                near_vol[w][j] = t_sz[a:b][np.abs(sl - lvl[j]) <= band].sum()
-        feats: dict[str, FloatArray | npt.NDArray[Any]] = {
-            "distance": d,
-            "abs_distance": np.abs(d),
-            "in_zone": (np.abs(d) <= s.zone_atr).astype(np.float64),
-            "touches": touches.astype(np.float64),
-            "confluence_n": confl,
-            "nearest_other_atr": nearest_rel,
-            "or_width_atr": or_width,
-            "gap_atr": np.full(n, gap) if np.ndim(gap) == 0 else gap,
-            **kin,
-            **{f"flow_ofi_{w}s": sgn * ofi[f"ofi_norm_{w}s"] for w in FLOW_WINDOWS_S},
-            **{f"flow_mlofi_{w}s": sgn * ofi[f"mlofi_norm_{w}s"] for w in FLOW_WINDOWS_S},
-            "barrier_depth": depth,
-            "barrier_log": np.log1p(depth),
-            "barrier_change_60s": np.log1p(depth) - past[60],
-            "barrier_change_120s": np.log1p(depth) - past[120],
-            **{k: (sgn * v if k in _BOOK_SIGNED else v) for k, v in book.items()},
-            "book_level_vs_opposite": np.log1p(depth) - np.log1p(opposite),
-            "book_wall_prominence": wall,
-            "tape_near_vol_60s": np.log1p(near_vol[60]),
-            "tape_near_vol_300s": np.log1p(near_vol[300]),
-            **{
-                f"tape_imbalance_{w}s": sgn * _ratio(buy_vol[w] - sell_vol[w], buy_vol[w] + sell_vol[w])
-                for w in (60, 300)
-            },
-            "tape_rate_60s": n_trades_60 / 60.0,
-            **{k: v[:, li] for k, v in dealer_f.items()},
-            "dealer_missing": np.full(n, chain is None, dtype=np.float64),
-            "ctx_minutes": minutes,
-            "ctx_atr_points": atr,
-            "ctx_rth_range_atr": rth_range / atr,
-            "ctx_level_is_dynamic": np.full(n, kind in ("SMA_90", "EMA_20"), dtype=np.float64),
-        }
-        sel = np.flatnonzero(active)
-        rows["date"].extend([date] * sel.size)
-        rows["ts"].extend(q[sel].tolist())
-        rows["level_kind"].extend([kind] * sel.size)
-        rows["direction"].extend(np.where(up[sel], "UP", "DOWN").tolist())
-        rows["time_bucket"].extend(time_bucket(minutes[sel]).tolist())
-        rows["level_price"].extend(lvl[sel].tolist())
-        rows["price"].extend(price[sel].tolist())
-        for f in FEATURES:
-            rows[f.name].extend(np.asarray(feats[f.name], dtype=np.float64)[sel].tolist())
-    # Missing is null, never NaN: nulls survive Parquet and compare equal, NaN does neither.
-    state = pa.table(
-        {f.name: pa.array(rows[f.name], type=f.type, from_pandas=True) for f in STATE_SCHEMA},
-        schema=STATE_SCHEMA,
-    )
-    state = state.sort_by([("ts", "ascending"), ("level_kind", "ascending")])
-    levels_tbl = pa.table(
-        {
-            "ts": pa.array(q, pa.timestamp("ns", tz="UTC")),
-            **{k: pa.array(v[back:], from_pandas=True) for k, v in lv_grid.items()},
-            "price": pa.array(price, from_pandas=True),
-            "atr": pa.array(atr, from_pandas=True),
-        }
-    )
-    return SilverTables(
-        bars_30s=_nan_to_null(b30),
-        bars_2m=_nan_to_null(b2),
-        levels=levels_tbl,
-        state=state,
-        front_month=symbol,
-    )
+        eng.add_book(pa.Table.from_batches([batch]))
+        eng.advance(int(bars.as_ns(batch.column("ts_recv"))[-1]))
+    eng.finish()
 
 
 _BOOK_SIGNED = frozenset(
     [f"book_imb_{n}{x}" for n in flow.BOOK_IMBALANCE_LEVELS for x in ("", "_30s", "_60s", "_chg_60s")]
     + ["book_micro_ticks", "book_micro_ticks_30s"]
 )
+_BOOK_FEATURES: tuple[str, ...] = (
+    *(f"book_imb_{n}{x}" for n in flow.BOOK_IMBALANCE_LEVELS for x in ("", "_30s", "_60s", "_chg_60s")),
+    "book_micro_ticks",
+    "book_micro_ticks_30s",
+    "book_spread_ticks",
+    "book_depth_log",
+)
 
 
-def _book_features(mb: pa.Table, q: npt.NDArray[np.int64]) -> dict[str, FloatArray]:
+def _book_features(
+    ts: npt.NDArray[np.int64], shape: dict[str, FloatArray], q: npt.NDArray[np.int64]
+) -> dict[str, FloatArray]:
     """Level-independent book-shape features at each step (unsigned; silver signs them per level)."""
-    shape = flow.book_shape(mb)
-    ts = shape.pop("ts").astype(np.int64)
     out: dict[str, FloatArray] = {}
     for n in flow.BOOK_IMBALANCE_LEVELS:
         v = shape[f"imb_{n}"]
