@@ -13,7 +13,7 @@ only that date's bronze and per-date jobs stay independent.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -647,6 +647,12 @@ class SilverEngine:
             stats = stats.filter(pc.less_equal(stats.column("ts_recv").cast(pa.int64()), upto))
         return _chain(self.date, self._opt_def, stats, quotes, q)
 
+    def bars_until(self, close_ns: int, seconds: int) -> pa.Table:
+        """Bars of ``seconds`` from the Globex open up to the one closing at ``close_ns`` (trades before it)."""
+        t_ts, t_px, t_sz, t_side = self._trades_upto(close_ns - 1)
+        lo, _ = sessions.globex_session(self.date)
+        return bars.time_bars(t_ts, t_px, t_sz, t_side, start_ns=lo, end_ns=close_ns, seconds=seconds)
+
     # -- the batch tables -------------------------------------------------------------------------
     def tables(self) -> SilverTables:
         """The date's silver tables from every completed step and the session's trades."""
@@ -796,12 +802,13 @@ _BOOK_COLUMNS = ["ts_recv", "instrument_id"] + [
 ]
 
 
-def load_inputs(lake: Lake, date: dt.date) -> SilverInputs:
+def load_inputs(lake: Lake, date: dt.date, *, book: bool = True) -> SilverInputs:
     """Read the committed bronze a date's silver needs; only the columns and rows it uses.
 
     Options tables are optional (``None`` when not committed): dealer features are then missing.
     MBP-10 is read only from 09:30 ET minus the longest flow window, pruned by row-group statistics,
-    so memory stays bounded whatever the size of the overnight book.
+    so memory stays bounded whatever the size of the overnight book. ``book=False`` leaves MBP-10
+    empty: the job streams it (:func:`book_batches`) instead of holding it.
     """
 
     def read(
@@ -822,7 +829,9 @@ def load_inputs(lake: Lake, date: dt.date) -> SilverInputs:
     fut_mbp10 = read(
         paths.FUT_MBP10.bronze_table,
         _BOOK_COLUMNS,
-        [("ts_recv", ">=", book_from), ("ts_recv", "<=", book_to)],
+        [("ts_recv", ">=", book_from), ("ts_recv", "<=", book_to)]
+        if book
+        else [("ts_recv", "<", book_from), ("ts_recv", ">", book_to)],
     )
     assert fut_def is not None
     assert fut_trades is not None
@@ -850,6 +859,35 @@ def load_inputs(lake: Lake, date: dt.date) -> SilverInputs:
     )
 
 
+def book_batches(lake: Lake, date: dt.date) -> Iterator[pa.RecordBatch]:
+    """The date's committed MBP-10 states silver reads (09:30 ET minus 480 s to 12:30), streamed."""
+    if not is_committed(lake, Layer.BRONZE, paths.FUT_MBP10.bronze_table, date):
+        raise NotCommittedError(f"bronze {paths.FUT_MBP10.bronze_table} is not committed", date=date)
+    steps = step_times(date)
+    files = read_manifest(lake, Layer.BRONZE, paths.FUT_MBP10.bronze_table, date).files
+    yield from lake.iter_parquet(
+        files,
+        _BOOK_COLUMNS,
+        ts_column="ts_recv",
+        ts_from=int(steps[0]) - (max(FLOW_WINDOWS_S) + 180) * NS,
+        ts_to=int(steps[-1]),
+        batch_size=BOOK_CHUNK_ROWS,
+    )
+
+
+def compute_streamed(lake: Lake, date: dt.date, s: PipelineSettings) -> SilverTables:
+    """Batch silver with the book streamed from bronze: peak memory is one window, not the day."""
+    inp = load_inputs(lake, date, book=False)
+    eng = SilverEngine(
+        date, inp.fut_definition, s, opt_definition=inp.opt_definition, opt_statistics=inp.opt_statistics
+    )
+    eng.add_trades(inp.fut_trades)
+    if inp.opt_mbp1 is not None:
+        eng.add_option_quotes(inp.opt_mbp1)
+    feed_book(eng, book_batches(lake, date))
+    return eng.tables()
+
+
 def build(
     lake: Lake, date: dt.date, settings: PipelineSettings | None = None, *, allow_shrink: bool = False
 ) -> SilverTables:
@@ -859,7 +897,7 @@ def build(
     of far fewer rows unless ``allow_shrink``.
     """
     s = settings or PipelineSettings()
-    out = compute(load_inputs(lake, date), s)
+    out = compute_streamed(lake, date, s)
     if not allow_shrink:
         for name in SILVER_TABLES:
             check_shrink(lake, Layer.SILVER, name, date, getattr(out, name).num_rows)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -385,6 +385,26 @@ def _check_records(arr: np.ndarray[Any, Any], cls: Any, info: DbnInfo) -> None:
 def _to_batch(
     arr: np.ndarray[Any, Any], cls: Any, schema: pa.Schema, symbols: InstrumentMap, ts_name: str
 ) -> pa.RecordBatch:
+    cols = _columns(arr, cls, schema)
+    cols.append(_symbols(arr, ts_name, symbols))
+    return pa.RecordBatch.from_arrays(cols, schema=schema)
+
+
+def record_batch(records: Sequence[Any], schema: str) -> pa.RecordBatch:
+    """Live record objects of one schema as bronze's Arrow columns (``symbol`` left null).
+
+    The same conversion bronze applies to a file's records (one home for prices, times and
+    strings), so a stream and a decoded file give identical columns.
+    """
+    cls = _SCHEMA_CLASSES[schema]
+    arr = np.frombuffer(b"".join(bytes(r) for r in records), dtype=np.dtype(cls._dtypes))
+    out = arrow_schema(schema)
+    cols = _columns(arr, cls, out)
+    cols.append(pa.nulls(len(arr), pa.string()))
+    return pa.RecordBatch.from_arrays(cols, schema=out)
+
+
+def _columns(arr: np.ndarray[Any, Any], cls: Any, schema: pa.Schema) -> list[pa.Array]:
     cols: list[pa.Array] = []
     for field in schema:
         if field.name == "symbol":
@@ -403,8 +423,7 @@ def _to_batch(
             cols.append(_strings(col))
         else:
             cols.append(pa.array(np.ascontiguousarray(col), type=field.type))
-    cols.append(_symbols(arr, ts_name, symbols))
-    return pa.RecordBatch.from_arrays(cols, schema=schema)
+    return cols
 
 
 def _symbols(arr: np.ndarray[Any, Any], ts_name: str, symbols: InstrumentMap) -> pa.Array:

@@ -1,0 +1,257 @@
+"""The live engine: DBN records in arrival order in, bars, levels, state rows and answers out.
+
+It adds no maths of its own. The state rows come from :class:`spymaster.layers.silver.SilverEngine`
+(batch silver is that same engine fed a whole day), the anchors from :func:`spymaster.layers.gold.
+anchors`, the vectors from :func:`spymaster.vectors.build_vectors` and the answers from
+:class:`spymaster.serving.Service` (the ``/v1/similar`` path, whose snapshot reloads when the
+indexer commits a new table version). Records become bronze's Arrow columns through
+:func:`spymaster.raw.dbnread.record_batch`, the conversion bronze applies to files.
+
+A 30-s step is computed when the first record stamped after it arrives: every record at or before
+it is then in (arrival order), and none after it is used.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import databento_dbn as dbn
+import numpy as np
+import pyarrow as pa
+
+from spymaster import sessions, vectors
+from spymaster.features import STATE_SCHEMA
+from spymaster.indicators import bars
+from spymaster.layers import gold
+from spymaster.layers.silver import SilverEngine, StepOutput
+from spymaster.live.types import Update
+from spymaster.raw import dbnread
+from spymaster.serving import Service
+from spymaster.serving.days import BARS_FROM, et_time, iso_z
+from spymaster.settings import PipelineSettings
+
+log = logging.getLogger(__name__)
+
+_SCHEMA_OF: dict[type, str] = {
+    dbn.TradeMsg: "trades",
+    dbn.MBP10Msg: "mbp-10",
+    dbn.MBP1Msg: "mbp-1",
+    dbn.StatMsg: "statistics",
+    dbn.InstrumentDefMsg: "definition",
+}
+BAR_S = 120
+
+
+def _finite(v: Any) -> Any:
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def _json_row(row: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if isinstance(v, dt.datetime):
+            out[k] = iso_z(int(v.timestamp() * 1e9)) if v.tzinfo else v.isoformat()
+        elif isinstance(v, dt.date):
+            out[k] = v.isoformat()
+        else:
+            out[k] = _finite(v)
+    return out
+
+
+class Engine:
+    """A :class:`~spymaster.live.types.RecordSink` for one trading date."""
+
+    def __init__(
+        self,
+        date: dt.date,
+        *,
+        service: Service | None = None,
+        settings: PipelineSettings | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        answers: bool = True,
+    ) -> None:
+        self.date = date
+        self.s = settings or PipelineSettings()
+        self.service = service
+        self.answers = answers and service is not None
+        self.clock = clock
+        self.silver: SilverEngine | None = None
+        self._pending: dict[str, list[Any]] = {k: [] for k in _SCHEMA_OF.values()}
+        self._defs: list[Any] = []
+        self._steps = sessions.step_times(date)
+        lo, _ = sessions.globex_session(date)
+        first = sessions.et_ns(date, BARS_FROM)
+        self._bar_closes = np.arange(first, int(self._steps[-1]) + 1, BAR_S * sessions.NS, dtype=np.int64)
+        self._bar_closes = self._bar_closes[(self._bar_closes - lo) % (BAR_S * sessions.NS) == 0]
+        self._bars_done = 0
+        self._next = int(min(self._steps[0], self._bar_closes[0]))
+        self.last_ts = 0
+        self._state: list[pa.Table] = []
+        self._levels: list[StepOutput] = []
+        self.episodes: list[dict[str, Any]] = []
+        """Every anchor the engine answered: its gold anchor row and raw vector (for parity)."""
+
+    # -- the sink ---------------------------------------------------------------------------------
+    def feed(self, records: Sequence[Any]) -> list[Update]:
+        out: list[Update] = []
+        for rec in records:
+            ts = int(rec.ts_recv)
+            if ts > self._next:
+                out.extend(self._tick(ts))
+            schema = _SCHEMA_OF.get(type(rec))
+            if schema is None:
+                continue  # system / error / symbol-mapping messages carry no market data
+            if schema == "definition":
+                self._defs.append(rec)
+            else:
+                self._pending[schema].append(rec)
+            self.last_ts = max(self.last_ts, ts)
+        return out
+
+    def finish(self) -> list[Update]:
+        """The stream ended (replay reached its end): complete every remaining step."""
+        out = self._tick(np.iinfo(np.int64).max, final=True)
+        return out
+
+    # -- steps ------------------------------------------------------------------------------------
+    def _start(self) -> bool:
+        if self.silver is not None:
+            return True
+        if not self._defs:
+            return False
+        d = pa.Table.from_batches([dbnread.record_batch(self._defs, "definition")])
+        cls = d.column("instrument_class").to_pylist()
+        is_opt = np.isin(np.asarray(cls, dtype=object), ["C", "P"])
+        fut = d.filter(pa.array(~is_opt))
+        opt = d.filter(pa.array(is_opt)) if is_opt.any() else None
+        self.silver = SilverEngine(self.date, fut, self.s, opt_definition=opt)
+        self.silver.keep_outputs = False
+        return True
+
+    def _flush(self) -> None:
+        if not self._start():
+            return
+        eng = self.silver
+        assert eng is not None
+        p = self._pending
+        if p["trades"]:
+            eng.add_trades(pa.Table.from_batches([dbnread.record_batch(p["trades"], "trades")]))
+        if p["statistics"]:
+            eng.add_option_statistics(
+                pa.Table.from_batches([dbnread.record_batch(p["statistics"], "statistics")])
+            )
+        if p["mbp-1"]:
+            eng.add_option_quotes(pa.Table.from_batches([dbnread.record_batch(p["mbp-1"], "mbp-1")]))
+        if p["mbp-10"]:
+            eng.add_book(pa.Table.from_batches([dbnread.record_batch(p["mbp-10"], "mbp-10")]))
+        self._pending = {k: [] for k in _SCHEMA_OF.values()}
+
+    def _tick(self, ts: int, *, final: bool = False) -> list[Update]:
+        self._flush()
+        eng = self.silver
+        if eng is None:
+            return []
+        out: list[Update] = []
+        while self._bars_done < self._bar_closes.size and self._bar_closes[self._bars_done] < ts:
+            close = int(self._bar_closes[self._bars_done])
+            out.append(self._bar(eng, close))
+            self._bars_done += 1
+        steps = eng.finish() if final else eng.advance(ts)
+        for st in steps:
+            out.extend(self._step(st))
+        nxt = [int(self._steps[eng.done])] if eng.done < self._steps.size else []
+        if self._bars_done < self._bar_closes.size:
+            nxt.append(int(self._bar_closes[self._bars_done]))
+        self._next = min(nxt) if nxt else np.iinfo(np.int64).max
+        return out
+
+    def _update(self, kind: Any, level: str | None, payload: dict[str, Any]) -> Update:
+        return Update(kind, self.date.isoformat(), self.last_ts, self.clock(), level, payload)
+
+    def _bar(self, eng: SilverEngine, close: int) -> Update:
+        """The 2-minute bar closing at ``close``, as a row of ``/v1/days/{date}/bars``."""
+        b2 = eng.bars_until(close, BAR_S)
+        row = {c: float(bars.as_float(b2.column(c))[-1]) for c in ("open", "high", "low", "close")}
+        vol = int(b2.column("volume")[-1].as_py()) if b2.num_rows else 0
+        payload = {"t": iso_z(close), "time": et_time(close), **{k: _finite(v) for k, v in row.items()}}
+        payload["volume"] = vol
+        return self._update("bar", None, payload)
+
+    def _step(self, st: StepOutput) -> list[Update]:
+        out = [
+            self._update(
+                "levels",
+                None,
+                {"t": iso_z(st.ts), "time": et_time(st.ts), **{k: _finite(v) for k, v in st.levels.items()}},
+            )
+        ]
+        self._state.append(st.state)
+        self._levels.append(st)
+        for row in st.state.to_pylist():
+            out.append(self._update("state", str(row["level_kind"]), _json_row(row)))
+        if st.state.num_rows:
+            out.extend(self._anchors(st.ts))
+        return out
+
+    def _anchors(self, ts: int) -> list[Update]:
+        """Anchors at this step: gold's rule over the rows so far, the vector, and the answer."""
+        state = pa.concat_tables(self._state)
+        levels = pa.table(
+            {
+                "ts": pa.array([o.ts for o in self._levels], pa.timestamp("ns", tz="UTC")),
+                "price": pa.array([o.levels["price"] for o in self._levels], pa.float64()),
+                "atr": pa.array([o.levels["atr"] for o in self._levels], pa.float64()),
+            }
+        )
+        a = gold.anchors(state, levels)
+        if a.num_rows == 0:
+            return []
+        a = a.filter(pa.compute.equal(a.column("ts").cast(pa.int64()), ts))
+        if a.num_rows == 0:
+            return []
+        raw = vectors.build_vectors(
+            state.select(list(STATE_SCHEMA.names)), a.select(list(vectors.ANCHOR_KEYS))
+        )
+        out = []
+        for i, row in enumerate(a.to_pylist()):
+            self.episodes.append({**row, "vector": raw[i]})
+            payload: dict[str, Any] = {
+                "episode_id": row["episode_id"],
+                "anchor_reason": row["anchor_reason"],
+                "t": iso_z(ts),
+                "time": et_time(ts),
+                "level_kind": row["level_kind"],
+                "direction": row["direction"],
+                "time_bucket": row["time_bucket"],
+                "distance": _finite(row["distance"]),
+            }
+            if self.answers:
+                payload["answer"] = self.answer(
+                    raw[i], row["level_kind"], row["direction"], row["time_bucket"]
+                )
+            out.append(self._update("answer", str(row["level_kind"]), payload))
+        return out
+
+    def answer(self, raw: Any, level_kind: str, direction: str, time_bucket: int) -> dict[str, Any] | None:
+        """The ``/v1/similar`` answer for a raw vector: served neighbours and distribution, and the
+        learned ``setup``; from the service's current table version (reloaded when it changes)."""
+        svc = self.service
+        if svc is None:
+            return None
+        try:
+            unit = vectors.apply(svc.stats(self.date), raw)
+            ans = svc.similar(
+                vector=np.asarray(unit, dtype=np.float64).reshape(-1).tolist(),
+                partition={"level_kind": level_kind, "direction": direction, "time_bucket": int(time_bucket)},
+                as_of=self.date,
+            )
+            ans["setup"] = svc.setup_answer(raw, level_kind, direction, self.date)
+            return ans
+        except Exception:  # an answer that cannot be made must not stop the stream
+            log.warning("no answer for %s %s", level_kind, direction, exc_info=True)
+            return None
