@@ -194,7 +194,11 @@ class Engine:
         self._levels.append(st)
         for row in st.state.to_pylist():
             out.append(self._update("state", str(row["level_kind"]), _json_row(row)))
-        if st.state.num_rows:
+        # Every anchor is in its level's zone at its own step: without a row in the zone, no anchor.
+        inz = np.nan_to_num(
+            np.asarray(st.state.column("in_zone").to_numpy(zero_copy_only=False), dtype=np.float64)
+        )
+        if st.state.num_rows and inz.max() >= 0.5:
             out.extend(self._anchors(st.ts))
         return out
 
@@ -214,8 +218,10 @@ class Engine:
         a = a.filter(pa.compute.equal(a.column("ts").cast(pa.int64()), ts))
         if a.num_rows == 0:
             return []
+        kinds = pa.array(sorted(set(a.column("level_kind").to_pylist())))
+        mine = state.filter(pa.compute.is_in(state.column("level_kind"), kinds))
         raw = vectors.build_vectors(
-            state.select(list(STATE_SCHEMA.names)), a.select(list(vectors.ANCHOR_KEYS))
+            mine.select(list(STATE_SCHEMA.names)), a.select(list(vectors.ANCHOR_KEYS))
         )
         out = []
         for i, row in enumerate(a.to_pylist()):
