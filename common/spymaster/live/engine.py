@@ -91,7 +91,7 @@ class Engine:
         self._bars_done = 0
         self._next = int(min(self._steps[0], self._bar_closes[0]))
         self.last_ts = 0
-        self._state: list[pa.Table] = []
+        self._state_tbl: pa.Table = STATE_SCHEMA.empty_table()
         self._levels: list[StepOutput] = []
         self.episodes: list[dict[str, Any]] = []
         """Every anchor the engine answered: its gold anchor row and raw vector (for parity)."""
@@ -112,6 +112,11 @@ class Engine:
                 self._pending[schema].append(rec)
             self.last_ts = max(self.last_ts, ts)
         return out
+
+    @property
+    def state(self) -> pa.Table:
+        """Every state row emitted so far (the batch state table's rows, in its order)."""
+        return self._state_tbl
 
     def finish(self) -> list[Update]:
         """The stream ended (replay reached its end): complete every remaining step."""
@@ -190,7 +195,8 @@ class Engine:
                 {"t": iso_z(st.ts), "time": et_time(st.ts), **{k: _finite(v) for k, v in st.levels.items()}},
             )
         ]
-        self._state.append(st.state)
+        # One chunk, not one per step: gold's filters and takes cost per chunk.
+        self._state_tbl = pa.concat_tables([self._state_tbl, st.state]).combine_chunks()
         self._levels.append(st)
         for row in st.state.to_pylist():
             out.append(self._update("state", str(row["level_kind"]), _json_row(row)))
@@ -204,7 +210,7 @@ class Engine:
 
     def _anchors(self, ts: int) -> list[Update]:
         """Anchors at this step: gold's rule over the rows so far, the vector, and the answer."""
-        state = pa.concat_tables(self._state)
+        state = self._state_tbl
         levels = pa.table(
             {
                 "ts": pa.array([o.ts for o in self._levels], pa.timestamp("ns", tz="UTC")),
