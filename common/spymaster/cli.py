@@ -604,6 +604,56 @@ def serve(
 
 
 @app.command()
+def live(
+    replay: Annotated[
+        dt.datetime | None,
+        typer.Option("--replay", formats=["%Y-%m-%d"], help="Replay this lake date's raw files"),
+    ] = None,
+    speed: Annotated[
+        float | None,
+        typer.Option("--speed", min=0.001, help="Replay speed (1 = real time; default as fast as possible)"),
+    ] = None,
+    from_: Annotated[
+        str | None,
+        typer.Option("--from", help="Pace from this ET time (HH:MM); earlier records warm up unpaced"),
+    ] = None,
+    jsonl: Annotated[
+        Path | None, typer.Option("--jsonl", help="Write updates as JSON lines here (default stdout)")
+    ] = None,
+    answers: Annotated[bool, typer.Option("--answers/--no-answers", help="Answer at each anchor")] = True,
+    lake: LakeOpt = None,
+) -> None:
+    """Run the live engine over a record source; updates (bars, levels, state, answers) as JSON lines."""
+    from spymaster.live import replay as replay_mod
+    from spymaster.live import run as live_run
+    from spymaster.live.engine import Engine
+    from spymaster.serving import Service
+
+    if replay is None:
+        raise typer.BadParameter("give a source: --replay DATE")
+    store = _lake(lake)
+    date = replay.date()
+    service = Service(store, table_check_seconds=float("inf")) if answers else None
+    refresher = live_run.Refresher(service).start() if service is not None else None
+    engine = Engine(date, service=service)
+    try:
+        start = replay_mod.start_of(date, from_)
+        source = replay_mod.paced(replay_mod.records(store, date), speed=speed, start_ns=start)
+        ups = live_run.updates(engine, source)
+        if jsonl is None:
+            n = live_run.write_jsonl(ups, sys.stdout)
+        else:
+            with open(jsonl, "w") as f:
+                n = live_run.write_jsonl(ups, f)
+    except SpymasterError as exc:
+        _fail(exc)
+    finally:
+        if refresher is not None:
+            refresher.stop()
+    typer.echo(f"{n:,} updates for {date}", err=True)
+
+
+@app.command()
 def status(lake: LakeOpt = None) -> None:
     """Which dates are at which layer, and what is quarantined."""
     from spymaster.lake import quarantine

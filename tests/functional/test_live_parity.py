@@ -56,14 +56,13 @@ def _bits(v: Any) -> Any:
     return np.asarray(v, dtype=np.float32).view(np.uint32)
 
 
-
-
 def _check_parity(lake: Lake, date: dt.date) -> None:
     batch = silver.build(lake, date)
     episodes = gold.episodes(batch.state, batch.levels, batch.bars_30s)
     eng, ups = _run(lake, date)
 
-    assert eng.silver is not None and eng.silver.symbol == batch.front_month == sessions.front_month(date).symbol
+    assert eng.silver is not None
+    assert eng.silver.symbol == batch.front_month == sessions.front_month(date).symbol
     assert batch.state.num_rows > 1000
     assert eng.state.equals(batch.state)
 
@@ -114,7 +113,10 @@ def test_engine_never_looks_ahead(tmp_path: Path) -> None:
         out = []
         for u in ups:
             t = u.payload.get("t") or u.payload.get("ts")
-            if t is not None and dt.datetime.fromisoformat(str(t).replace("Z", "+00:00")).timestamp() * 1e9 <= cut:
+            if (
+                t is not None
+                and dt.datetime.fromisoformat(str(t).replace("Z", "+00:00")).timestamp() * 1e9 <= cut
+            ):
                 out.append((u.kind, u.level, u.payload))
         return out
 

@@ -402,7 +402,9 @@ class SilverEngine:
             keep = np.sort(o[~superseded])
             self._opt_quotes = [qt.take(pa.array(keep, pa.int64()))]
 
-    def _trades_upto(self, t: int) -> tuple[FloatArray, ...]:
+    def _trades_upto(
+        self, t: int
+    ) -> tuple[npt.NDArray[np.int64], FloatArray, FloatArray, npt.NDArray[np.uint8]]:
         n = int(np.searchsorted(self._t_ts.view(), t, side="right"))
         ts = self._t_ts.view(n)
         if n and np.any(ts[1:] < ts[:-1]):

@@ -100,3 +100,17 @@ class Service(Queries, Reports):
         self._report_files: OrderedDict[str, bytes] = OrderedDict()
         self._learned = None
         self._learned_lock = threading.Lock()
+
+    def refresh(self) -> int | None:
+        """Check the vector table now and load a new version, then the fitted models for it.
+
+        For a background thread (the live engine's refresher): other callers keep answering from
+        the version in memory meanwhile. Returns the table version now served.
+        """
+        with self._reload_lock:
+            snap = self._refresh(self._snap)
+            with self._snap_lock:
+                self._snap = snap
+                self._checked = self._clock()
+        self._learned_state()
+        return snap.index.version
