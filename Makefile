@@ -77,6 +77,12 @@ bench-query: install ## Query latency in-process, ASGI and HTTP at demo size and
 bench-learned: install ## The learned similarity: refit cost and query latency at 1 M episodes
 	$(BIN)/python bench/bench_learned.py --episodes 1000000
 
+bench-realsize: install ## Raw → gold + index per date at 1×, 3×, 5× scale: main's silver vs the step engine (peak RSS, wall)
+	$(BIN)/python bench/bench_realsize.py --scales 1 3 5
+
+bench-live: install ## Live engine: replay a full-scale day at 10×, lag and arrival → answer latency percentiles
+	$(BIN)/python bench/bench_live.py --scale 1 --speed 10 --minutes 30
+
 bench: install ## Run every benchmark and regenerate docs/BENCHMARKS.md (≈ 10 min)
 	$(BIN)/python bench/report.py
 

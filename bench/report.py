@@ -60,6 +60,20 @@ BENCHES: dict[str, tuple[list[str], str]] = {
         "exact search over 1 M synthetic rows and over the ≈ 1 in 7 of them that are approaches (the served "
         "population), one BLAS thread. Goal: in-process p50 ≤ 5 ms at 1 M episodes.",
     ),
+    "realsize": (
+        ["bench/bench_realsize.py", "--scales", "1", "3", "5"],
+        "Real-size days (issue 16 goal 5): the per-date job raw → gold + index at 1×, 3× and 5× the "
+        "generator's full scale, main's silver (the RTH book in memory) beside the step engine (the book "
+        "streamed from bronze a row group at a time, one 420-s window held), each in a fresh process. "
+        "Goal: peak RSS ≤ 3 GB at every size, wall time linear in records.",
+    ),
+    "live": (
+        ["bench/bench_live.py", "--scale", "1", "--speed", "10", "--minutes", "30"],
+        "The live engine (issue 14): a full-scale day replayed at 10× after an unpaced warm-up from the "
+        "Globex open; (a) how late the engine consumes each record against its due time, (b) from the "
+        "arrival of the record that completes a step to the answer update at an anchor (vector, served "
+        "answer, learned setup). Goal: p99 (b) ≤ 50 ms and a lag that does not grow.",
+    ),
 }
 _NOISE = re.compile(r'HTTP/1\.1"|^\s*$|it/s\]|s/it\]')
 
