@@ -48,7 +48,8 @@ def _child(lake_dir: str, date: str, impl: str) -> None:
         path = Path(tempfile.mkdtemp()) / "silver_main.py"
         path.write_text(src)
         spec = importlib.util.spec_from_file_location("silver_main", path)
-        assert spec is not None and spec.loader is not None
+        assert spec is not None
+        assert spec.loader is not None
         old = importlib.util.module_from_spec(spec)
         sys.modules["silver_main"] = old
         spec.loader.exec_module(old)
