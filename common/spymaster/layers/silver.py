@@ -298,6 +298,8 @@ class SilverEngine:
         self._opt_def = opt_definition
         self._opt_stats = opt_statistics
         self._opt_quotes: list[pa.Table] = []
+        self._quotes_kept = 0
+        self._bar_cache: dict[int, tuple[pa.Table, int, float]] = {}
         self._prev_side = np.zeros(len(LEVEL_KINDS))  # 0: no step yet, nothing to carry
         self.outputs: list[StepOutput] = []
         self.keep_outputs = True
@@ -341,6 +343,8 @@ class SilverEngine:
         shape.pop("ts")
         new.update(shape)
         self._book = pa.concat_tables([self._book, mb]) if self._book is not None else mb
+        if self._book.column(0).num_chunks > 8:  # takes across many chunks are slow
+            self._book = self._book.combine_chunks()
         self._series = {
             k: np.concatenate([self._series[k], v]) if self._series else v for k, v in new.items()
         }
@@ -384,13 +388,14 @@ class SilverEngine:
         if self._book is not None and self._book.num_rows:
             ts = bars.as_ns(self._book.column("ts_recv"))
             cut = int(np.searchsorted(ts, nxt - BOOK_WINDOW_NS, side="left"))
-            if cut:
+            if cut > max(4096, self._book.num_rows // 2):  # amortised: copy rarely, hold < 2 windows
                 self._book = self._book.slice(cut)
                 self._series = {k: v[cut:].copy() for k, v in self._series.items()}
                 self._book = (
                     self._book.combine_chunks() if self._book.column(0).num_chunks > 8 else self._book
                 )
-        if len(self._opt_quotes) > 1 or (self._opt_quotes and self.done):
+        n_quotes = sum(t.num_rows for t in self._opt_quotes)
+        if n_quotes > max(4096, 2 * self._quotes_kept):
             qt = pa.concat_tables(self._opt_quotes)
             ts = bars.as_ns(qt.column("ts_recv"))
             ids = np.asarray(qt.column("instrument_id").to_numpy(zero_copy_only=False), dtype=np.int64)
@@ -401,6 +406,7 @@ class SilverEngine:
             superseded = np.r_[(ids_o[1:] == ids_o[:-1]) & (ts_o[1:] <= done_ts), False]
             keep = np.sort(o[~superseded])
             self._opt_quotes = [qt.take(pa.array(keep, pa.int64()))]
+            self._quotes_kept = keep.size
 
     def _trades_upto(
         self, t: int
@@ -412,17 +418,53 @@ class SilverEngine:
             return ts[o], self._t_px.view(n)[o], self._t_sz.view(n)[o], self._t_side.view(n)[o]
         return ts, self._t_px.view(n), self._t_sz.view(n), self._t_side.view(n)
 
+    def _session_bars(
+        self,
+        seconds: int,
+        upto: int,
+        t_ts: npt.NDArray[np.int64],
+        t_px: FloatArray,
+        t_sz: FloatArray,
+        t_side: npt.NDArray[np.uint8],
+    ) -> pa.Table:
+        """The session's bars from trades stamped <= ``upto``: bars closed by then are final, so
+        they are kept and only the bars after them are rebuilt (the same ``time_bars``, with the
+        last close carried into leading empty bars exactly as a whole-session call carries it)."""
+        lo, hi = sessions.globex_session(self.date)
+        end, step = _bar_end(lo, hi, seconds), seconds * NS
+        prefix, start, carry = self._bar_cache.get(seconds, (None, lo, np.nan))
+        i = int(np.searchsorted(t_ts, start, side="left"))
+        new = bars.time_bars(
+            t_ts[i:], t_px[i:], t_sz[i:], t_side[i:], start_ns=start, end_ns=end, seconds=seconds
+        )
+        if prefix is not None and np.isfinite(carry):
+            close = bars.as_float(new.column("close"))
+            full = np.asarray(new.column("trades").to_numpy(), dtype=np.int64) > 0
+            first = int(np.argmax(full)) if full.any() else close.size
+            lead = np.arange(close.size) < first
+            cols = {c: bars.as_float(new.column(c)).copy() for c in ("open", "high", "low", "close", "vwap")}
+            for c, v in cols.items():
+                v[lead] = carry
+                new = new.set_column(new.schema.get_field_index(c), c, pa.array(v))
+        table = pa.concat_tables([prefix, new]).combine_chunks() if prefix is not None else new
+        closed = lo + (upto - lo) // step * step
+        ts = bars.as_ns(table.column("ts"))
+        k = int(np.searchsorted(ts, closed, side="right"))
+        if k:
+            self._bar_cache[seconds] = (
+                table.slice(0, k),
+                int(ts[k - 1]),
+                float(bars.as_float(table.column("close"))[k - 1]),
+            )
+        return table
+
     def _compute(self, q: npt.NDArray[np.int64]) -> list[StepOutput]:
         """The steps ``q`` (consecutive, all complete): trade series vectorised, book per step."""
         s, date = self.s, self.date
         n = q.size
         t_ts, t_px, t_sz, t_side = self._trades_upto(int(q[-1]))
-        lo, hi = sessions.globex_session(date)
-        b30 = bars.time_bars(t_ts, t_px, t_sz, t_side, start_ns=lo, end_ns=_bar_end(lo, hi, 30), seconds=30)
-        b2 = _with_atr(
-            bars.time_bars(t_ts, t_px, t_sz, t_side, start_ns=lo, end_ns=_bar_end(lo, hi, 120), seconds=120),
-            s,
-        )
+        b30 = self._session_bars(30, int(q[-1]), t_ts, t_px, t_sz, t_side)
+        b2 = _with_atr(self._session_bars(120, int(q[-1]), t_ts, t_px, t_sz, t_side), s)
         # A 30-second grid reaching back far enough for the slowest kinematics.
         back = LOOKBACK_MIN * 60 // STEP_S
         grid = np.concatenate([q[0] - np.arange(back, 0, -1, dtype=np.int64) * STEP_S * NS, q])
@@ -441,9 +483,12 @@ class SilverEngine:
 
         is_buy = t_side == ord("B")
         is_sell = t_side == ord("A")
-        buy_vol = {w: flow.rolling_sum_at(t_ts, t_sz * is_buy, q, w) for w in (60, 300)}
-        sell_vol = {w: flow.rolling_sum_at(t_ts, t_sz * is_sell, q, w) for w in (60, 300)}
-        n_trades_60 = flow.rolling_sum_at(t_ts, np.ones_like(t_sz), q, 60)
+        # Sums of whole contracts are exact from any origin: start at the longest window.
+        w0 = int(np.searchsorted(t_ts, q[0] - 300 * NS, side="right"))
+        r_ts, r_sz = t_ts[w0:], t_sz[w0:]
+        buy_vol = {w: flow.rolling_sum_at(r_ts, r_sz * is_buy[w0:], q, w) for w in (60, 300)}
+        sell_vol = {w: flow.rolling_sum_at(r_ts, r_sz * is_sell[w0:], q, w) for w in (60, 300)}
+        n_trades_60 = flow.rolling_sum_at(r_ts, np.ones_like(r_sz), q, 60)
         open_ns = sessions.et_ns(date, sessions.RTH_OPEN)
         i_open = int(np.searchsorted(t_ts, open_ns, side="left"))
         # The RTH open price is known once its trade is (at a step stamped at or after it).
@@ -451,10 +496,11 @@ class SilverEngine:
         if i_open < t_ts.size:
             rth_open_px[q >= t_ts[i_open]] = t_px[i_open]
         globex_open_px = float(t_px[0]) if t_px.size else np.nan
-        cum_hi = np.fmax.accumulate(np.where(t_ts >= open_ns, t_px, -np.inf)) if t_px.size else t_px
-        cum_lo = np.fmin.accumulate(np.where(t_ts >= open_ns, t_px, np.inf)) if t_px.size else t_px
+        rth_ts, rth_px = t_ts[i_open:], t_px[i_open:]
+        cum_hi = np.fmax.accumulate(rth_px) if rth_px.size else rth_px
+        cum_lo = np.fmin.accumulate(rth_px) if rth_px.size else rth_px
         with np.errstate(invalid="ignore"):
-            rth_range = bars.asof(t_ts, cum_hi, q) - bars.asof(t_ts, cum_lo, q)
+            rth_range = bars.asof(rth_ts, cum_hi, q) - bars.asof(rth_ts, cum_lo, q)
         rth_range = np.where(np.isfinite(rth_range), rth_range, np.nan)  # no RTH trade yet
         b30_ts = bars.as_ns(b30.column("ts"))
         b30_hi, b30_lo = bars.as_float(b30.column("high")), bars.as_float(b30.column("low"))
@@ -614,7 +660,9 @@ class SilverEngine:
             for k, v in flow.ofi_windows(ts, ser, tq, FLOW_WINDOWS_S).items():
                 if k in out:
                     out[k][j] = v[0]
-            for k, v in _book_features(ts, ser, tq).items():
+            # The shape features look back 60 s: start at the state in force then.
+            f0 = max(int(np.searchsorted(ts, t - 60 * NS, side="right")) - 1, 0)
+            for k, v in _book_features(ts[f0:], {x: ser[x][f0:] for x in _SHAPE}, tq).items():
                 out[k][j] = v[0]
             p = np.searchsorted(ts, t - lags, side="right") - 1
             picks[j] = np.where(p >= 0, p + a, -1)
