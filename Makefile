@@ -11,7 +11,7 @@ PORT ?= 8000
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser demo test test-slow lint typecheck bench bench-bronze bench-silver bench-gold bench-pipeline bench-query bench-learned evaluate lock clean
+.PHONY: help install browser demo test test-slow lint typecheck bench bench-bronze bench-silver bench-gold bench-pipeline bench-query bench-learned bench-realsize bench-live evaluate lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
