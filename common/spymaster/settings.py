@@ -71,7 +71,9 @@ class DatabentoLiveSettings(BaseSettings):
     ``DATABENTO_LIVE_PORT`` point the client at another gateway (the tests' local one).
     """
 
-    model_config = SettingsConfigDict(env_prefix="SPYMASTER_LIVE_", extra="ignore", populate_by_name=True, frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="SPYMASTER_LIVE_", extra="ignore", populate_by_name=True, frozen=True
+    )
 
     api_key: SecretStr | None = Field(default=None, validation_alias="DATABENTO_API_KEY")
     gateway: str | None = Field(default=None, validation_alias="DATABENTO_LIVE_GATEWAY")

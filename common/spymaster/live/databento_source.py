@@ -45,6 +45,8 @@ class SourceStats:
     slow_reader_warnings: int = 0
     last_ts_recv: int | None = None
     connected: bool = False
+    resumes: list[tuple[int, int]] = field(default_factory=list)
+    """(last arrival time delivered, ``start=`` asked) of each resume."""
     errors: list[str] = field(default_factory=list)
 
 
@@ -179,7 +181,9 @@ class DatabentoSource:
         last = self.stats.last_ts_recv
         if last is None:
             return self.start_ns
-        return max(self.start_ns, last - int(self.settings.resume_margin_s * sessions.NS))
+        start = max(self.start_ns, last - int(self.settings.resume_margin_s * sessions.NS))
+        self.stats.resumes.append((last, start))
+        return start
 
     # -- the boundary ----------------------------------------------------------------------------------
 
@@ -229,4 +233,6 @@ def _terminate(client: Any) -> None:
 def _transient(reason: str) -> bool:
     """A lost or refused connection is worth retrying; a refused key or subscription is not."""
     low = reason.lower()
-    return low.startswith("connection") or any(w in low for w in ("reset", "connection lost", "timed out", "timeout"))
+    return low.startswith("connection") or any(
+        w in low for w in ("reset", "connection lost", "timed out", "timeout")
+    )

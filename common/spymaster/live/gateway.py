@@ -21,6 +21,7 @@ import socket
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,7 +101,7 @@ def records_feed(records: Mapping[tuple[str, str], Sequence[Any]]) -> Feed:
 
 def _decode_file(lake: Lake, rel: str) -> Iterator[Any]:
     """Decode a raw ``.dbn.zst`` in chunks (bounded memory) into v3 records, metadata dropped."""
-    decoder = dbn.DBNDecoder(upgrade_policy=dbn.VersionUpgradePolicy.UPGRADE_TO_V3)
+    decoder = dbn.DBNDecoder(upgrade_policy=dbn.VersionUpgradePolicy.UPGRADE_TO_V3)  # type: ignore[arg-type]
     with lake.local_copy(rel) as path, path.open("rb") as raw:
         reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
         while chunk := reader.read(_CHUNK * 16):
@@ -120,7 +121,7 @@ def _parse(line: bytes) -> dict[str, str]:
     return {k: v for k, _, v in (t.partition("=") for t in text.split("|")) if k}
 
 
-class _Dropped(Exception):
+class _DroppedError(Exception):
     """The gateway was told to drop this session."""
 
 
@@ -166,6 +167,7 @@ class LocalGateway:
         self.sessions: list[SessionLog] = []
         self._lock = threading.Lock()
         self._drop_after: int | None = None
+        self._plan: deque[int] = deque()
         self._drop_now = threading.Event()
         self._stop = threading.Event()
         self._conns: set[socket.socket] = set()
@@ -188,13 +190,13 @@ class LocalGateway:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
         self._server.close()
         with self._lock:
             conns = list(self._conns)
         for conn in conns:
             _abort(conn)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     def __enter__(self) -> LocalGateway:
         return self.start()
@@ -206,6 +208,11 @@ class LocalGateway:
         """Reset the streaming session once it has sent ``n_records`` more records (once)."""
         with self._lock:
             self._drop_after = n_records
+
+    def plan_drops(self, *counts: int) -> None:
+        """The next sessions to stream drop after sending these many records, one count each."""
+        with self._lock:
+            self._plan.extend(counts)
 
     def drop_now(self) -> None:
         """Reset the streaming session at its next record (or heartbeat)."""
@@ -220,14 +227,20 @@ class LocalGateway:
     # -- sessions ------------------------------------------------------------------------------------
 
     def _accept(self) -> None:
+        self._server.settimeout(0.1)  # closing a socket does not wake a blocked accept()
         while not self._stop.is_set():
             try:
                 conn, _ = self._server.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
+            conn.settimeout(None)
             with self._lock:
                 self._conns.add(conn)
-            threading.Thread(target=self._serve, args=(conn,), name="live-gateway-session", daemon=True).start()
+            threading.Thread(
+                target=self._serve, args=(conn,), name="live-gateway-session", daemon=True
+            ).start()
 
     def _serve(self, conn: socket.socket) -> None:
         s = SessionLog(session_id=next(self._ids))
@@ -235,7 +248,7 @@ class LocalGateway:
             self.sessions.append(s)
         try:
             self._session(conn, s)
-        except _Dropped:
+        except _DroppedError:
             s.dropped = True
             _abort(conn)
         except OSError as exc:
@@ -311,8 +324,8 @@ class LocalGateway:
         meta = dbn.Metadata(
             dataset=self.dataset,
             start=min(starts) if starts else (now or time.time_ns()),
-            stype_in=dbn.SType.PARENT,
-            stype_out=dbn.SType.INSTRUMENT_ID,
+            stype_in=dbn.SType.PARENT,  # type: ignore[arg-type]  # the stubs type enum members as str
+            stype_out=dbn.SType.INSTRUMENT_ID,  # type: ignore[arg-type]
             schema=dbn.Schema.from_str(next(iter(schemas))) if len(schemas) == 1 else None,
             symbols=sorted({y for x in s.subscriptions for y in x.symbols}),
             version=DBN_VERSION,
@@ -322,6 +335,8 @@ class LocalGateway:
             conn.sendall(b"".join(bytes(dbn.ErrorMsg(ts_event=meta.start, err=e)) for e in errors))
             conn.shutdown(socket.SHUT_RDWR)
             return
+        with self._lock:
+            own_drop = self._plan.popleft() if self._plan else None
         buf = bytearray()
         last_ts = meta.start
         for rec in heapq.merge(*sources, key=_ts_recv):
@@ -329,9 +344,9 @@ class LocalGateway:
             buf += bytes(rec)
             s.records_sent += 1
             last_ts = rec.ts_recv
-            if self._should_drop(s):
+            if self._should_drop(s) or s.records_sent == own_drop:
                 conn.sendall(buf)
-                raise _Dropped
+                raise _DroppedError
             if len(buf) >= _CHUNK:
                 conn.sendall(buf)
                 buf.clear()
@@ -342,8 +357,9 @@ class LocalGateway:
         while not self._stop.is_set():
             if self._drop_now.is_set():
                 self._drop_now.clear()
-                raise _Dropped
-            conn.sendall(bytes(dbn.SystemMsg(ts_event=last_ts, msg="Heartbeat", code=dbn.SystemCode.HEARTBEAT)))
+                raise _DroppedError
+            beat = dbn.SystemMsg(ts_event=last_ts, msg="Heartbeat", code=dbn.SystemCode.HEARTBEAT)  # type: ignore[arg-type]
+            conn.sendall(bytes(beat))
             self._stop.wait(self.heartbeat_s)
 
     def _should_drop(self, s: SessionLog) -> bool:

@@ -1,0 +1,206 @@
+"""Fan-out of live updates to subscribers, each behind a bounded queue.
+
+The runner publishes from its own thread; subscribers (the SSE route, benches) read from an event
+loop or a thread. A slow subscriber never slows the engine or the others: its queue keeps at most
+``queue_size`` events, a newer ``levels``/``state``/``status`` event replaces a waiting one of the
+same level (only the latest matters, counted as *coalesced*), and past the bound the oldest event
+is dropped (counted as *dropped*; both counts ride on every event the subscriber gets). A new
+subscriber is primed with the day so far (its closed bars and the latest of everything else), so
+a page opened mid-session draws the whole picture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from spymaster.live.types import Update
+
+__all__ = ["Event", "Hub", "Subscriber"]
+
+_COALESCED = frozenset({"levels", "state", "status"})
+"""Kinds where a newer event of the same level makes a waiting one worthless."""
+
+_HISTORY = frozenset({"bar", "levels", "answer"})
+"""Kinds a late subscriber gets the whole day of (one per bar / step / answer: a day is small)."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """An update as published: its sequence number, and when its records arrived and it was sent."""
+
+    seq: int
+    update: Update
+    arrival_ns: int
+    """Wall clock when the last record behind the update reached the runner."""
+    published_ns: int
+
+    @property
+    def key(self) -> tuple[str, str | None, str | None]:
+        u = self.update
+        if u.kind == "bar":
+            return ("bar", None, str(u.payload.get("t")))
+        if u.kind == "answer":
+            return ("answer", u.level, str(u.payload.get("t")))
+        return (u.kind, u.level, None)
+
+    def to_json(self, *, dropped: int = 0, coalesced: int = 0) -> dict[str, Any]:
+        """The SSE ``data`` of the event: the update, its record time and the engine's lag."""
+        u = self.update
+        return {
+            "seq": self.seq,
+            "kind": u.kind,
+            "date": u.date,
+            "level": u.level,
+            "record_ts_ns": u.record_ts_ns,
+            "emitted_ns": u.emitted_ns,
+            "published_ns": self.published_ns,
+            "lag_ms": round(max(u.emitted_ns - self.arrival_ns, 0) / 1e6, 3),
+            "dropped": dropped,
+            "coalesced": coalesced,
+            "payload": u.payload,
+        }
+
+
+class Subscriber:
+    """One consumer's bounded queue; thread-safe ``put``, async or blocking ``get``."""
+
+    def __init__(self, hub: Hub, queue_size: int, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.hub = hub
+        self.queue_size = queue_size
+        self.dropped = 0
+        self.coalesced = 0
+        self._q: deque[Event] = deque()
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._loop = loop
+        self._wake = asyncio.Event() if loop is not None else None
+        self._notified = False
+
+    def put(self, event: Event) -> None:
+        with self._lock:
+            if event.update.kind in _COALESCED:
+                for i, waiting in enumerate(self._q):
+                    if waiting.key == event.key:
+                        del self._q[i]
+                        self.coalesced += 1
+                        break
+            if len(self._q) >= self.queue_size:
+                self._q.popleft()
+                self.dropped += 1
+            self._q.append(event)
+            self._ready.notify()
+            if self._loop is not None and not self._notified:
+                self._notified = True
+                self._loop.call_soon_threadsafe(self._set)
+
+    def _set(self) -> None:
+        assert self._wake is not None
+        self._wake.set()
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._q)
+
+    async def next(self, timeout: float) -> Event | None:
+        """The next event, or ``None`` after ``timeout`` seconds without one (from the loop)."""
+        assert self._wake is not None, "an async subscriber needs the loop it was made on"
+        while True:
+            with self._lock:
+                if self._q:
+                    return self._q.popleft()
+                self._notified = False
+                self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                return None
+
+    def get(self, timeout: float) -> Event | None:
+        """The next event, blocking this thread at most ``timeout`` seconds."""
+        with self._ready:
+            if not self._q:
+                self._ready.wait(timeout)
+            return self._q.popleft() if self._q else None
+
+    def close(self) -> None:
+        self.hub.unsubscribe(self)
+
+
+class Hub:
+    """Publishes updates of one live date to every subscriber."""
+
+    def __init__(self, date: str, *, queue_size: int = 256) -> None:
+        self.date = date
+        self.queue_size = queue_size
+        self.published = 0
+        self._seq = itertools.count(1)
+        self._lock = threading.Lock()
+        self._subs: set[Subscriber] = set()
+        self._history: dict[tuple[str, str | None, str | None], Event] = {}
+        self._latest: dict[tuple[str, str | None, str | None], Event] = {}
+        self._gone_dropped = 0
+        self._gone_coalesced = 0
+
+    def publish(self, updates: Iterable[Update], arrival_ns: int) -> None:
+        """Send updates to every subscriber (called by the runner's thread)."""
+        now = time.time_ns()
+        with self._lock:
+            subs = list(self._subs)
+            events = []
+            for u in updates:
+                ev = Event(next(self._seq), u, arrival_ns, now)
+                events.append(ev)
+                if u.kind in _HISTORY:
+                    self._history[(u.kind, u.level, str(u.payload.get("t")))] = ev
+                else:
+                    self._latest[ev.key] = ev
+            self.published += len(events)
+        for sub in subs:
+            for ev in events:
+                sub.put(ev)
+
+    def subscribe(self, *, loop: asyncio.AbstractEventLoop | None = None) -> Subscriber:
+        """A new subscriber, primed with the day so far (bars, levels, answers; the latest state and
+        status), in publication order."""
+        sub = Subscriber(self, self.queue_size, loop)
+        with self._lock:
+            primer = sorted([*self._history.values(), *self._latest.values()], key=lambda e: e.seq)
+            self._subs.add(sub)
+        # The primer is history: it may exceed the live bound without counting as drops.
+        with sub._lock:
+            sub._q.extend(primer)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        with self._lock:
+            if sub in self._subs:
+                self._subs.discard(sub)
+                self._gone_dropped += sub.dropped
+                self._gone_coalesced += sub.coalesced
+
+    def latest_status(self) -> dict[str, Any] | None:
+        with self._lock:
+            ev = self._latest.get(("status", None, None))
+        return ev.to_json() if ev is not None else None
+
+    def stats(self) -> dict[str, Any]:
+        """Subscribers and what they lost (for ``GET /v1/live/status`` and ``status`` events)."""
+        with self._lock:
+            subs = list(self._subs)
+            gone_d, gone_c = self._gone_dropped, self._gone_coalesced
+        return {
+            "date": self.date,
+            "published": self.published,
+            "subscribers": len(subs),
+            "queue_size": self.queue_size,
+            "dropped": gone_d + sum(s.dropped for s in subs),
+            "coalesced": gone_c + sum(s.coalesced for s in subs),
+            "pending_max": max((s.pending() for s in subs), default=0),
+        }
