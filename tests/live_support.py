@@ -8,6 +8,7 @@ incremental engine is wired in; it obeys the same :class:`spymaster.live.types.R
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import heapq
 import time
@@ -22,6 +23,8 @@ from spymaster.lake import Lake, paths
 from spymaster.live.types import Update
 from spymaster.serving.days import et_time, iso_z
 
+LIVE_DATE = dt.date(2026, 3, 3)
+"""The trading date the live tests stream."""
 KEY = "db-localtest000000000000000k3y42"
 """The API key the local gateway accepts in tests (Databento keys end in a 5-character bucket)."""
 
@@ -95,8 +98,8 @@ class BarsEngine:
                 yield self._update("bar", None, closed)
             self._bar_start = start
             self._bar = {
-                "t": iso_z(start),
-                "time": et_time(start),
+                "t": iso_z(start + sessions.BAR_CLOSE_NS),  # as the batch API: t = the bar's close
+                "time": et_time(start + sessions.BAR_CLOSE_NS),
                 "open": price,
                 "high": price,
                 "low": price,
@@ -139,3 +142,45 @@ def batch_timeline(lake: Lake, date: dt.date) -> list[Timed]:
 
 def _ns(iso: str) -> int:
     return int(dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()) * sessions.NS
+
+
+@contextlib.contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on a free 127.0.0.1 port in a thread; yields its URL."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="uvicorn-live", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the app did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def sse_events(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(event name, decoded JSON data) of each server-sent event in a line stream."""
+    import json
+
+    name, data = "message", []
+    for line in lines:
+        if not line:
+            if data:
+                yield name, json.loads("\n".join(data))
+            name, data = "message", []
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())

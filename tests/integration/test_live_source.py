@@ -14,27 +14,15 @@ from typing import Any
 
 import pytest
 
-from spymaster import sessions, synth
+from spymaster import sessions
 from spymaster.errors import LiveSourceError
 from spymaster.lake import Lake
 from spymaster.live.databento_source import DatabentoSource
 from spymaster.live.gateway import LocalGateway, lake_feed
-from spymaster.settings import DatabentoLiveSettings, StorageSettings
-from tests.live_support import KEY, BarsEngine, front_instrument, lake_records
+from spymaster.settings import DatabentoLiveSettings
+from tests.live_support import KEY, LIVE_DATE, BarsEngine, front_instrument, lake_records
 
-DATE = dt.date(2026, 3, 3)
-
-
-@pytest.fixture(scope="module")
-def day_lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
-    lake = Lake(StorageSettings(lake_uri=str(tmp_path_factory.mktemp("live") / "lake")))
-    synth.generate(lake, DATE, 1, scale=0.01, seed=3, progress=False)
-    return lake
-
-
-@pytest.fixture(scope="module")
-def expected(day_lake: Lake) -> list[Any]:
-    return lake_records(day_lake, DATE)
+DATE = LIVE_DATE
 
 
 @pytest.fixture

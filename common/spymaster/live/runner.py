@@ -45,9 +45,9 @@ class Runner:
     hub
         Where updates are published.
     stop_source
-        How to end a source blocked on the network (``DatabentoSource.stop``).
+        How to end a source blocked on the network (default: its ``stop``, if it has one).
     source_stats
-        A callable giving the source's own counters for status updates.
+        The source's own counters for status updates (default: its ``stats``, if any).
     """
 
     def __init__(
@@ -67,8 +67,9 @@ class Runner:
         self.hub = hub
         self.max_batch = max_batch
         self.status_s = status_s
-        self._stop_source = stop_source
-        self._source_stats = source_stats
+        # A source that can be stopped or counts for itself (DatabentoSource) is used as such.
+        self._stop_source = stop_source or getattr(source, "stop", None)
+        self._source_stats = source_stats or (lambda: getattr(source, "stats", None))
         self._q: queue.Queue[Any] = queue.Queue(maxsize=queue_records)
         self._stopped = threading.Event()
         self.done = threading.Event()
