@@ -5,8 +5,8 @@ loop or a thread. A slow subscriber never slows the engine or the others: its qu
 ``queue_size`` events, a newer ``levels``/``state``/``status`` event replaces a waiting one of the
 same level (only the latest matters, counted as *coalesced*), and past the bound the oldest event
 is dropped (counted as *dropped*; both counts ride on every event the subscriber gets). A new
-subscriber is primed with the day so far (its closed bars and the latest of everything else), so
-a page opened mid-session draws the whole picture.
+subscriber is primed with the day so far, so a page opened mid-session draws the whole picture
+(the day's bars, levels and answers; the latest state and status).
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ class Event:
             "date": u.date,
             "level": u.level,
             "record_ts_ns": u.record_ts_ns,
+            "arrival_ns": self.arrival_ns,
             "emitted_ns": u.emitted_ns,
             "published_ns": self.published_ns,
             "lag_ms": round(max(u.emitted_ns - self.arrival_ns, 0) / 1e6, 3),
