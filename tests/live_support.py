@@ -137,6 +137,8 @@ def batch_timeline(lake: Lake, date: dt.date) -> list[Timed]:
             row = by_t.setdefault(p["t"], {"t": p["t"], "time": p["time"], "levels": {}})
             row["levels"][series["kind"]] = p["value"]
     out = [Timed(_ns(t), "levels", None, row) for t, row in by_t.items()]
+    for sig in svc.signals(date, horizon=8, k=50)["signals"]:
+        out.append(Timed(_ns(sig["t"]), "answer", sig["level_kind"], sig))
     return out
 
 

@@ -48,9 +48,24 @@ def test_waiting_state_of_one_level_is_replaced_by_the_newer() -> None:
 
     states = [(e.update.level, e.update.payload["i"]) for e in evs if e.update.kind == "state"]
     assert sorted(states) == [("OR_HIGH", 4), ("PM_LOW", 4)]
-    assert [e.update.payload["i"] for e in evs if e.update.kind == "bar"] == list(range(5))
+    assert [e.update.payload["i"] for e in evs if e.update.kind == "bar"] == list(range(5))  # 5 bars
     assert sub.coalesced == 8
     assert sub.dropped == 0
+
+
+def test_a_forming_bar_waiting_is_replaced_by_its_newer_self() -> None:
+    hub = Hub(DATE, queue_size=100)
+    sub = hub.subscribe()
+    for close in (1.0, 2.0, 3.0):
+        u = _u("bar", 7)
+        hub.publish(
+            [Update("bar", DATE, 7, u.emitted_ns, None, {**u.payload, "close": close})], time.time_ns()
+        )
+
+    evs = list(iter(lambda: sub.get(timeout=0), None))
+
+    assert [e.update.payload["close"] for e in evs] == [3.0]
+    assert sub.coalesced == 2
 
 
 def test_a_late_subscriber_gets_the_day_so_far_in_order() -> None:
@@ -60,9 +75,10 @@ def test_a_late_subscriber_gets_the_day_so_far_in_order() -> None:
     hub.publish([_u("bar", 5)], arrival_ns=time.time_ns())  # the forming bar again: one per bar
 
     sub = hub.subscribe()
+    hub.publish([_u("bar", 6)], arrival_ns=time.time_ns())  # live, while the history still waits
     evs = list(iter(lambda: sub.get(timeout=0), None))
 
-    assert [e.update.payload["i"] for e in evs if e.update.kind == "bar"] == list(range(6))
+    assert [e.update.payload["i"] for e in evs if e.update.kind == "bar"] == list(range(7))
     assert [e.update.payload["i"] for e in evs if e.update.kind == "levels"] == list(range(6))
     assert [e.update.payload["i"] for e in evs if e.update.kind == "status"] == [5]
     assert [e.seq for e in evs] == sorted(e.seq for e in evs)

@@ -2,11 +2,11 @@
 
 The runner publishes from its own thread; subscribers (the SSE route, benches) read from an event
 loop or a thread. A slow subscriber never slows the engine or the others: its queue keeps at most
-``queue_size`` events, a newer ``levels``/``state``/``status`` event replaces a waiting one of the
-same level (only the latest matters, counted as *coalesced*), and past the bound the oldest event
-is dropped (counted as *dropped*; both counts ride on every event the subscriber gets). A new
+``queue_size`` events, a newer event about the same thing (the same forming bar, step or answer;
+a level's state; the status) replaces a waiting one (counted as *coalesced*), and past the bound
+the oldest event is dropped (counted as *dropped*; both counts ride on every event the subscriber gets). A new
 subscriber is primed with the day so far, so a page opened mid-session draws the whole picture
-(the day's bars, levels and answers; the latest state and status).
+(one event per bar, step and answer of the day; the latest state per level and status).
 """
 
 from __future__ import annotations
@@ -24,11 +24,8 @@ from spymaster.live.types import Update
 
 __all__ = ["Event", "Hub", "Subscriber"]
 
-_COALESCED = frozenset({"levels", "state", "status"})
-"""Kinds where a newer event of the same level makes a waiting one worthless."""
-
-_HISTORY = frozenset({"bar", "levels", "answer"})
-"""Kinds a late subscriber gets the whole day of (one per bar / step / answer: a day is small)."""
+_LATEST_ONLY = frozenset({"state", "status"})
+"""Kinds where only the newest event of a level matters (keyed without time)."""
 
 
 @dataclass(frozen=True)
@@ -43,12 +40,12 @@ class Event:
 
     @property
     def key(self) -> tuple[str, str | None, str | None]:
+        """What the event is about: a newer event with the same key supersedes it (a forming bar
+        grows, a step's levels or an answer is revised, state and status move on)."""
         u = self.update
-        if u.kind == "bar":
-            return ("bar", None, str(u.payload.get("t")))
-        if u.kind == "answer":
-            return ("answer", u.level, str(u.payload.get("t")))
-        return (u.kind, u.level, None)
+        if u.kind in _LATEST_ONLY:
+            return (u.kind, u.level, None)
+        return (u.kind, u.level, str(u.payload.get("t")))
 
     def to_json(self, *, dropped: int = 0, coalesced: int = 0) -> dict[str, Any]:
         """The SSE ``data`` of the event: the update, its record time and the engine's lag."""
@@ -78,6 +75,8 @@ class Subscriber:
         self.dropped = 0
         self.coalesced = 0
         self._q: deque[Event] = deque()
+        self._history: deque[Event] = deque()
+        """The day so far, handed out before the live queue and never counted against its bound."""
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self._loop = loop
@@ -86,12 +85,12 @@ class Subscriber:
 
     def put(self, event: Event) -> None:
         with self._lock:
-            if event.update.kind in _COALESCED:
-                for i, waiting in enumerate(self._q):
-                    if waiting.key == event.key:
-                        del self._q[i]
-                        self.coalesced += 1
-                        break
+            key = event.key
+            for i, waiting in enumerate(self._q):
+                if waiting.key == key:
+                    del self._q[i]
+                    self.coalesced += 1
+                    break
             if len(self._q) >= self.queue_size:
                 self._q.popleft()
                 self.dropped += 1
@@ -109,13 +108,22 @@ class Subscriber:
         with self._lock:
             return len(self._q)
 
+    def _pop(self) -> Event | None:
+        """The next event (history first; a history event superseded live is skipped)."""
+        while self._history:
+            ev = self._history.popleft()
+            if not any(w.key == ev.key for w in self._q):
+                return ev
+        return self._q.popleft() if self._q else None
+
     async def next(self, timeout: float) -> Event | None:
         """The next event, or ``None`` after ``timeout`` seconds without one (from the loop)."""
         assert self._wake is not None, "an async subscriber needs the loop it was made on"
         while True:
             with self._lock:
-                if self._q:
-                    return self._q.popleft()
+                ev = self._pop()
+                if ev is not None:
+                    return ev
                 self._notified = False
                 self._wake.clear()
             try:
@@ -126,9 +134,9 @@ class Subscriber:
     def get(self, timeout: float) -> Event | None:
         """The next event, blocking this thread at most ``timeout`` seconds."""
         with self._ready:
-            if not self._q:
+            if not self._q and not self._history:
                 self._ready.wait(timeout)
-            return self._q.popleft() if self._q else None
+            return self._pop()
 
     def close(self) -> None:
         self.hub.unsubscribe(self)
@@ -158,10 +166,7 @@ class Hub:
             for u in updates:
                 ev = Event(next(self._seq), u, arrival_ns, now)
                 events.append(ev)
-                if u.kind in _HISTORY:
-                    self._history[(u.kind, u.level, str(u.payload.get("t")))] = ev
-                else:
-                    self._latest[ev.key] = ev
+                (self._latest if u.kind in _LATEST_ONLY else self._history)[ev.key] = ev
             self.published += len(events)
         for sub in subs:
             for ev in events:
@@ -174,9 +179,8 @@ class Hub:
         with self._lock:
             primer = sorted([*self._history.values(), *self._latest.values()], key=lambda e: e.seq)
             self._subs.add(sub)
-        # The primer is history: it may exceed the live bound without counting as drops.
         with sub._lock:
-            sub._q.extend(primer)
+            sub._history.extend(primer)
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
