@@ -8,6 +8,9 @@ answers) for ``--seconds``. Each client notes ``time.time_ns()`` on receipt minu
 events received, drops. The clients share the server's process (and GIL): a pessimistic setup
 next to a browser in its own process.
 
+Then the source's throughput: a generated day (``--source-scale``) from the local gateway through
+the real client and ``DatabentoSource``, as fast as it goes (records/s).
+
     python bench/bench_push.py                        # 1 and 10 subscribers, 200 updates/s, 15 s
     python bench/bench_push.py --subscribers 1 --rate 1000 --seconds 10
 """
@@ -88,6 +91,7 @@ def _client(
                 if "published_ns" in body and body["kind"] != "status":
                     out.append((now - body["published_ns"]) / 1e6)
                     counts["dropped"] = body["dropped"]
+                    counts["coalesced"] = body["coalesced"]
                 if stop.is_set():
                     return
 
@@ -100,7 +104,7 @@ def run(subscribers: int, rate: float, seconds: float) -> dict[str, Any]:
         stop = threading.Event()
         ready = threading.Barrier(subscribers + 1)
         outs: list[list[float]] = [[] for _ in range(subscribers)]
-        counts: list[dict[str, int]] = [{"dropped": 0} for _ in range(subscribers)]
+        counts: list[dict[str, int]] = [{"dropped": 0, "coalesced": 0} for _ in range(subscribers)]
         threads = [
             threading.Thread(target=_client, args=(url, outs[i], stop, ready, counts[i]), daemon=True)
             for i in range(subscribers)
@@ -131,7 +135,35 @@ def run(subscribers: int, rate: float, seconds: float) -> dict[str, Any]:
         "p99_ms": float(np.percentile(lat, 99)),
         "max_ms": float(lat.max()),
         "dropped": sum(c["dropped"] for c in counts),
+        "coalesced": sum(c["coalesced"] for c in counts),
     }
+
+
+def source_throughput(scale: float) -> dict[str, Any]:
+    """Records a second from the local gateway through the real ``databento.Live`` client and
+    :class:`DatabentoSource` (dedupe included), one generated day from the Globex open."""
+    import datetime as dt
+    import tempfile
+
+    from spymaster import synth
+    from spymaster.lake import Lake
+    from spymaster.live.databento_source import DatabentoSource
+    from spymaster.live.gateway import LocalGateway, lake_feed
+    from spymaster.settings import DatabentoLiveSettings, StorageSettings
+
+    key = "db-bench00000000000000000000bench"
+    day = dt.date(2026, 3, 3)
+    with tempfile.TemporaryDirectory() as tmp:
+        lake = Lake(StorageSettings(lake_uri=f"{tmp}/lake"))
+        synth.generate(lake, day, 1, scale=scale, seed=1, progress=False)
+        with LocalGateway(lake_feed(lake, day), api_key=key) as gw:
+            settings = DatabentoLiveSettings(
+                DATABENTO_API_KEY=key, DATABENTO_LIVE_GATEWAY="127.0.0.1", DATABENTO_LIVE_PORT=gw.port
+            )
+            t0 = time.perf_counter()
+            n = sum(1 for _ in DatabentoSource(settings, day))
+            secs = time.perf_counter() - t0
+    return {"records": n, "seconds": secs, "per_s": n / secs}
 
 
 def main() -> None:
@@ -139,17 +171,26 @@ def main() -> None:
     ap.add_argument("--subscribers", type=int, nargs="+", default=[1, 10])
     ap.add_argument("--rate", type=float, default=200.0, help="updates published per second")
     ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument(
+        "--source-scale", type=float, default=0.1, help="day size for the source throughput (0: skip)"
+    )
     args = ap.parse_args()
     print(f"push hop: Hub.publish → SSE client over HTTP; {args.rate:g} updates/s for {args.seconds:g} s")
     print(
-        f"{'subs':>5} {'published':>10} {'received':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'dropped':>8}"
+        f"{'subs':>5} {'published':>10} {'received':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'dropped':>8} {'coalesced':>10}"
     )
     for subs in args.subscribers:
         r = run(subs, args.rate, args.seconds)
         print(
             f"{r['subscribers']:>5} {r['published']:>10} {r['received']:>9} {r['p50_ms']:>8.2f} "
-            f"{r['p99_ms']:>8.2f} {r['max_ms']:>8.2f} {r['dropped']:>8}"
+            f"{r['p99_ms']:>8.2f} {r['max_ms']:>8.2f} {r['dropped']:>8} {r['coalesced']:>10}"
             + ("" if r["p99_ms"] <= GOAL_P99_MS else f"   (p99 above the {GOAL_P99_MS:g} ms budget)")
+        )
+    if args.source_scale > 0:
+        t = source_throughput(args.source_scale)
+        print(
+            f"source: local gateway → databento.Live → DatabentoSource, day at scale {args.source_scale:g}: "
+            f"{t['records']:,} records in {t['seconds']:.2f} s = {t['per_s']:,.0f} records/s"
         )
 
 
