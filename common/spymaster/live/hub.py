@@ -15,15 +15,18 @@ import asyncio
 import itertools
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from spymaster.live.types import Update
 
 __all__ = ["Event", "Hub", "Subscriber"]
 
+Key = tuple[str, str | None, str | None]
+"""(kind, level, payload ``t``): what an event is about."""
 _LATEST_ONLY = frozenset({"state", "status"})
 """Kinds where only the newest event of a level matters (keyed without time)."""
 
@@ -38,8 +41,8 @@ class Event:
     """Wall clock when the last record behind the update reached the runner."""
     published_ns: int
 
-    @property
-    def key(self) -> tuple[str, str | None, str | None]:
+    @cached_property
+    def key(self) -> Key:
         """What the event is about: a newer event with the same key supersedes it (a forming bar
         grows, a step's levels or an answer is revised, state and status move on)."""
         u = self.update
@@ -74,7 +77,8 @@ class Subscriber:
         self.queue_size = queue_size
         self.dropped = 0
         self.coalesced = 0
-        self._q: deque[Event] = deque()
+        # Keyed by what each event is about: replacing a waiting event is O(1), order is arrival.
+        self._q: OrderedDict[Key, Event] = OrderedDict()
         self._history: deque[Event] = deque()
         """The day so far, handed out before the live queue and never counted against its bound."""
         self._lock = threading.Lock()
@@ -86,15 +90,12 @@ class Subscriber:
     def put(self, event: Event) -> None:
         with self._lock:
             key = event.key
-            for i, waiting in enumerate(self._q):
-                if waiting.key == key:
-                    del self._q[i]
-                    self.coalesced += 1
-                    break
-            if len(self._q) >= self.queue_size:
-                self._q.popleft()
+            if self._q.pop(key, None) is not None:
+                self.coalesced += 1
+            elif len(self._q) >= self.queue_size:
+                self._q.popitem(last=False)
                 self.dropped += 1
-            self._q.append(event)
+            self._q[key] = event
             self._ready.notify()
             if self._loop is not None and not self._notified:
                 self._notified = True
@@ -112,9 +113,9 @@ class Subscriber:
         """The next event (history first; a history event superseded live is skipped)."""
         while self._history:
             ev = self._history.popleft()
-            if not any(w.key == ev.key for w in self._q):
+            if ev.key not in self._q:
                 return ev
-        return self._q.popleft() if self._q else None
+        return self._q.popitem(last=False)[1] if self._q else None
 
     async def next(self, timeout: float) -> Event | None:
         """The next event, or ``None`` after ``timeout`` seconds without one (from the loop)."""
@@ -152,8 +153,8 @@ class Hub:
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
         self._subs: set[Subscriber] = set()
-        self._history: dict[tuple[str, str | None, str | None], Event] = {}
-        self._latest: dict[tuple[str, str | None, str | None], Event] = {}
+        self._history: dict[Key, Event] = {}
+        self._latest: dict[Key, Event] = {}
         self._gone_dropped = 0
         self._gone_coalesced = 0
 
