@@ -147,3 +147,21 @@ def test_an_unreachable_gateway_gives_up_after_the_reconnect_budget(tmp_path: Pa
     with pytest.raises(LiveSourceError, match="gave up after 2"):
         list(source)
     assert source.stats.reconnects == 2
+
+
+def test_a_day_happening_now_resumes_after_a_drop_at_the_live_edge(
+    day_lake: Lake, expected: list[Any]
+) -> None:
+    # Given a gateway whose record clock runs at 10 000x from 11:00 ET (the rest of the morning is live)
+    edge = sessions.et_ns(DATE, dt.time(11, 0))
+    with LocalGateway(lake_feed(day_lake, DATE), api_key=KEY, speed=10_000.0, clock_start_ns=edge) as gw:
+        source = DatabentoSource(_settings(gw), DATE)
+        got: list[Any] = []
+        for rec in source:
+            got.append(rec)
+            if rec.ts_recv > edge + 60 * sessions.NS and not gw.sessions[0].dropped:
+                gw.drop_now()  # when a record past the live edge has arrived
+    # Then the records are the day's exactly, the first session dropped while paced
+    assert gw.sessions[0].dropped
+    assert source.stats.reconnects == 1
+    assert _bytes(got) == _bytes(expected)
