@@ -23,8 +23,10 @@ from typing import Any
 
 from spymaster.live.types import Update
 
-__all__ = ["Event", "Hub", "Subscriber"]
+__all__ = ["RUNNER", "Event", "Hub", "Subscriber"]
 
+RUNNER = "runner"
+"""The ``level`` of the runner's own ``status`` updates (the engine may publish status of its own)."""
 Key = tuple[str, str | None, str | None]
 """(kind, level, payload ``t``): what an event is about."""
 _LATEST_ONLY = frozenset({"state", "status"})
@@ -191,9 +193,10 @@ class Hub:
                 self._gone_dropped += sub.dropped
                 self._gone_coalesced += sub.coalesced
 
-    def latest_status(self) -> dict[str, Any] | None:
+    def latest_status(self, level: str | None = RUNNER) -> dict[str, Any] | None:
+        """The newest ``status`` event of ``level`` (the runner's by default)."""
         with self._lock:
-            ev = self._latest.get(("status", None, None))
+            ev = self._latest.get(("status", level, None))
         return ev.to_json() if ev is not None else None
 
     def stats(self) -> dict[str, Any]:

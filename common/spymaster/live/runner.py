@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from spymaster.live.hub import Hub
+from spymaster.live.hub import RUNNER, Hub
 from spymaster.live.types import RecordSink, Update
 
 __all__ = ["Runner"]
@@ -193,5 +193,6 @@ class Runner:
         st = self.status()
         if force:
             st["running"] = False
-        u = Update("status", self.hub.date, self.last_record_ts or 0, time.time_ns(), None, st)
+        # level "runner": the engine may publish status of its own (model and table versions).
+        u = Update("status", self.hub.date, self.last_record_ts or 0, time.time_ns(), RUNNER, st)
         self.hub.publish([u], time.time_ns())
