@@ -74,6 +74,13 @@ BENCHES: dict[str, tuple[list[str], str]] = {
         "arrival of the record that completes a step to the answer update at an anchor (vector, served "
         "answer, learned setup). Goal: p99 (b) ≤ 50 ms and a lag that does not grow.",
     ),
+    "push": (
+        ["bench/bench_push.py"],
+        "The live push hop: `Hub.publish` → an SSE client of `GET /v1/live/stream` over HTTP (uvicorn on "
+        "127.0.0.1, clients in threads of the same process), 200 updates/s shaped like the engine's; then the "
+        "source's throughput from the local gateway through the real `databento.Live` client. Goal: the "
+        "hop's p99 well inside the 50 ms record → pushed-update budget.",
+    ),
 }
 _NOISE = re.compile(r'HTTP/1\.1"|^\s*$|it/s\]|s/it\]')
 

@@ -6,13 +6,13 @@ import datetime as dt
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from tqdm import tqdm
 
 from spymaster import sessions
-from spymaster.errors import SpymasterError
+from spymaster.errors import LiveSourceError, SettingsError, SpymasterError
 from spymaster.lake import Lake, is_committed, paths
 from spymaster.lake.paths import Layer
 from spymaster.outcomes import OUTCOMES
@@ -601,6 +601,105 @@ def serve(
     store = _lake(lake)
     typer.echo(f"Spymaster on http://{host}:{port}/  (API docs http://{host}:{port}/docs, lake {store.uri})")
     uvicorn.run(create_app(lake=store), host=host, port=port, log_level="warning")
+
+
+# -- live ----------------------------------------------------------------------------------------------
+# `spymaster live` runs a live source into the incremental engine and, with --serve, the API with the
+# SSE route beside it in one process. Sources: --databento here; --replay DATE [--speed N] (the
+# replay-from-lake source) plugs into `live` beside it.
+
+
+@app.command()
+def live(
+    databento: Annotated[
+        bool, typer.Option("--databento", help="Stream from databento.Live (GLBX.MDP3)")
+    ] = False,
+    date: Annotated[
+        dt.datetime | None,
+        typer.Option("--date", formats=["%Y-%m-%d"], help="Trading date (default: today in New York)"),
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="Replay from this ET time HH:MM (default: the Globex open)")
+    ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Also serve the API, the page and /v1/live/stream")
+    ] = False,
+    host: Annotated[str, typer.Option(help="Interface to bind (with --serve)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    lake: LakeOpt = None,
+) -> None:
+    """Run the live engine on a live source; with --serve, push its updates to the page (SSE)."""
+    if not databento:
+        _fail(SettingsError("choose a source: --databento"))
+    store = _lake(lake)
+    day = date.date() if date is not None else dt.datetime.now(tz=sessions.ET).date()
+    try:
+        source = _live_databento_source(day, start)
+        engine = _live_engine(store, day)
+        _live_run(store, day, source, engine, serve=serve, host=host, port=port)
+    except SpymasterError as exc:
+        _fail(exc)
+
+
+def _live_databento_source(day: dt.date, start: str | None) -> Any:
+    """``databento.Live`` with the key and gateway read from the environment, once, here."""
+    from spymaster.live.databento_source import DatabentoSource
+    from spymaster.settings import DatabentoLiveSettings
+
+    settings = DatabentoLiveSettings()
+    start_ns = None
+    if start is not None:
+        try:
+            start_ns = sessions.et_ns(day, dt.time.fromisoformat(start))
+        except ValueError:
+            raise SettingsError(f"--from must be an ET time HH:MM, not {start!r}") from None
+    return DatabentoSource(settings, day, start_ns=start_ns)
+
+
+def _live_engine(store: Lake, day: dt.date) -> Any:
+    """The incremental engine (``spymaster.live.engine``) over the lake's table and models."""
+    import importlib
+
+    try:
+        engine = importlib.import_module("spymaster.live.engine")
+    except ImportError:
+        raise SettingsError("this build has no live engine (spymaster.live.engine)") from None
+    return engine.Engine(store, day)
+
+
+def _live_run(
+    store: Lake, day: dt.date, source: Any, engine: Any, *, serve: bool, host: str, port: int
+) -> None:
+    """Drive ``source`` into ``engine`` in the background; serve the API with the hub, or wait."""
+    from spymaster.live.hub import Hub
+    from spymaster.live.runner import Runner
+    from spymaster.settings import PushSettings
+
+    push = PushSettings()
+    hub = Hub(day.isoformat(), queue_size=push.queue_size)
+    runner = Runner(source, engine, hub, status_s=push.status_s).start()
+    typer.echo(f"live {day}: {type(source).__name__} → engine, lake {store.uri}")
+    try:
+        if serve:
+            import uvicorn
+
+            from spymaster.api import create_app
+
+            typer.echo(f"Spymaster live on http://{host}:{port}/  (stream /v1/live/stream?date={day})")
+            uvicorn.run(
+                create_app(lake=store, live=hub, push=push), host=host, port=port, log_level="warning"
+            )
+        else:
+            while not runner.join(5.0):
+                st = runner.status()
+                typer.echo(
+                    f"records {st['records']:,}  lag p99 {st['lag_ms_p99'] or 0:.1f} ms  push {st['push']}"
+                )
+    finally:
+        runner.stop()
+        runner.join(10)
+    if runner.error is not None:
+        raise LiveSourceError(f"the live run failed: {runner.error}", date=day)
 
 
 @app.command()

@@ -95,3 +95,12 @@ class InvalidQueryError(SpymasterError, ValueError):
 
 class ReadOnlyQueryError(SpymasterError, ValueError):
     """``spymaster sql`` was given a statement that is not a single read-only query."""
+
+
+class LiveSourceError(SpymasterError):
+    """A live record source failed: authentication, a refused subscription, or a lost
+    connection that its reconnect policy could not resume."""
+
+
+class LiveNotStreamingError(NotFoundError):
+    """The live stream asked for is not running (no live session, or another date)."""

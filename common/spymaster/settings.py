@@ -64,6 +64,56 @@ class DatabentoSettings(BaseSettings):
     gateway: str = Field(default="https://hist.databento.com", validation_alias="DATABENTO_GATEWAY")
 
 
+class DatabentoLiveSettings(BaseSettings):
+    """The ``databento.Live`` source (key, gateway, what to subscribe, how to reconnect).
+
+    The same ``DATABENTO_API_KEY`` as the historical client; ``DATABENTO_LIVE_GATEWAY`` and
+    ``DATABENTO_LIVE_PORT`` point the client at another gateway (the tests' local one).
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="SPYMASTER_LIVE_", extra="ignore", populate_by_name=True, frozen=True
+    )
+
+    api_key: SecretStr | None = Field(default=None, validation_alias="DATABENTO_API_KEY")
+    gateway: str | None = Field(default=None, validation_alias="DATABENTO_LIVE_GATEWAY")
+    """``None``: the client's own gateway for the dataset."""
+    port: int = Field(default=13000, ge=1, le=65535, validation_alias="DATABENTO_LIVE_PORT")
+    options: bool = False
+    """Subscribe to ES options too (a separate, costly subscription): dealer features need it."""
+    reconnect_policy: Literal["none", "reconnect"] = "reconnect"
+    """``reconnect``: on a lost connection, reconnect and resume from the last record's time
+    (intraday replay) with no record missed or repeated; ``none``: a lost connection is an error."""
+    max_reconnects: int = Field(default=20, ge=0)
+    """Consecutive failed reconnects before the source gives up (a record received resets it)."""
+    reconnect_backoff_s: float = Field(default=0.5, ge=0)
+    """First wait before reconnecting; doubled per consecutive failure, at most 30 s."""
+    resume_margin_s: float = Field(default=1.0, ge=0)
+    """A resume asks for records from this long before the last arrival time: ``start=`` filters
+    on exchange time, arrival order is capture time, and capture trails the exchange by less."""
+    slow_reader_behavior: Literal["warn", "skip"] = "warn"
+    """What the gateway does when we read too slowly: warn, or skip ahead (records are lost)."""
+    heartbeat_interval_s: int | None = Field(default=None, ge=5)
+
+    @field_validator("api_key", "gateway", mode="before")
+    @classmethod
+    def _blank_is_none(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v
+
+
+class PushSettings(BaseSettings):
+    """The live push: per-subscriber queues of the SSE stream (``SPYMASTER_PUSH_`` prefix)."""
+
+    model_config = SettingsConfigDict(env_prefix="SPYMASTER_PUSH_", extra="ignore", frozen=True)
+
+    queue_size: int = Field(default=256, ge=1)
+    """Updates one subscriber may have waiting; beyond it the oldest are dropped (and counted)."""
+    ping_s: float = Field(default=15.0, gt=0)
+    """SSE keep-alive comment interval."""
+    status_s: float = Field(default=1.0, gt=0)
+    """How often each subscriber gets a ``status`` event (lag, drops) when nothing else changes."""
+
+
 @lru_cache(maxsize=1)
 def storage_settings() -> StorageSettings:
     """Read storage settings once per process (cold start)."""

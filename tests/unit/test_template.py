@@ -241,3 +241,28 @@ def test_s3_test_event_in_sqs_and_bad_requests() -> None:
         events.lake_location("./lake")
     assert events.lake_location("s3://b/a/lake/") == ("b", "a/lake/")
     assert events.lake_location("s3://b") == ("b", "")
+
+
+def test_the_live_service_is_a_fargate_task_that_only_reads_the_lake() -> None:
+    res = _template()["Resources"]
+    live = {k: v for k, v in res.items() if k.startswith("Live")}
+    assert {v["Type"] for v in live.values()} >= {
+        "AWS::ECS::Cluster",
+        "AWS::ECS::Service",
+        "AWS::ECS::TaskDefinition",
+        "AWS::Logs::LogGroup",
+        "AWS::IAM::Role",
+    }
+    assert all(v.get("Condition") == "CreateLive" for v in live.values())
+    task = res["LiveTaskDefinition"]["Properties"]
+    assert task["RequiresCompatibilities"] == ["FARGATE"]
+    (container,) = task["ContainerDefinitions"]
+    assert container["Image"] == {"Ref": "LiveImageUri"}
+    assert container["Command"][:3] == ["live", "--databento", "--serve"]
+    assert [s["Name"] for s in container["Secrets"]] == ["DATABENTO_API_KEY"]
+    assert container["LogConfiguration"]["Options"]["awslogs-group"] == {"Ref": "LiveLogGroup"}
+    # least privilege: the task's own role reads the lake and has no inline policies
+    role = res["LiveTaskRole"]["Properties"]
+    assert role["ManagedPolicyArns"] == [{"Ref": "LakeReadPolicy"}]
+    assert "Policies" not in role
+    assert res["LiveService"]["Properties"]["LaunchType"] == "FARGATE"

@@ -26,11 +26,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from spymaster.api.deps import API_KEY_HEADER, api_key_dependencies
 from spymaster.api.routes import days, page, query, report
+from spymaster.api.routes import live as live_routes
 from spymaster.api.schemas import ERROR_RESPONSES
 from spymaster.errors import InvalidQueryError, NotCommittedError, NotFoundError, SpymasterError
 from spymaster.lake import Lake
+from spymaster.live.hub import Hub
 from spymaster.serving import Service
-from spymaster.settings import ApiSettings, storage_settings
+from spymaster.settings import ApiSettings, PushSettings, storage_settings
 
 __all__ = ["create_app", "limit_blas_threads"]
 
@@ -188,12 +190,18 @@ class _DocsStayLocal:
 
 
 def create_app(
-    settings: ApiSettings | None = None, lake: Lake | None = None, *, service: Service | None = None
+    settings: ApiSettings | None = None,
+    lake: Lake | None = None,
+    *,
+    service: Service | None = None,
+    live: Hub | None = None,
+    push: PushSettings | None = None,
 ) -> FastAPI:
     """The API (and the page, when ``spymaster/web`` exists) over a lake.
 
     ``lake`` defaults to the one the environment names (``SPYMASTER_LAKE_URI``); ``service``
-    replaces the lake-backed service (benchmarks). Nothing touches storage until a request.
+    replaces the lake-backed service (benchmarks). ``live`` is the hub of a running live session
+    (``/v1/live/*``; without one those routes answer 404). Nothing touches storage until a request.
     """
     s = settings or ApiSettings()
     limit_blas_threads(s.blas_threads)
@@ -212,6 +220,8 @@ def create_app(
     )
     app.state.service = service
     app.state.settings = s
+    app.state.live = live
+    app.state.push = push or PushSettings()
 
     app.add_middleware(_DocsStayLocal)
 
@@ -238,7 +248,7 @@ def create_app(
     v1 = APIRouter(
         prefix="/v1", dependencies=api_key_dependencies(s.api_key is not None), responses=ERROR_RESPONSES
     )
-    for routes in (days.router, query.router, report.router):
+    for routes in (days.router, query.router, report.router, live_routes.router):
         v1.include_router(routes)
     app.include_router(v1)
     app.include_router(page.page)

@@ -69,6 +69,7 @@ const state = {
   similarToken: 0,
   focus: null, // {date, time, kind} of a neighbour opened from the list
   report: null, // the latest evaluation report, once loaded
+  live: null, // the live session being followed: {ctl, date, lag, dropped, coalesced, recordTs, status}
 };
 
 const $ = (id) => document.getElementById(id);
@@ -360,6 +361,199 @@ function stop() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Live: follow the server's live session (a day happening now, or a replay at N×) over
+// server-sent events. Read with fetch, not EventSource, so the API key header goes along.
+// Events carry the record time and the engine's lag; bars, levels and answers are merged into
+// the same state the batch day fills, so the chart and the panels draw them alike.
+
+async function startLive() {
+  stop();
+  let st;
+  try {
+    st = await api("v1/live/status");
+  } catch (err) {
+    showBanner(explain(err));
+    return;
+  }
+  const ctl = new AbortController();
+  ++state.loadToken; // a day still loading must not overwrite the live state
+  state.live = { ctl, date: st.date, lag: null, dropped: 0, coalesced: 0, recordTs: null, status: st.engine };
+  state.date = st.date;
+  state.bars = [];
+  state.levels = {};
+  state.signals = [];
+  state.now = START_MIN;
+  state.selection = null;
+  document.body.dataset.live = "on";
+  $("btn-live").classList.add("on");
+  $("btn-live").setAttribute("aria-pressed", "true");
+  showBanner(null);
+  setEmpty(`Waiting for the live session of ${st.date} …`);
+  render();
+  readLive(st.date, ctl.signal).catch((err) => {
+    if (ctl.signal.aborted) return;
+    showBanner(`The live stream stopped: ${explain(err)}`);
+    if (state.live) state.live.ended = true;
+    renderLiveStatus();
+  });
+}
+
+function stopLive({ reopen = true } = {}) {
+  const live = state.live;
+  if (!live) return;
+  live.ctl.abort();
+  state.live = null;
+  document.body.dataset.live = "off";
+  $("btn-live").classList.remove("on");
+  $("btn-live").setAttribute("aria-pressed", "false");
+  render();
+  if (reopen) {
+    const inLake = state.days.find((d) => d.date === live.date) || state.days[0];
+    state.bars = [];
+    if (inLake) openDay(inLake.date, END_MIN);
+  }
+}
+
+async function readLive(date, signal) {
+  const headers = { Accept: "text/event-stream" };
+  if (state.key) headers["X-API-Key"] = state.key;
+  const resp = await fetch(`v1/live/stream?date=${encodeURIComponent(date)}`, { headers, signal, credentials: "same-origin" });
+  if (!resp.ok) {
+    let data = null;
+    try {
+      data = await resp.json();
+    } catch {
+      data = null;
+    }
+    throw new ApiError(resp.status, detailText(data, `${resp.status} ${resp.statusText}`));
+  }
+  const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("the server closed the stream");
+    buf = (buf + value).replace(/\r\n/g, "\n");
+    let cut;
+    while ((cut = buf.indexOf("\n\n")) >= 0) {
+      const block = buf.slice(0, cut);
+      buf = buf.slice(cut + 2);
+      const data = block
+        .split("\n")
+        .filter((l) => l.startsWith("data:"))
+        .map((l) => l.slice(5).trimStart())
+        .join("\n");
+      if (data && state.live && !signal.aborted) applyLive(JSON.parse(data));
+    }
+  }
+}
+
+/** A pushed answer as the panels' signal row (a /v1/similar answer is mapped onto one). */
+function signalOf(p) {
+  if (!p.distribution) return p;
+  const q = p.query || {};
+  const d = p.distribution;
+  return {
+    t: q.ts, time: q.time, level_kind: q.level_kind, direction: q.direction, distance: p.distance ?? null,
+    p: d.p, interval: d.interval, n: d.n, n_eff: d.n_eff, base_rate: d.base_rate, base_n: d.base_n,
+  };
+}
+
+function applyLive(ev) {
+  const live = state.live;
+  if (typeof ev.lag_ms === "number") live.lag = ev.lag_ms;
+  if (typeof ev.dropped === "number") live.dropped = ev.dropped;
+  if (typeof ev.coalesced === "number") live.coalesced = ev.coalesced;
+  if (ev.record_ts_ns) live.recordTs = ev.record_ts_ns;
+  const p = ev.payload || {};
+  // The chart's window, as the batch day's: 09:00–12:30 ET of the session's date.
+  const inChart = (et) => et.date === live.date && et.min >= CHART_FROM_MIN && et.min <= END_MIN + BAR_MIN;
+  const et = p.t ? toET(p.t) : null;
+  if (ev.kind === "bar" && et && inChart(et) && et.min >= CHART_FROM_MIN + BAR_MIN) {
+    const bar = { ...p, min: et.min, x: wallAt(et.date, et.min - BAR_MIN), close_x: et.wall };
+    const i = state.bars.findIndex((b) => b.t === p.t);
+    if (i >= 0) state.bars[i] = bar;
+    else {
+      state.bars.push(bar);
+      state.bars.sort((a, b) => a.min - b.min);
+    }
+  } else if (ev.kind === "levels" && et && inChart(et)) {
+    for (const [kind, value] of Object.entries(p.levels || {})) {
+      const pts = state.levels[kind] || (state.levels[kind] = []);
+      const point = { min: et.min, x: et.wall, value };
+      if (pts.length && pts[pts.length - 1].min === et.min) pts[pts.length - 1] = point;
+      else if (!pts.length || pts[pts.length - 1].min < et.min) pts.push(point);
+    }
+  } else if (ev.kind === "answer") {
+    const sig = signalOf(p);
+    if (sig.t && sig.level_kind) {
+      const at = toET(sig.t);
+      const row = { ...sig, min: at.min, hms: at.hms };
+      const i = state.signals.findIndex((s) => s.t === row.t && s.level_kind === row.level_kind);
+      if (i >= 0) state.signals[i] = row;
+      else {
+        state.signals.push(row);
+        state.signals.sort((a, b) => a.min - b.min);
+      }
+    }
+  } else if (ev.kind === "status") {
+    live.status = { ...live.status, ...p }; // a quiet-stream status carries the push counters only
+  }
+  if (live.recordTs) {
+    const rec = toET(new Date(Number(live.recordTs) / 1e6).toISOString());
+    // The previous evening's Globex hours come before the chart's day: the clock waits at 09:30.
+    state.now = rec.date === live.date ? Math.min(END_MIN, Math.max(START_MIN, rec.min)) : START_MIN;
+  }
+  scheduleLiveRender();
+}
+
+function scheduleLiveRender() {
+  if (state.live.pending) return;
+  state.live.pending = true;
+  requestAnimationFrame(() => {
+    if (!state.live) return;
+    state.live.pending = false;
+    setEmpty(state.bars.length ? null : `Waiting for the live session of ${state.live.date} …`);
+    render();
+  });
+}
+
+function renderLiveStatus() {
+  const box = $("live-status");
+  const live = state.live;
+  if (!live) {
+    box.hidden = true;
+    box.replaceChildren();
+    return;
+  }
+  box.hidden = false;
+  const st = live.status || {};
+  const clock = live.recordTs ? toET(new Date(Number(live.recordTs) / 1e6).toISOString()).hms : "--:--:--";
+  const lag = live.lag === null ? "—" : `${live.lag.toFixed(1)} ms`;
+  const warn = live.dropped > 0 || (live.lag !== null && live.lag > 100) || live.ended;
+  box.className = `live-status${warn ? " warn" : ""}`;
+  const running = st.running === false ? "ended" : live.ended ? "stopped" : "live";
+  const label = st.label ? ` · ${st.label}` : "";
+  box.replaceChildren(
+    el("span", { class: `dot ${running === "live" ? "ok" : "bad"}` }),
+    el("span", { class: "num", id: "live-clock", title: `${live.date}: record time of the last update (ET)` }, clock),
+    `${label} · `,
+    el("span", { class: "num", id: "live-lag", title: "engine lag: records' arrival → update" }, `lag ${lag}`),
+    " · ",
+    el(
+      "span",
+      {
+        class: "num",
+        id: "live-drops",
+        title: `updates this page lost to a full queue; ${live.coalesced} more were replaced by a newer one (a growing bar, newer state)`,
+      },
+      `dropped ${live.dropped}`,
+    ),
+    st.source && st.source.reconnects ? ` · ${st.source.reconnects} reconnects` : "",
+    running === "live" ? "" : ` · ${running}`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Rendering
 
 function render() {
@@ -370,12 +564,20 @@ function render() {
   $("btn-start").disabled = state.now <= START_MIN;
   $("btn-fwd").disabled = state.now >= END_MIN;
   $("btn-end").disabled = state.now >= END_MIN;
+  if (state.live) {
+    for (const id of ["btn-start", "btn-back", "btn-fwd", "btn-end", "btn-play", "time-slider", "speed"]) $(id).disabled = true;
+  } else {
+    for (const id of ["btn-play", "time-slider", "speed"]) $(id).disabled = false;
+  }
+  renderLiveStatus();
   renderChart();
   renderPanels();
 }
 
 function visibleBars() {
-  return state.bars.filter((b) => b.min <= state.now + 1e-6);
+  // Live, the bar still forming (its close ahead of the record clock) is drawn as it grows.
+  const ahead = state.live ? BAR_MIN : 0;
+  return state.bars.filter((b) => b.min <= state.now + ahead + 1e-6);
 }
 
 function yRange(bars, levelValues) {
@@ -1221,8 +1423,10 @@ function closeReport() {
 function wire() {
   $("date-select").addEventListener("change", (e) => {
     state.focus = null;
+    if (state.live) stopLive({ reopen: false });
     openDay(e.target.value, state.now, { push: true });
   });
+  $("btn-live").addEventListener("click", () => (state.live ? stopLive() : startLive()));
   $("btn-start").addEventListener("click", () => {
     stop();
     setNow(START_MIN);
