@@ -28,7 +28,7 @@ from spymaster.lake import Lake, committed_dates, paths
 from spymaster.lake.paths import Layer
 from spymaster.layers.streams import projection_model, read_streams
 from spymaster.outcomes import THRESHOLD_ATR
-from spymaster.streams import ALERT_TYPES, STREAM_NAMES, alerts
+from spymaster.streams import ALERT_TYPES, STREAM_NAMES, run_alerts
 from spymaster.streams.projection import HORIZON_BARS, pairs, pinball
 
 F64 = npt.NDArray[np.float64]
@@ -118,7 +118,7 @@ def evaluate_streams(
                 zip(t.column("level_kind").to_pylist(), t.column("bar").to_numpy(), strict=True)
             )
         }
-        al = alerts(t)
+        al = run_alerts(t)
         for kind, name, b in zip(
             al.column("level_kind").to_pylist(),
             al.column("alert").to_pylist(),

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+from threadpoolctl import threadpool_limits
 
 from spymaster import sessions
 from spymaster.lake import (
@@ -46,7 +47,7 @@ from spymaster.streams import (
 from spymaster.streams.core import INPUT_COLUMNS
 
 SCALING_WINDOW_DAYS = 20
-PROJECTION_WINDOW_DAYS = 20
+PROJECTION_WINDOW_DAYS = 10
 PROJECTION_MIN_DAYS = 5
 """Earlier days with streams a projection model needs (fewer: the date has no projections)."""
 
@@ -138,40 +139,78 @@ class FitResult:
     seconds: float
 
 
-def fit_projection_models(tables: dict[dt.date, pa.Table]) -> dict[dt.date, ProjectionModel]:
-    """One model per date with ≥ ``PROJECTION_MIN_DAYS`` earlier dates, plus the day after the last (pure)."""
+def _train_days(days: Sequence[dt.date], target: dt.date, min_days: int) -> list[dt.date] | None:
+    train = [d for d in days if d < target][-PROJECTION_WINDOW_DAYS:]
+    return train if len(train) >= min_days else None
+
+
+def _targets(days: Sequence[dt.date]) -> list[dt.date]:
+    return [*days, sessions.next_trading_day(days[-1])] if days else []
+
+
+def fit_projection_models(
+    tables: dict[dt.date, pa.Table], min_days: int = PROJECTION_MIN_DAYS
+) -> dict[dt.date, ProjectionModel]:
+    """One model per date with ≥ ``min_days`` earlier dates, plus the day after the last (pure)."""
     days = sorted(tables)
-    if not days:
-        return {}
-    targets = [*days, sessions.next_trading_day(days[-1])]
     out: dict[dt.date, ProjectionModel] = {}
-    for target in targets:
-        train = [d for d in days if d < target][-PROJECTION_WINDOW_DAYS:]
-        if len(train) < PROJECTION_MIN_DAYS:
-            continue
-        out[target] = projection.fit(pa.concat_tables([tables[d] for d in train]), tuple(train))
+    for target in _targets(days):
+        train = _train_days(days, target, min_days)
+        if train is not None:
+            out[target] = projection.fit(pa.concat_tables([tables[d] for d in train]), tuple(train))
     return out
 
 
-def fit_projections(lake: Lake) -> FitResult:
-    """Refit every date's projection model from the committed streams and commit the set (index last)."""
+def fit_projections(lake: Lake, min_days: int = PROJECTION_MIN_DAYS) -> FitResult:
+    """Refit the projection model of every date whose training streams changed; commit the set (index last).
+
+    A model's inputs are its training days' streams runs: a date whose inputs match the committed
+    index keeps its model (the fit is deterministic, so refitting would write the same file).
+    """
     t0 = time.perf_counter()
-    tables = {d: read_streams(lake, d) for d in committed_dates(lake, Layer.GOLD, STREAMS_TABLE)}
+    with threadpool_limits(limits=1, user_api="blas"):  # small products: threads only contend
+        versions = _fit_projections(lake, min_days)
+    return FitResult(versions, time.perf_counter() - t0)
+
+
+def _fit_projections(lake: Lake, min_days: int) -> dict[dt.date, str]:
+    days = committed_dates(lake, Layer.GOLD, STREAMS_TABLE)
+    runs = {d: read_manifest(lake, Layer.GOLD, STREAMS_TABLE, d).run_id for d in days}
+    old = (
+        lake.read_json(paths.STREAMS_PROJECTIONS_INDEX)
+        if lake.exists(paths.STREAMS_PROJECTIONS_INDEX)
+        else {}
+    )
+    tables: dict[dt.date, pa.Table] = {}
     versions: dict[dt.date, str] = {}
-    for d, m in sorted(fit_projection_models(tables).items()):
-        key = paths.streams_projection_file(m.version)
-        if not lake.exists(key):
-            lake.write_json(key, m.to_json())
-        versions[d] = m.version
+    inputs: dict[dt.date, str] = {}
+    for target in _targets(days):
+        train = _train_days(days, target, min_days)
+        if train is None:
+            continue
+        key = ",".join(f"{d.isoformat()}:{runs[d]}" for d in train)
+        t = target.isoformat()
+        had = old.get("models", {}).get(t)
+        if had and old.get("inputs", {}).get(t) == key and lake.exists(paths.streams_projection_file(had)):
+            versions[target], inputs[target] = had, key
+            continue
+        for d in train:
+            if d not in tables:
+                tables[d] = read_streams(lake, d)
+        m = projection.fit(pa.concat_tables([tables[d] for d in train]), tuple(train))
+        if not lake.exists(paths.streams_projection_file(m.version)):
+            lake.write_json(paths.streams_projection_file(m.version), m.to_json())
+        versions[target], inputs[target] = m.version, key
     lake.write_json(
         paths.STREAMS_PROJECTIONS_INDEX,
         {
             "window_days": PROJECTION_WINDOW_DAYS,
-            "min_days": PROJECTION_MIN_DAYS,
+            "min_days": min_days,
             "models": {d.isoformat(): v for d, v in sorted(versions.items())},
+            "inputs": {d.isoformat(): k for d, k in sorted(inputs.items())},
         },
     )
-    return FitResult(versions, time.perf_counter() - t0)
+    return versions
 
 
 def projection_model(lake: Lake, date: dt.date) -> ProjectionModel | None:

@@ -4,7 +4,7 @@ their projections (:mod:`.projection`), alerts (:mod:`.alerts`) and the exit sco
 Arrow / numpy in, Arrow / dataclasses out; nothing here touches storage.
 """
 
-from spymaster.streams.alerts import ALERT_NAMES, ALERT_TYPES, alerts, hysteresis
+from spymaster.streams.alerts import ALERT_NAMES, ALERT_TYPES, hysteresis, run_alerts
 from spymaster.streams.core import (
     STREAM_NAMES,
     STREAMS,
@@ -27,11 +27,11 @@ __all__ = [
     "STREAM_NAMES",
     "ProjectionModel",
     "Scaling",
-    "alerts",
     "bar_rows",
     "compute",
     "exit_score",
     "fit_scaling",
     "hysteresis",
+    "run_alerts",
     "wants_break",
 ]

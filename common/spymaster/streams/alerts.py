@@ -60,7 +60,7 @@ ALERT_TYPES: tuple[AlertType, ...] = (
     AlertType(
         "REVERSAL_RISK",
         "REJECT",
-        "a push meeting a strong, firming structure: min(Σ_P, Σ_R)⁺ · (1 + slope Σ_R / 0.1)⁺",
+        "a push meeting a strong structure that is not weakening: min(Σ_P, Σ_R)⁺ · (1 + slope Σ_R / 0.1)⁺",
         lambda s: (
             _pos(np.minimum(s["pressure"], s["structure"])) * _pos(1 + s["structure_slope"] / SLOPE_UNIT)
         ),
@@ -135,7 +135,7 @@ def scores(streams: pa.Table) -> dict[str, F64]:
     return {a.name: a.score(cols) for a in SIGNAL_ALERTS if a.score is not None}
 
 
-def alerts(streams: pa.Table) -> pa.Table:
+def run_alerts(streams: pa.Table) -> pa.Table:
     """Every alert raised on a date's streams (rows up to the as-of bar give the alerts as of it)."""
     out: dict[str, list[object]] = {f.name: [] for f in ALERTS_SCHEMA}
     if streams.num_rows == 0:

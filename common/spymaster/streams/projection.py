@@ -28,7 +28,7 @@ F64 = npt.NDArray[np.float64]
 HORIZON_BARS = 10
 QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
 TERMS: tuple[str, ...] = ("1", "value", *DERIVATIVES)
-IRLS_ITERATIONS = 40
+IRLS_ITERATIONS = 20
 IRLS_EPS = 1e-3
 """Residuals below this count as this in the IRLS weights (the streams live in [−1, 1])."""
 RIDGE = 1e-6
