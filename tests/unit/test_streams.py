@@ -11,10 +11,18 @@ import pytest
 
 from spymaster import sessions
 from spymaster.features import STATE_SCHEMA
-from spymaster.streams import STREAM_NAMES, compute, exit_score, fit_scaling, hysteresis, wants_break
+from spymaster.streams import (
+    STREAM_NAMES,
+    compute,
+    core,
+    exit_score,
+    fit_scaling,
+    hysteresis,
+    projection,
+    wants_break,
+)
 from spymaster.streams import alerts as alerts_mod
 from spymaster.streams.alerts import run_alerts as alerts
-from spymaster.streams import core, projection
 from spymaster.streams.core import STREAMS_SCHEMA, bar_rows
 
 DAY = dt.date(2026, 3, 10)
@@ -121,20 +129,25 @@ def test_derivatives_of_a_cubic_are_exact_and_need_only_the_past() -> None:
     assert slope[i] == pytest.approx(0.003 * t[i] ** 2 - 0.02 * t[i] + 0.05)
     assert curv[i] == pytest.approx(0.006 * t[i] - 0.02)
     assert jerk[i] == pytest.approx(0.006)
-    assert np.isnan(slope[0]) and np.isnan(jerk[2]) and np.isfinite(jerk[3])
+    assert np.isnan(slope[0])
+    assert np.isnan(jerk[2])
+    assert np.isfinite(jerk[3])
     starts[10] = True  # a direction flip starts a new run: its first bar has no slope
     slope2, _, _ = core.derivatives(v, starts)
-    assert np.isnan(slope2[10]) and slope2[9] == slope[9]
+    assert np.isnan(slope2[10])
+    assert slope2[9] == slope[9]
 
 
 def test_hysteresis_raises_once_for_a_score_wobbling_around_the_threshold() -> None:
     wobble = alerts_mod.ON + 0.05 * np.sin(np.arange(60))  # crosses ON again and again, never below OFF
     raised, cleared = hysteresis(wobble)
-    assert raised == [int(np.argmax(wobble >= alerts_mod.ON))] and cleared == [None]
+    assert raised == [int(np.argmax(wobble >= alerts_mod.ON))]
+    assert cleared == [None]
     dips = wobble.copy()
     dips[30] = 0.0  # falling below OFF clears it: the next crossing raises it again
     raised2, cleared2 = hysteresis(dips)
-    assert len(raised2) == 2 and cleared2[0] == 30
+    assert len(raised2) == 2
+    assert cleared2[0] == 30
 
 
 def _streams_rows(barrier_slope: np.ndarray) -> pa.Table:
@@ -198,13 +211,17 @@ def test_projections_are_bounded_sorted_curves() -> None:
     x, y = projection.pairs(compute(state(DAY, 50), sc), "net")
     assert np.isnan(y[-1]).all()  # the day's last bar has no future
     cur = m.project("net", x[np.isfinite(x).all(axis=1)])
-    assert cur is not None and cur.shape[1:] == (3, projection.HORIZON_BARS)
-    assert np.all(np.abs(cur) <= 1) and np.all(np.diff(cur, axis=1) >= 0)
+    assert cur is not None
+    assert cur.shape[1:] == (3, projection.HORIZON_BARS)
+    assert np.all(np.abs(cur) <= 1)
+    assert np.all(np.diff(cur, axis=1) >= 0)
 
 
 def test_exit_score_follows_the_position() -> None:
-    assert wants_break("LONG", "UP") and wants_break("SHORT", "DOWN")
-    assert not wants_break("LONG", "DOWN") and not wants_break("SHORT", "UP")
+    assert wants_break("LONG", "UP")
+    assert wants_break("SHORT", "DOWN")
+    assert not wants_break("LONG", "DOWN")
+    assert not wants_break("SHORT", "UP")
     # a push winning (net > 0) is good for a long into resistance, bad for a long on support
     assert exit_score("LONG", "UP", 0.8) == pytest.approx(0.1)
     assert exit_score("LONG", "DOWN", 0.8) == pytest.approx(0.9)
@@ -218,9 +235,8 @@ def test_docs_streams_md_matches_the_code() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "STREAMS.md").read_text()
     assert core.markdown() in doc
     assert alerts_mod.markdown() in doc
-    assert f"ON = {alerts_mod.ON:g}" in doc and f"OFF = {alerts_mod.OFF:g}" in doc
-    from spymaster.streams import exit as exit_mod
-
+    assert f"ON = {alerts_mod.ON:g}" in doc
+    assert f"OFF = {alerts_mod.OFF:g}" in doc
     assert exit_mod.__doc__ is not None
     formula = [ln.strip() for ln in exit_mod.__doc__.splitlines() if "=" in ln and "adverse" in ln]
     assert len(formula) == 2

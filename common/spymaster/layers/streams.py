@@ -47,7 +47,7 @@ from spymaster.streams import (
 from spymaster.streams.core import INPUT_COLUMNS
 
 SCALING_WINDOW_DAYS = 20
-PROJECTION_WINDOW_DAYS = 10
+PROJECTION_WINDOW_DAYS = 20
 PROJECTION_MIN_DAYS = 5
 """Earlier days with streams a projection model needs (fewer: the date has no projections)."""
 
@@ -188,7 +188,7 @@ def _fit_projections(lake: Lake, min_days: int) -> dict[dt.date, str]:
         train = _train_days(days, target, min_days)
         if train is None:
             continue
-        key = ",".join(f"{d.isoformat()}:{runs[d]}" for d in train)
+        key = f"{projection.FIT_CONFIG}|{PROJECTION_WINDOW_DAYS}|" + ",".join(f"{d.isoformat()}:{runs[d]}" for d in train)
         t = target.isoformat()
         had = old.get("models", {}).get(t)
         if had and old.get("inputs", {}).get(t) == key and lake.exists(paths.streams_projection_file(had)):

@@ -28,12 +28,14 @@ F64 = npt.NDArray[np.float64]
 HORIZON_BARS = 10
 QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
 TERMS: tuple[str, ...] = ("1", "value", *DERIVATIVES)
-IRLS_ITERATIONS = 20
+IRLS_ITERATIONS = 40
 IRLS_EPS = 1e-3
 """Residuals below this count as this in the IRLS weights (the streams live in [−1, 1])."""
 RIDGE = 1e-6
 MAX_TRAIN_ROWS = 20_000
 """Training rows per stream beyond which the earliest are dropped (keeps a fit's cost bounded)."""
+FIT_CONFIG = f"irls{IRLS_ITERATIONS}-eps{IRLS_EPS:g}-ridge{RIDGE:g}-rows{MAX_TRAIN_ROWS}-q{QUANTILES}-h{HORIZON_BARS}"
+"""Everything besides the training rows that shapes a fit (a cached model is reused only under the same)."""
 
 
 def design(values: F64, slope: F64, curv: F64, jerk: F64) -> F64:
