@@ -50,7 +50,9 @@ def _wall(iso: str) -> str:
     return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(ET).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def test_streams_panel_follows_the_replay_and_the_level(tab: tuple[Any, list[str], list[str]], app_url: str) -> None:
+def test_streams_panel_follows_the_replay_and_the_level(
+    tab: tuple[Any, list[str], list[str]], app_url: str
+) -> None:
     pg, problems, requests = tab
     days = httpx.get(f"{app_url}/v1/days", timeout=30).json()["days"]
     date = max(d["date"] for d in days)

@@ -15,7 +15,16 @@ import pyarrow as pa
 import pytest
 
 from spymaster.api import ApiSettings, create_app
-from spymaster.lake import Lake, commit, committed_dates, new_run_id, paths, read_committed, read_manifest, sql
+from spymaster.lake import (
+    Lake,
+    commit,
+    committed_dates,
+    new_run_id,
+    paths,
+    read_committed,
+    read_manifest,
+    sql,
+)
 from spymaster.lake.paths import Layer, data_file
 from spymaster.layers import streams as streams_job
 from spymaster.settings import StorageSettings
@@ -62,7 +71,12 @@ def test_altering_a_later_day_leaves_earlier_streams_identical(lake_copy: Lake) 
     cols = {}
     for f in state.schema:
         c = state.column(f.name)
-        if f.type == pa.float64() and f.name not in ("level_price", "price", "ctx_atr_points", "dealer_missing"):
+        if f.type == pa.float64() and f.name not in (
+            "level_price",
+            "price",
+            "ctx_atr_points",
+            "dealer_missing",
+        ):
             c = pa.array(np.asarray(c.to_numpy(zero_copy_only=False), dtype=float) * 7.0, from_pandas=True)
         elif f.name == "direction":
             c = pa.array(["DOWN" if x == "UP" else "UP" for x in c.to_pylist()])

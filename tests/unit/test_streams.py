@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+import spymaster.streams.exit as exit_mod
 from spymaster import sessions
 from spymaster.features import STATE_SCHEMA
 from spymaster.streams import (
