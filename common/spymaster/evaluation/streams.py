@@ -11,12 +11,14 @@ for it (fitted on earlier days' streams only, :mod:`spymaster.layers.streams`) a
 * per **alert** type: how often it fired and what followed within 20 minutes at bar closes (the
   first crossing of ±1 ATR from the price at the alert: BREAK through the level, REJECT away,
   CHOP neither; alerts too close to 12:30 to see 20 minutes are left out), next to the base rate
-  over every level-bar with a full horizon.
+  over every level-bar with a full horizon; both within the approach zone (|price − level| ≤ 2 ATR),
+  where a move of 1 ATR toward the level does reach it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -35,6 +37,8 @@ F64 = npt.NDArray[np.float64]
 COVERAGE_GOAL = (0.78, 0.82)
 OUTCOME_NAMES = ("BREAK", "REJECT", "CHOP")
 REPORT_HORIZONS = (1, 5, 10)
+ZONE_ATR = 2.0
+"""Alerts are scored, and the base rate taken, within the approach zone (features' ``in_zone``)."""
 
 
 def what_followed(t: pa.Table, horizon: int = HORIZON_BARS) -> list[str | None]:
@@ -64,6 +68,16 @@ def what_followed(t: pa.Table, horizon: int = HORIZON_BARS) -> list[str | None]:
                 label = "REJECT"
                 break
         out[i] = label
+    return out
+
+
+def in_zone(t: pa.Table) -> npt.NDArray[np.bool_]:
+    """Rows within the approach zone (|price − level| ≤ 2 ATR), where BREAK / REJECT mean the level."""
+    price = np.asarray(t.column("price").to_numpy(zero_copy_only=False), dtype=np.float64)
+    level = np.asarray(t.column("level_price").to_numpy(zero_copy_only=False), dtype=np.float64)
+    atr = np.asarray(t.column("atr").to_numpy(zero_copy_only=False), dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out: npt.NDArray[np.bool_] = np.abs(price - level) / atr <= ZONE_ATR
     return out
 
 
@@ -110,8 +124,10 @@ def evaluate_streams(
             for name, c in (("model", cur), ("naive", naive), ("climatology", clim)):
                 loss[s][name].append(pinball(y, c))
         followed = what_followed(t)
-        ok = np.isfinite(np.asarray(t.column("net").to_numpy(zero_copy_only=False), dtype=np.float64))
-        base += [f for f, k in zip(followed, ok, strict=True) if k]
+        zone = in_zone(t) & np.isfinite(
+            np.asarray(t.column("net").to_numpy(zero_copy_only=False), dtype=np.float64)
+        )
+        base += [f for f, k in zip(followed, zone, strict=True) if k]
         index = {
             (k, int(b)): i
             for i, (k, b) in enumerate(
@@ -126,8 +142,9 @@ def evaluate_streams(
             strict=True,
         ):
             counts[name] += 1
-            if name in fired:
-                fired[name].append(followed[index[(kind, int(b))]])
+            i = index[(kind, int(b))]
+            if name in fired and zone[i]:
+                fired[name].append(followed[i])
     if progress:
         progress(f"streams: scored {len(days)} test day(s)")
     return _metrics(days, cover, loss, fired, counts, base)
@@ -175,6 +192,9 @@ def _metrics(
             b = base_rates.get(a.expects)
             r["expects"] = a.expects
             r["lift"] = r[a.expects] / b if r.get(a.expects) is not None and b else None
+            p, n = r.get(a.expects), r["n"]
+            half = 1.96 * math.sqrt(p * (1 - p) / n) if p is not None and n else None
+            r["interval95"] = None if half is None or p is None else [max(0.0, p - half), min(1.0, p + half)]
     gates = {a.name: counts[a.name] for a in ALERT_TYPES if a.expects is None}
     met = None if coverage is None else bool(COVERAGE_GOAL[0] <= coverage <= COVERAGE_GOAL[1])
     metrics = {
@@ -226,19 +246,22 @@ def markdown(m: dict[str, Any]) -> str:
     b = m["base_rates"]
     md += [
         "",
-        f"What followed within 20 minutes (first crossing of ±1 ATR at bar closes), after each alert and, as "
-        f"the base rate, after every level-bar ({b['n']:,}): BREAK {_p(b['BREAK'])}, REJECT "
+        "What followed within 20 minutes (first crossing of ±1 ATR from the bar's price at bar closes: BREAK "
+        "toward / through the level, REJECT away), after each alert raised in the approach zone (|price − level| "
+        f"≤ 2 ATR) and, as the base rate, after every level-bar there ({b['n']:,}): BREAK {_p(b['BREAK'])}, REJECT "
         f"{_p(b['REJECT'])}, CHOP {_p(b['CHOP'])}. Lift = the rate of the outcome the alert argues for over "
         "its base rate.",
         "",
-        "| alert | argues for | fired | per day | with outcome | BREAK | REJECT | CHOP | lift |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| alert | argues for | fired (all) | per day | in zone with outcome | BREAK | REJECT | CHOP | lift |"
+        " argued rate, 95 % |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in m["alerts"].items():
         lift = "—" if r["lift"] is None else f"{r['lift']:.2f}"
+        ci = "—" if r["interval95"] is None else f"{_p(r['interval95'][0])} – {_p(r['interval95'][1])}"
         md.append(
             f"| `{name}` | {r['expects']} | {r['fired']:,} | {r['per_day']:.1f} | {r['n']:,} | {_p(r['BREAK'])} | "
-            f"{_p(r['REJECT'])} | {_p(r['CHOP'])} | {lift} |"
+            f"{_p(r['REJECT'])} | {_p(r['CHOP'])} | {lift} | {ci} |"
         )
     gates = ", ".join(f"{k} {v:,}" for k, v in m["quality_gates"].items())
     md += ["", f"Quality gates raised (level-days): {gates}.", ""]

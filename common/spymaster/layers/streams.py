@@ -188,7 +188,9 @@ def _fit_projections(lake: Lake, min_days: int) -> dict[dt.date, str]:
         train = _train_days(days, target, min_days)
         if train is None:
             continue
-        key = f"{projection.FIT_CONFIG}|{PROJECTION_WINDOW_DAYS}|" + ",".join(f"{d.isoformat()}:{runs[d]}" for d in train)
+        key = f"{projection.FIT_CONFIG}|{PROJECTION_WINDOW_DAYS}|" + ",".join(
+            f"{d.isoformat()}:{runs[d]}" for d in train
+        )
         t = target.isoformat()
         had = old.get("models", {}).get(t)
         if had and old.get("inputs", {}).get(t) == key and lake.exists(paths.streams_projection_file(had)):

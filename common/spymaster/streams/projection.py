@@ -34,7 +34,9 @@ IRLS_EPS = 1e-3
 RIDGE = 1e-6
 MAX_TRAIN_ROWS = 20_000
 """Training rows per stream beyond which the earliest are dropped (keeps a fit's cost bounded)."""
-FIT_CONFIG = f"irls{IRLS_ITERATIONS}-eps{IRLS_EPS:g}-ridge{RIDGE:g}-rows{MAX_TRAIN_ROWS}-q{QUANTILES}-h{HORIZON_BARS}"
+FIT_CONFIG = (
+    f"irls{IRLS_ITERATIONS}-eps{IRLS_EPS:g}-ridge{RIDGE:g}-rows{MAX_TRAIN_ROWS}-q{QUANTILES}-h{HORIZON_BARS}"
+)
 """Everything besides the training rows that shapes a fit (a cached model is reused only under the same)."""
 
 
