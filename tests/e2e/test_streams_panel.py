@@ -96,5 +96,17 @@ def test_streams_panel_follows_the_replay_and_the_level(
     pg.wait_for_function(
         "n => document.getElementById('streams-chart').data[2].x.length === n", arg=len(sma["bars"])
     )
+
+    # When a LONG is held into the level, the panel shows its exit score as the API computes it
+    pg.select_option("#streams-position", "LONG")
+    pg.wait_for_function(
+        "() => /^exit (\\d\\.\\d\\d|—)$/.test(document.getElementById('streams-exit').textContent)"
+    )
+    asked = [u for u in requests if "/streams?" in u and "position=LONG" in u]
+    assert asked, "the page asked for the exit score"
+    r = httpx.get(asked[-1], timeout=30)
+    score = r.json()["exit"]["score"]
+    shown = pg.locator("#streams-exit").inner_text()
+    assert shown == ("exit —" if score is None else f"exit {score:.2f}")
     assert not problems, problems
     assert all(u.startswith(app_url) for u in requests), [u for u in requests if not u.startswith(app_url)]

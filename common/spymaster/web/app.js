@@ -1308,7 +1308,7 @@ function notInLake(wanted, shown) {
 const STREAMS_SHOWN = ["pressure", "structure", "net", "dealer"];
 const STREAMS_BAND = "net";
 const STREAM_COLORS = { pressure: "#58a6ff", structure: "#d29922", net: "#3fb950", dealer: "#bc8cff" };
-const streams = { level: params.get("level") || null, key: null, data: null, token: 0 };
+const streams = { level: params.get("level") || null, position: "", key: null, data: null, token: 0 };
 
 function wireStreams() {
   const sel = $("streams-level");
@@ -1318,6 +1318,17 @@ function wireStreams() {
     streams.level = e.target.value;
     renderStreams();
   });
+  $("streams-position").addEventListener("change", (e) => {
+    streams.position = e.target.value;
+    renderStreams();
+  });
+}
+
+/** The retrieval answer's P(BREAK) / P(REJECT) for the level at the replay bar, when it is in its zone. */
+function streamsProbs(level) {
+  const s = latestSignals().get(level);
+  if (!s || state.now - s.min >= BAR_MIN - 1e-6 || !s.p) return "";
+  return `&p_break=${s.p.BREAK}&p_reject=${s.p.REJECT}`;
 }
 
 /** The level the panel follows: the one picked, else the first in its zone now, else the first. */
@@ -1336,13 +1347,14 @@ async function renderStreams() {
   const level = streamsLevel();
   $("streams-level").value = level;
   const at = hhmm(Math.max(START_MIN, state.now));
-  const key = `${state.date}|${level}|${at}`;
+  const pos = streams.position ? `&position=${streams.position}${streamsProbs(level)}` : "";
+  const key = `${state.date}|${level}|${at}|${pos}`;
   if (key === streams.key) return;
   streams.key = key;
   const token = ++streams.token;
   const card = $("streams-card");
   try {
-    const q = `v1/days/${encodeURIComponent(state.date)}/streams?level=${level}&at=${at}`;
+    const q = `v1/days/${encodeURIComponent(state.date)}/streams?level=${level}&at=${at}${pos}`;
     const data = await api(q);
     if (token !== streams.token) return; // the replay moved on meanwhile
     streams.data = data;
@@ -1355,6 +1367,7 @@ async function renderStreams() {
     card.dataset.asOf = "";
     card.dataset.level = level;
     $("streams-meta").textContent = explain(err);
+    $("streams-exit").textContent = "";
     $("streams-latest").replaceChildren();
     $("streams-alerts").replaceChildren();
     if (window.Plotly) window.Plotly.purge($("streams-chart"));
@@ -1365,6 +1378,8 @@ function drawStreams(d) {
   const scaling = d.scaling_days ? `scaled on ${d.scaling_days} earlier day(s)` : "no earlier days: unscaled";
   const proj = d.projection ? `projection model ${d.projection.model_version}` : "no projection model yet";
   $("streams-meta").textContent = `as of ${d.as_of_time.slice(0, 5)} ET · ${d.direction === "UP" ? "▲ from below" : "▼ from above"} · ${scaling} · ${proj}`;
+  const ex = d.exit;
+  $("streams-exit").textContent = ex ? `exit ${ex.score === null ? "—" : fmt(ex.score)}` : "";
   const xs = d.bars.map((b) => toET(b.t).wall);
   const traces = STREAMS_SHOWN.map((name) => ({
     type: "scatter",
