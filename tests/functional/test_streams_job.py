@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 
 from spymaster.api import ApiSettings, create_app
+from spymaster.evaluation.streams import evaluate_streams
 from spymaster.lake import (
     Lake,
     commit,
@@ -155,3 +156,25 @@ def test_api_answers_as_of_a_bar(served: Served) -> None:
     assert "level" in bad.json()["detail"]
     assert http.get(f"/v1/days/{d}/streams", params={"level": "PM_HIGH", "at": "13:00"}).status_code == 422
     assert http.get("/v1/days/2026-01-02/streams", params={"level": "PM_HIGH"}).status_code == 404
+
+
+def test_evaluation_section_scores_the_served_models(lake_copy: Lake) -> None:
+    streams_job.fit_projections(lake_copy, min_days=1)
+    m, md = evaluate_streams(lake_copy)
+    # days 2 and 3 have a model; only day 3's has coefficients (day 2's rests on day 1's null streams)
+    assert m["test_dates"] == [d.isoformat() for d in BUILT_DATES[1:]]
+    assert 0.0 < m["coverage"] < 1.0
+    net = m["streams"]["net"]
+    assert net["n"] > 0
+    assert net["pinball"]["model"] > 0
+    assert set(m["alerts"]) == {
+        "EXHAUSTION",
+        "CONTINUATION",
+        "REVERSAL_RISK",
+        "FLOW_DIVERGENCE",
+        "BARRIER_BUILDING",
+        "BARRIER_ERODING",
+    }
+    assert m["quality_gates"]["THIN_HISTORY"] > 0
+    assert md.startswith("## Streams, projections and alerts")
+    assert "q10–q90" in md
