@@ -11,7 +11,7 @@ PORT ?= 8000
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser demo test test-slow lint typecheck bench bench-bronze bench-silver bench-gold bench-pipeline bench-query bench-learned evaluate lock clean
+.PHONY: help install browser demo test test-slow lint typecheck bench bench-bronze bench-silver bench-gold bench-pipeline bench-query bench-learned bench-streams evaluate lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ bench-query: install ## Query latency in-process, ASGI and HTTP at demo size and
 
 bench-learned: install ## The learned similarity: refit cost and query latency at 1 M episodes
 	$(BIN)/python bench/bench_learned.py --episodes 1000000
+
+bench-streams: install ## The streams: per-date job, one projection fit, API answer latency (on LAKE)
+	$(BIN)/python bench/bench_streams.py --lake $(LAKE)
 
 bench: install ## Run every benchmark and regenerate docs/BENCHMARKS.md (≈ 10 min)
 	$(BIN)/python bench/report.py
