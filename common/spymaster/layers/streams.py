@@ -215,11 +215,19 @@ def _fit_projections(lake: Lake, min_days: int) -> dict[dt.date, str]:
     return versions
 
 
-def projection_model(lake: Lake, date: dt.date) -> ProjectionModel | None:
-    """The projection model serving ``date`` (fitted on earlier days only), None if there is none."""
+def projection_version(lake: Lake, date: dt.date) -> str | None:
+    """The version of the projection model serving ``date`` (None: no model for it)."""
     if not lake.exists(paths.STREAMS_PROJECTIONS_INDEX):
         return None
-    version = lake.read_json(paths.STREAMS_PROJECTIONS_INDEX)["models"].get(date.isoformat())
-    if version is None:
-        return None
+    version: str | None = lake.read_json(paths.STREAMS_PROJECTIONS_INDEX)["models"].get(date.isoformat())
+    return version
+
+
+def load_projection(lake: Lake, version: str) -> ProjectionModel:
     return ProjectionModel.from_json(lake.read_json(paths.streams_projection_file(version)))
+
+
+def projection_model(lake: Lake, date: dt.date) -> ProjectionModel | None:
+    """The projection model serving ``date`` (fitted on earlier days only), None if there is none."""
+    version = projection_version(lake, date)
+    return None if version is None else load_projection(lake, version)

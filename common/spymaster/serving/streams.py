@@ -3,7 +3,8 @@
 Nothing after the as-of bar leaves this module: rows are cut at it before projections and alerts
 are computed (the alerts' state machine is causal, the projection uses the as-of row only), and
 the projection model is the one the lake serves for the date (fitted on earlier days).
-A date's streams and model are cached, revalidated against the streams manifest's run id.
+A date's streams and model are cached, revalidated against the streams manifest's run id and the
+projection index's version for the date (a refit replaces the model without touching the streams).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from spymaster import sessions
 from spymaster.errors import InvalidQueryError, NotCommittedError, NotFoundError
 from spymaster.lake import Lake, is_committed, paths, read_manifest
 from spymaster.lake.paths import Layer
-from spymaster.layers.streams import projection_model, read_streams
+from spymaster.layers.streams import load_projection, projection_version, read_streams
 from spymaster.serving.days import et_time, iso_z
 from spymaster.sessions import BAR_CLOSE_NS
 from spymaster.streams import STREAMS, ProjectionModel, exit_score, run_alerts
@@ -42,7 +43,9 @@ class StreamsView:
     def __init__(self, lake: Lake | None) -> None:
         self.lake = lake
         self._lock = threading.Lock()
-        self._cache: OrderedDict[dt.date, tuple[str, pa.Table, ProjectionModel | None]] = OrderedDict()
+        self._cache: OrderedDict[dt.date, tuple[tuple[str, str | None], pa.Table, ProjectionModel | None]] = (
+            OrderedDict()
+        )
 
     def _day(self, date: dt.date) -> tuple[pa.Table, ProjectionModel | None]:
         lake = self.lake
@@ -50,13 +53,17 @@ class StreamsView:
             raise NotFoundError("this service has no lake: no streams")
         if not is_committed(lake, Layer.GOLD, paths.STREAMS_TABLE, date):
             raise NotCommittedError(f"no streams committed for {date}", date=date)
-        run = read_manifest(lake, Layer.GOLD, paths.STREAMS_TABLE, date).run_id
+        run = (
+            read_manifest(lake, Layer.GOLD, paths.STREAMS_TABLE, date).run_id,
+            projection_version(lake, date),
+        )
         with self._lock:
             hit = self._cache.get(date)
             if hit is not None and hit[0] == run:
                 self._cache.move_to_end(date)
                 return hit[1], hit[2]
-        table, model = read_streams(lake, date), projection_model(lake, date)
+        table = read_streams(lake, date)
+        model = None if run[1] is None else load_projection(lake, run[1])
         with self._lock:
             self._cache[date] = (run, table, model)
             while len(self._cache) > _CACHE_SIZE:
