@@ -80,7 +80,12 @@ def scaling_for(lake: Lake, date: dt.date) -> tuple[Scaling, list[dt.date]]:
     """The scaling of ``date``'s streams, fitted on earlier dates' silver only."""
     days = _history(lake, date)
     cols = list(INPUT_COLUMNS)
-    parts = [bar_rows(read_committed(lake, Layer.SILVER, paths.STATE_TABLE, d).select(cols)) for d in days]
+    parts = [
+        bar_rows(
+            lake.read_parquet(read_manifest(lake, Layer.SILVER, paths.STATE_TABLE, d).files, columns=cols)
+        )
+        for d in days
+    ]
     hist = pa.concat_tables(parts) if parts else pa.table({c: pa.array([], pa.float64()) for c in cols})
     return fit_scaling(hist, tuple(days)), days
 
