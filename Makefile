@@ -11,7 +11,7 @@ PORT ?= 8000
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser demo test test-slow lint typecheck bench bench-bronze bench-silver bench-gold bench-pipeline bench-query bench-learned bench-realsize bench-live bench-push evaluate lock clean
+.PHONY: help install browser demo test test-slow lint typecheck bench bench-bronze bench-silver bench-gold bench-pipeline bench-query bench-learned bench-realsize bench-live bench-push bench-streams evaluate lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -84,6 +84,9 @@ bench-live: install ## Live engine: replay a full-scale day at 10×, lag and arr
 	$(BIN)/python bench/bench_live.py --scale 1 --speed 10 --minutes 30
 bench-push: install ## Live push hop latency: Hub.publish → SSE client over HTTP, 1 and 10 subscribers
 	$(BIN)/python bench/bench_push.py
+
+bench-streams: install ## The streams: per-date job, one projection fit, API answer latency (on LAKE)
+	$(BIN)/python bench/bench_streams.py --lake $(LAKE)
 
 bench: install ## Run every benchmark and regenerate docs/BENCHMARKS.md (≈ 10 min)
 	$(BIN)/python bench/report.py

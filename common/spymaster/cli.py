@@ -371,10 +371,19 @@ def _fit(store: Lake) -> None:
     )
 
 
+def _fit_streams(store: Lake) -> None:
+    from spymaster.layers import streams
+
+    res = streams.fit_projections(store)
+    typer.echo(f"streams: {len(res.models)} projection model(s) fitted in {res.seconds:.1f} s")
+
+
 @app.command("fit")
 def fit_cmd(lake: LakeOpt = None) -> None:
-    """Refit the learned similarity: one model per date, fitted on earlier days (versioned in the lake)."""
-    _fit(_lake(lake))
+    """Refit the learned similarity and the streams' projections: one model per date, on earlier days."""
+    store = _lake(lake)
+    _fit(store)
+    _fit_streams(store)
 
 
 @app.command("run")
@@ -425,6 +434,8 @@ def run_cmd(
     )
     if any(not r.skipped for r in idx):
         _fit(store)
+    if ok:
+        _fit_streams(store)
     for r in sorted(failed, key=lambda r: r.date):
         typer.secho(f"failed {r.date} at {r.failed_stage}: {r.error}", fg="red", err=True)
     if index_error:

@@ -37,6 +37,7 @@ from spymaster import vectors
 from spymaster.lake import Lake, committed_dates, is_committed, paths
 from spymaster.lake.paths import Layer
 from spymaster.layers import index, models
+from spymaster.layers import streams as streams_job
 from spymaster.layers.index import IndexResult
 from spymaster.settings import StorageSettings
 
@@ -149,6 +150,14 @@ def _refit(lake: Lake) -> None:
     metrics.add_metric(name="ModelsFitted", unit=MetricUnit.Count, value=len(res.models))
     logger.info(
         "learned similarity refitted", extra={"models": len(res.models), "seconds": round(res.seconds, 1)}
+    )
+    # Date jobs ran in parallel: rebuild streams scaled before an earlier date's silver landed,
+    # then refit the projections (the streams' walk-forward models) from the committed streams.
+    rebuilt = streams_job.refresh(lake, committed_dates(lake, Layer.SILVER, paths.STATE_TABLE))
+    proj = streams_job.fit_projections(lake)
+    logger.info(
+        "streams projections refitted",
+        extra={"rebuilt": len(rebuilt), "models": len(proj.models), "seconds": round(proj.seconds, 1)},
     )
 
 

@@ -45,6 +45,7 @@ def page_lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
     """Six generated days at a small scale, through bronze → silver → gold → vector index."""
     from spymaster import synth
     from spymaster.layers import index, models, pipeline
+    from spymaster.layers import streams as streams_job
     from spymaster.settings import LearnedSimilarity
 
     lake = Lake(StorageSettings(lake_uri=str(tmp_path_factory.mktemp("page") / "lake")))
@@ -54,6 +55,7 @@ def page_lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
     assert not failed, failed
     index.index(lake)
     models.fit(lake, LearnedSimilarity(min_train_days=2))  # the learned similarity's models
+    streams_job.fit_projections(lake, min_days=2)  # the streams' projection models
     return lake
 
 

@@ -61,7 +61,7 @@ def test_futures_only_lake_runs_every_layer_and_options_landing_later_rerun_thei
 
     # Then every date reaches gold, with dealer features null and dealer_missing = 1
     assert [r.error for r in first] == [None, None]
-    assert [r.done for r in first] == [["bronze", "silver", "gold"]] * 2
+    assert [r.done for r in first] == [["bronze", "silver", "gold", "streams"]] * 2
     assert [r.options for r in first] == [0, 0]
     for d in (D1, D2):
         missing, null_gex = _dealer(lake, d)
@@ -97,9 +97,9 @@ def test_futures_only_lake_runs_every_layer_and_options_landing_later_rerun_thei
     again = pipeline.run(lake.settings, [D1, D2])
 
     # Then exactly D1 is re-run, now with its dealer features
-    assert again[0].done == ["bronze", "silver", "gold"]
+    assert again[0].done == ["bronze", "silver", "gold", "streams"]
     assert again[0].options == 4
-    assert again[1].done == []
+    assert again[1].done == ["streams"]  # D2's streams are scaled on D1's silver
     missing, null_gex = _dealer(lake, D1)
     assert missing == {0.0}
     assert null_gex < read_committed(lake, Layer.SILVER, "state", D1).num_rows

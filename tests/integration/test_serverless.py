@@ -636,7 +636,7 @@ def test_a_storage_fault_mid_date_leaves_nothing_visible_and_a_retry_completes(
     done = w.lake.read_json(paths.date_job_status(date))
     assert done["status"] == "committed"
     assert done["skipped"] == ["bronze"]
-    assert done["done"] == ["silver", "gold"]
+    assert done["done"] == ["silver", "gold", "streams"]
     assert is_committed(w.lake, Layer.GOLD, paths.EPISODES_TABLE, date)
     assert _visible_and_orphans(w.lake)[1] == []
     (note,) = w.drain(w.gold)
@@ -766,7 +766,7 @@ def test_futures_only_date_waits_for_options_then_runs_without_and_reruns_when_t
     _run_jobs_and_index(w, flow)
     done = w.lake.read_json(paths.date_job_status(date))
     assert done["status"] == "committed"
-    assert done["done"] == ["bronze", "silver", "gold"]
+    assert done["done"] == ["bronze", "silver", "gold", "streams"]
     state = read_committed(w.lake, Layer.SILVER, "state", date)
     assert set(state.column("dealer_missing").to_pylist()) == {0.0}
     ids = sorted(gold.read_episodes(w.lake, date).column("episode_id").to_pylist())

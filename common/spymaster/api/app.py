@@ -25,13 +25,14 @@ from pydantic import SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from spymaster.api.deps import API_KEY_HEADER, api_key_dependencies
-from spymaster.api.routes import days, page, query, report
+from spymaster.api.routes import days, page, query, report, streams
 from spymaster.api.routes import live as live_routes
 from spymaster.api.schemas import ERROR_RESPONSES
 from spymaster.errors import InvalidQueryError, NotCommittedError, NotFoundError, SpymasterError
 from spymaster.lake import Lake
 from spymaster.live.hub import Hub
 from spymaster.serving import Service
+from spymaster.serving.streams import StreamsView
 from spymaster.settings import ApiSettings, PushSettings, storage_settings
 
 __all__ = ["create_app", "limit_blas_threads"]
@@ -222,6 +223,7 @@ def create_app(
     app.state.settings = s
     app.state.live = live
     app.state.push = push or PushSettings()
+    app.state.streams = StreamsView(service.lake)
 
     app.add_middleware(_DocsStayLocal)
 
@@ -248,7 +250,7 @@ def create_app(
     v1 = APIRouter(
         prefix="/v1", dependencies=api_key_dependencies(s.api_key is not None), responses=ERROR_RESPONSES
     )
-    for routes in (days.router, query.router, report.router, live_routes.router):
+    for routes in (days.router, query.router, report.router, live_routes.router, streams.router):
         v1.include_router(routes)
     app.include_router(v1)
     app.include_router(page.page)

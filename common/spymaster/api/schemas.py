@@ -414,6 +414,63 @@ class ReportOut(BaseModel):
     files: list[ReportFile]
 
 
+class StreamInfo(BaseModel):
+    name: str
+    symbol: str
+    kind: str = Field(description="canonical, merged or composite")
+    definition: str
+
+
+class StreamBar(BaseModel):
+    t: str = Field(description="the 2-minute bar close, ISO 8601 UTC (…Z)")
+    time: str = Field(description="the same instant, ET wall clock HH:MM:SS")
+    direction: str
+    values: dict[str, float | None] = Field(description="stream → value in [−1, 1] (null: not defined)")
+
+
+class StreamAlert(BaseModel):
+    alert: str
+    t: str
+    time: str
+    cleared: str | None = Field(description="ET time it cleared (null: still active at the as-of bar)")
+    active: bool
+    confidence: float
+    severity: str
+    expects: str | None = Field(description="the outcome the alert argues for (null: a quality gate)")
+
+
+class StreamProjection(BaseModel):
+    model_version: str
+    trained_on: list[str] = Field(description="first and last earlier day the model was fitted on")
+    t: list[str]
+    time: list[str]
+    curves: dict[str, dict[str, list[float]]] = Field(
+        description="stream → q10 / q50 / q90 → one value per bar ahead"
+    )
+
+
+class StreamExit(BaseModel):
+    position: str
+    direction: str
+    score: float | None = Field(description="0 … 1, 1: exit (docs/STREAMS.md)")
+
+
+class StreamsOut(BaseModel):
+    date: str
+    level_kind: str
+    as_of: str
+    as_of_time: str
+    direction: str
+    scaling_days: int = Field(description="earlier days the streams' scaling was fitted on")
+    scaling_version: str | None
+    streams: list[StreamInfo]
+    bars: list[StreamBar]
+    latest: dict[str, dict[str, float | None]] = Field(description="stream → value, slope, curv, jerk")
+    projection: StreamProjection | None = Field(description="null while no model is fitted for the date")
+    alerts: list[StreamAlert]
+    exit: StreamExit | None
+
+
 def path_date(value: str) -> dt.date:
     try:
         return parse_date(value)

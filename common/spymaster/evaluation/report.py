@@ -49,6 +49,7 @@ from spymaster.evaluation.metrics import (
 from spymaster.evaluation.oracle import ORACLE_WINDOW_S, load_truth, match_truth
 from spymaster.evaluation.plots import coverage_png, lift_png, reliability_png
 from spymaster.evaluation.setups import evaluate_learned
+from spymaster.evaluation.streams import evaluate_streams
 from spymaster.lake import Lake, committed_dates, new_run_id, paths
 from spymaster.lake.paths import EPISODES_TABLE, Layer
 from spymaster.outcomes import PRIMARY_HORIZON_MIN
@@ -124,6 +125,7 @@ def evaluate(
     progress: Callable[[str], None] | None = None,
     learned: bool = True,
     learned_all_episodes: bool = True,
+    streams: bool = True,
 ) -> Report:
     """Evaluate the kNN walk-forward on committed gold and (by default) write the report to the lake.
 
@@ -378,6 +380,9 @@ def evaluate(
             all_episodes=learned_all_episodes,
             progress=say,
         )
+    streams_md = ""
+    if streams:  # the streams' own walk-forward section (their projections, alerts), last in the report
+        metrics["streams"], streams_md = evaluate_streams(lake, test_dates, progress=say)
     metrics["ece_noise_floor"] = floors
     metrics["goals"] = goals
     metrics["seconds"] = round(time.perf_counter() - t_start, 1)
@@ -398,6 +403,8 @@ def evaluate(
     )
     if learned_md:
         md = _put_first(md, learned_md)
+    if streams_md:
+        md = f"{md.rstrip()}\n\n{streams_md}"
     files = {
         "report": paths.report_path(run, "report.md"),
         "metrics": paths.report_path(run, "metrics.json"),

@@ -9,6 +9,7 @@ partition is visible to readers only once its manifest exists (see :mod:`spymast
     bronze/fut_trades/date=2026-03-02/part-<run>-00000.parquet
     silver/<table>/date=.../...      gold/<table>/date=.../...
     gold/_stats/<version>.json        (normalisation statistics, content-addressed)
+    models/streams/{scaling,projection}/<version>.json   (the streams' fitted artefacts) + projection/index.json
     vectors/episodes.lance/           (the LanceDB database: one table)
     quarantine/dataset=.../product=.../schema=.../date=.../<file>  +  <file>.reason.json
     _manifests/<layer>/<table>/date=2026-03-02.json
@@ -91,6 +92,8 @@ STATE_TABLE = "state"
 SILVER_TABLES: tuple[str, ...] = (BARS_30S_TABLE, BARS_2M_TABLE, LEVELS_TABLE, STATE_TABLE)
 EPISODES_TABLE = "episodes"
 """Gold's one table: approach episodes with raw vectors and outcomes."""
+STREAMS_TABLE = "streams"
+"""Gold's streams: one row per 2-minute bar and active level (:mod:`spymaster.layers.streams`)."""
 VECTOR_TABLE = "episodes"
 """The LanceDB table under :data:`VECTORS_DIR`."""
 
@@ -229,6 +232,22 @@ MODELS_INDEX = f"{MODELS_ROOT}/index.json"
 def model_file(version: str) -> str:
     """One fitted model (content-addressed: the same fit writes the same file)."""
     return f"{MODELS_ROOT}/{version}.json"
+
+
+STREAMS_MODELS_ROOT = "models/streams"
+"""The streams' walk-forward fitted artefacts: scaling statistics and projection models."""
+STREAMS_PROJECTIONS_INDEX = f"{STREAMS_MODELS_ROOT}/projection/index.json"
+"""Which projection model serves which date (``{"models": {date: version}, …}``); written last."""
+
+
+def streams_scaling_file(version: str) -> str:
+    """The streams' scaling statistics of one version (content-addressed)."""
+    return f"{STREAMS_MODELS_ROOT}/scaling/{version}.json"
+
+
+def streams_projection_file(version: str) -> str:
+    """One fitted projection model (content-addressed)."""
+    return f"{STREAMS_MODELS_ROOT}/projection/{version}.json"
 
 
 # -- reports -------------------------------------------------------------------------------------

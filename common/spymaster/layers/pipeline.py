@@ -20,9 +20,10 @@ from spymaster.errors import SpymasterError
 from spymaster.lake import Lake, is_committed, paths
 from spymaster.lake.paths import Layer
 from spymaster.layers import bronze, gold, silver  # imported by the parent: forked workers inherit them
+from spymaster.layers import streams as streams_job
 from spymaster.settings import PipelineSettings, StorageSettings
 
-STAGES = ("bronze", "silver", "gold")
+STAGES = ("bronze", "silver", "gold", "streams")
 
 _PR_SET_PDEATHSIG = 1
 
@@ -88,7 +89,7 @@ def run_date(
     settings: PipelineSettings | None = None,
     allow_shrink: bool = False,
 ) -> DateResult:
-    """Bring one date to gold, skipping layers already committed (unless ``force``).
+    """Bring one date to gold and its streams, skipping layers already committed (unless ``force``).
 
     Never raises for bad data: the failure is reported in the result with the stage it hit, so
     a backfill continues with the other dates.
@@ -124,6 +125,13 @@ def run_date(
             res.done.append("gold")
         else:
             res.skipped.append("gold")
+
+        stage = "streams"  # scaled on earlier dates' silver: stale once one of them changes
+        if force or not streams_job.is_current(lake, date):
+            streams_job.build(lake, date, allow_shrink=True)
+            res.done.append("streams")
+        else:
+            res.skipped.append("streams")
     except SpymasterError as exc:
         res.error, res.failed_stage = str(exc), stage
     except OSError as exc:  # storage outside the lake API (temp space, the vector store)
@@ -161,4 +169,6 @@ def run(
                 results.append(r)
                 if on_result:
                     on_result(r)
+        # Dates ran out of order: a date's streams may predate an earlier date's silver.
+        streams_job.refresh(Lake(storage), [r.date for r in results if r.ok])
     return sorted(results, key=lambda r: r.date)

@@ -572,6 +572,7 @@ function render() {
   renderLiveStatus();
   renderChart();
   renderPanels();
+  renderStreams(); // issue 15: the streams panel under the chart
 }
 
 function visibleBars() {
@@ -1503,8 +1504,149 @@ function notInLake(wanted, shown) {
   return `${wanted} is not in the lake (a holiday, or not generated / downloaded yet): showing ${shown} instead.`;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Streams panel (issue 15): the selected level's streams up to the replay time, their 20-minute
+// q10–q90 projections and the level's alerts, from GET /v1/days/{date}/streams (as of a bar: the
+// API sends nothing after it). Self-contained: its own state, one hook in render() and main().
+
+const STREAMS_SHOWN = ["pressure", "structure", "net", "dealer"];
+const STREAMS_BAND = "net";
+const STREAM_COLORS = { pressure: "#58a6ff", structure: "#d29922", net: "#3fb950", dealer: "#bc8cff" };
+const streams = { level: params.get("level") || null, position: "", key: null, data: null, token: 0 };
+
+function wireStreams() {
+  const sel = $("streams-level");
+  sel.replaceChildren(...LEVELS.map((k) => el("option", { value: k }, k)));
+  if (streams.level && LEVELS.includes(streams.level)) sel.value = streams.level;
+  sel.addEventListener("change", (e) => {
+    streams.level = e.target.value;
+    renderStreams();
+  });
+  $("streams-position").addEventListener("change", (e) => {
+    streams.position = e.target.value;
+    renderStreams();
+  });
+}
+
+/** The retrieval answer's P(BREAK) / P(REJECT) for the level at the replay bar, when it is in its zone. */
+function streamsProbs(level) {
+  const s = latestSignals().get(level);
+  if (!s || state.now - s.min >= BAR_MIN - 1e-6 || !s.p) return "";
+  return `&p_break=${s.p.BREAK}&p_reject=${s.p.REJECT}`;
+}
+
+/** The level the panel follows: the one picked, else the first in its zone now, else the first. */
+function streamsLevel() {
+  if (streams.level) return streams.level;
+  const latest = latestSignals();
+  const inZone = LEVELS.find((k) => {
+    const s = latest.get(k);
+    return s && state.now - s.min < BAR_MIN - 1e-6;
+  });
+  return inZone || LEVELS[0];
+}
+
+async function renderStreams() {
+  if (!state.date) return;
+  const level = streamsLevel();
+  $("streams-level").value = level;
+  const at = hhmm(Math.max(START_MIN, state.now));
+  const pos = streams.position ? `&position=${streams.position}${streamsProbs(level)}` : "";
+  const key = `${state.date}|${level}|${at}|${pos}`;
+  if (key === streams.key) return;
+  streams.key = key;
+  const token = ++streams.token;
+  const card = $("streams-card");
+  try {
+    const q = `v1/days/${encodeURIComponent(state.date)}/streams?level=${level}&at=${at}${pos}`;
+    const data = await api(q);
+    if (token !== streams.token) return; // the replay moved on meanwhile
+    streams.data = data;
+    card.dataset.asOf = data.as_of_time;
+    card.dataset.level = level;
+    drawStreams(data);
+  } catch (err) {
+    if (token !== streams.token) return;
+    streams.data = null;
+    card.dataset.asOf = "";
+    card.dataset.level = level;
+    $("streams-meta").textContent = explain(err);
+    $("streams-exit").textContent = "";
+    $("streams-latest").replaceChildren();
+    $("streams-alerts").replaceChildren();
+    if (window.Plotly) window.Plotly.purge($("streams-chart"));
+  }
+}
+
+function drawStreams(d) {
+  const scaling = d.scaling_days ? `scaled on ${d.scaling_days} earlier day(s)` : "no earlier days: unscaled";
+  const proj = d.projection ? `projection model ${d.projection.model_version}` : "no projection model yet";
+  $("streams-meta").textContent = `as of ${d.as_of_time.slice(0, 5)} ET · ${d.direction === "UP" ? "▲ from below" : "▼ from above"} · ${scaling} · ${proj}`;
+  const ex = d.exit;
+  $("streams-exit").textContent = ex ? `exit ${ex.score === null ? "—" : fmt(ex.score)}` : "";
+  const xs = d.bars.map((b) => toET(b.t).wall);
+  const traces = STREAMS_SHOWN.map((name) => ({
+    type: "scatter",
+    mode: "lines",
+    name,
+    x: xs,
+    y: d.bars.map((b) => b.values[name]),
+    line: { color: STREAM_COLORS[name], width: name === STREAMS_BAND ? 2 : 1.2 },
+    hovertemplate: `${name} %{y:.2f}<extra></extra>`,
+  }));
+  const curve = d.projection && d.projection.curves[STREAMS_BAND];
+  if (curve) {
+    const px = d.projection.t.map((t) => toET(t).wall);
+    traces.push(
+      { type: "scatter", mode: "lines", name: `${STREAMS_BAND} q90`, x: px, y: curve.q90, line: { width: 0 }, showlegend: false, hoverinfo: "skip" },
+      {
+        type: "scatter",
+        mode: "lines",
+        name: `${STREAMS_BAND} q10–q90`,
+        x: px,
+        y: curve.q10,
+        fill: "tonexty",
+        fillcolor: "rgba(63,185,80,0.18)",
+        line: { width: 0 },
+        hoverinfo: "skip",
+      },
+      { type: "scatter", mode: "lines", name: `${STREAMS_BAND} q50`, x: px, y: curve.q50, line: { color: STREAM_COLORS.net, dash: "dot", width: 1.5 } },
+    );
+  }
+  const layout = {
+    margin: { l: 30, r: 8, t: 4, b: 22 },
+    paper_bgcolor: "rgba(0,0,0,0)",
+    plot_bgcolor: "rgba(0,0,0,0)",
+    font: { color: "#c9d1d9", size: 10 },
+    showlegend: true,
+    legend: { orientation: "h", x: 0, y: 1.12, font: { size: 10 } },
+    xaxis: { type: "date", tickformat: "%H:%M", gridcolor: "#21262d" },
+    yaxis: { range: [-1.05, 1.05], gridcolor: "#21262d", zeroline: true, zerolinecolor: "#484f58", dtick: 0.5 },
+  };
+  if (window.Plotly) window.Plotly.react($("streams-chart"), traces, layout, { displaylogo: false, displayModeBar: false, responsive: true });
+  const row = (name, v) =>
+    el("tr", { dataset: { stream: name } }, el("td", {}, name), el("td", { class: "num" }, fmt(v.value)), el("td", { class: "num" }, fmt(v.slope)), el("td", { class: "num" }, fmt(v.curv)));
+  $("streams-latest").replaceChildren(
+    el("tr", {}, el("th", {}, "stream"), el("th", {}, "value"), el("th", {}, "slope"), el("th", {}, "curv")),
+    ...d.streams.map((s) => row(s.name, d.latest[s.name])),
+  );
+  const alerts = d.alerts.slice().reverse();
+  $("streams-alerts").replaceChildren(
+    ...(alerts.length
+      ? alerts.map((a) =>
+          el(
+            "li",
+            { class: `sev-${a.severity}${a.active ? " active" : ""}`, dataset: { alert: a.alert } },
+            `${a.time.slice(0, 5)} ${a.alert}${a.expects ? ` → ${a.expects}` : ""} · ${a.severity} · ${Math.round(a.confidence * 100)} %${a.active ? " · active" : ` · cleared ${a.cleared.slice(0, 5)}`}`,
+          ),
+        )
+      : [el("li", {}, "No alerts so far.")]),
+  );
+}
+
 async function main() {
   wire();
+  wireStreams(); // issue 15
   if (!window.Plotly) {
     showBanner("The chart library did not load (static/vendor/plotly.min.js).");
   }
