@@ -1,8 +1,9 @@
 """Bronze: a date's raw DBN files decoded to Parquet, one table per (product, schema).
 
 Per (date, kind) job: copy the raw object locally if it lives on S3, check its metadata against
-its place, stream-decode in chunks into one Parquet file (one row group per chunk, so peak memory
-does not grow with the file), then commit. A bad file is quarantined with its reason and no
+its place, stream-decode in chunks into Parquet (one row group per chunk, so peak memory does not
+grow with the file; consecutive files of :data:`ROW_GROUPS_PER_FILE` row groups are encoded by
+parallel writers, the manifest lists them in the records' order), then commit. A bad file is quarantined with its reason and no
 bronze output of it ever becomes visible.
 """
 
@@ -184,8 +185,11 @@ def build(
     *,
     tmp_dir: str | None = None,
     allow_shrink: bool = False,
+    writers: int = WRITERS,
 ) -> BronzeResult:
     """Decode one raw file of a date into its committed bronze table partition.
+
+    ``writers`` Parquet files are encoded at once (a backfill running one date per core passes 1).
 
     Records are screened (:mod:`spymaster.quality`): implausible ones are dropped and counted in
     the manifest and the date's data-quality record, or the whole file is refused above
@@ -222,7 +226,7 @@ def build(
             schema = dbnread.arrow_schema(kind.schema)
             screen = quality.screen(local, info, kind, label=key)
             files, rows = write_parts(
-                lake, out, schema, prefetch(dbnread.decode(local, label=key, screen=screen))
+                lake, out, schema, prefetch(dbnread.decode(local, label=key, screen=screen)), writers=writers
             )
             q = screen.quality
             if q.records == 0:
