@@ -9,7 +9,7 @@ on the LanceDB table itself, read from S3 (moto over HTTP).
   extrapolated linearly from the two sizes (memory per episode and query time per searched row;
   the script prints both sizes so the linearity is visible), and so is the cold-start load, from
   reading the indexer's snapshot of 1 M rows from S3.
-* **Scale-out** (LanceDB on S3): one partition's rows in a LanceDB table on the moto server, with
+* **Scale-out** (LanceDB on S3; 30 queries, each a round of S3 requests): one partition's rows in a LanceDB table on the moto server, with
   an IVF-PQ index (cosine; sub-vectors of about 8 dimensions, refined with the full vectors), queried
   per request; p50/p99 and recall@50 against exact numpy search over the same rows. The vectors are
   clustered (a mixture in a 24-dimensional subspace plus noise), as real state vectors are; random
@@ -291,7 +291,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 2_000_000])
     ap.add_argument("--partitions", type=int, nargs="+", default=[50_000, 166_667])
-    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--seed", type=int, default=5)
     args = ap.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -303,7 +303,7 @@ def main() -> None:
     try:
         load = snapshot_load(endpoint, min(args.sizes), args.seed)
         print("scale-out: one partition in a LanceDB table on S3 (moto over HTTP), IVF-PQ, cosine:")
-        ann = scale_out(endpoint, sorted(args.partitions), min(args.queries, 100), args.seed)
+        ann = scale_out(endpoint, sorted(args.partitions), min(args.queries, 30), args.seed)
     finally:
         server.terminate()
         server.wait()

@@ -125,7 +125,12 @@ EARLIER_FIGURES = [
     "  columns gave 25 % faster writes and 17 % smaller files than dictionary-encoding every numeric",
     "  column of MBP-10.",
     "- Vector-table version check (`serving.snapshot`): `checkout_latest` on the open table took",
-    "  ≈ 1 ms locally.",
+    "  ≈ 1 ms locally; the API now checks the indexer's snapshot with one HEAD instead.",
+    "- Cold start (issue 16): importing LanceDB alone took 1.36 s of the first answer; pyarrow imports",
+    "  pandas on its first array (≈ 0.5-1 s), so the first answer pays for pandas whatever it reads;",
+    "  the date's three silver tables are read at once (each is several sequential S3 round trips).",
+    "- Benchmarks against moto: a moto server in the benchmark's own process competes with the client",
+    "  for the GIL (a 76 MB GET took 50 s); `bench_scale` runs it in its own process.",
     "- Backfill workers (`layers.pipeline`): importing the layers costs ≈ 2.5 s per process; forked",
     "  workers inherit the parent's imports instead.",
 ]

@@ -6,7 +6,9 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # pa.compute
 
 from spymaster.lake import Lake, paths, read_committed
 from spymaster.lake.paths import Layer
@@ -34,11 +36,15 @@ def _assert_snapshot_is_the_table(lake: Lake) -> None:
     assert snap.num_rows == want.num_rows > 0
     for name in index.SNAPSHOT_COLUMNS:
         if name == "raw":
-            labelled = [x is not None for x in want.column("label").to_pylist()]
-            raw = want.column("raw").to_pylist()
-            assert snap.column("raw").to_pylist() == [
-                r if k else None for r, k in zip(raw, labelled, strict=True)
-            ]
+            labelled = pa.compute.is_valid(want.column("label"))
+            got_raw = snap.column("raw").combine_chunks()
+            # raw is null exactly where the label is, and equal (NaN for NaN) elsewhere
+            assert pa.compute.is_valid(got_raw).equals(labelled.combine_chunks())
+            keep = want.column("raw").filter(labelled).combine_chunks()
+            np.testing.assert_array_equal(
+                got_raw.filter(labelled.combine_chunks()).flatten().to_numpy(zero_copy_only=False),
+                keep.flatten().to_numpy(zero_copy_only=False),
+            )
         else:
             assert snap.column(name).equals(want.column(name)), name
 
