@@ -11,7 +11,7 @@ PORT ?= 8000
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser demo test test-slow lint typecheck bench bench-bronze bench-silver bench-gold bench-pipeline bench-query bench-learned bench-realsize bench-live bench-push bench-streams evaluate lock clean
+.PHONY: help install browser demo test test-slow lint typecheck bench bench-bronze bench-silver bench-gold bench-pipeline bench-query bench-learned bench-realsize bench-live bench-push bench-streams bench-scale evaluate lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -68,8 +68,8 @@ bench-gold: install ## Gold and vector-table figures over 20 generated days, one
 evaluate: install ## Walk-forward evaluation of the demo lake; the report lands in the lake
 	$(BIN)/spymaster --lake $(LAKE) evaluate
 
-bench-pipeline: install ## Full day raw → gold, 20-day backfill with 1 vs 2 workers, API cold start on S3
-	$(BIN)/python bench/bench_pipeline.py --scale 1.0 --days 20
+bench-pipeline: install ## Full day raw → gold, 6 full-scale days with 1 vs 2 workers, API cold start on S3
+	$(BIN)/python bench/bench_pipeline.py --scale 1.0 --days 6 --backfill-scale 1.0
 
 bench-query: install ## Query latency in-process, ASGI and HTTP at demo size and 1 M episodes
 	$(BIN)/python bench/bench_query.py
@@ -88,7 +88,10 @@ bench-push: install ## Live push hop latency: Hub.publish → SSE client over HT
 bench-streams: install ## The streams: per-date job, one projection fit, API answer latency (on LAKE)
 	$(BIN)/python bench/bench_streams.py --lake $(LAKE)
 
-bench: install ## Run every benchmark and regenerate docs/BENCHMARKS.md (≈ 10 min)
+bench-scale: install ## In-memory index at 1-2 M episodes vs IVF-PQ on LanceDB over S3, extrapolated to 10 M
+	$(BIN)/python bench/bench_scale.py --sizes 1000000 2000000 --partitions 50000 166667
+
+bench: install ## Run every benchmark and regenerate docs/BENCHMARKS.md (≈ 20 min)
 	$(BIN)/python bench/report.py
 
 lock: ## Re-pin constraints.txt from the current .venv

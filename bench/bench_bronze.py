@@ -1,7 +1,11 @@
-"""Bronze decode vs ``DBNStore.to_parquet`` on the same full-scale generated day.
+"""Bronze vs ``DBNStore.to_parquet`` on the same full-scale generated day, and the levers behind it.
 
-Each measurement runs in its own subprocess so peak RSS (``ru_maxrss``) belongs to it alone.
-Prints records/s and peak RSS side by side with their ratio, and appends a JSON line to
+Each measurement runs in its own subprocess, so peak RSS (``VmHWM``) belongs to it alone; imports
+are done before the clock starts in both. ``bronze.build`` is the shipped path on a local lake
+(inspect, placement check, screening, decode, parallel Parquet writers, commit); next to it,
+decode alone (records to Arrow batches, nothing written) and write alone (the decoded batches
+held in memory, then written by one writer) show where the remaining time goes. The levers
+section writes the same batches with one option changed at a time. Appends a JSON line to
 ``bench/out/bronze.jsonl``.
 
     python bench/bench_bronze.py --scale 1.0
@@ -15,43 +19,17 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 OUT = Path(__file__).parent / "out"
-
-
-def _child(mode: str, src: str, dst: str) -> None:
-    """Run one conversion and print its wall seconds and record count."""
-    warnings.simplefilter("ignore")
-    t0 = time.perf_counter()
-    if mode == "spymaster":
-        import pyarrow.parquet as pq
-
-        from spymaster.raw import dbnread
-
-        info = dbnread.inspect(src)
-        assert info.schema is not None
-        rows = 0
-        with pq.ParquetWriter(
-            dst, dbnread.arrow_schema(info.schema), compression="zstd", compression_level=1
-        ) as w:
-            for batch in dbnread.decode(src):
-                w.write_batch(batch)
-                rows += batch.num_rows
-    else:
-        import databento as db
-        import pyarrow.parquet as pq
-
-        db.DBNStore.from_file(src).to_parquet(dst)
-        rows = pq.ParquetFile(dst).metadata.num_rows
-    secs = time.perf_counter() - t0
-    peak = _vm_hwm()
-    print(json.dumps({"secs": secs, "rows": rows, "peak_rss": peak}))
+DATE = dt.date(2026, 3, 5)
 
 
 def _vm_hwm() -> int:
@@ -63,25 +41,106 @@ def _vm_hwm() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _measure(mode: str, src: Path, work: Path) -> dict[str, float]:
-    dst = work / f"{mode}-{src.name}.parquet"
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", mode, str(src), str(dst)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    res: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    dst.unlink(missing_ok=True)
+def _child(mode: str, schema: str, src: str, work: str) -> None:
+    """Run one measurement and print its wall seconds, record count and peak RSS as JSON."""
+    warnings.simplefilter("ignore")
+    import pyarrow.parquet as pq
+
+    from spymaster.lake import Lake, paths
+    from spymaster.lake.paths import Layer, Product, RawKind
+    from spymaster.layers import bronze
+    from spymaster.raw import dbnread
+    from spymaster.settings import StorageSettings
+
+    extra: dict[str, Any] = {}
+    if mode == "to_parquet":
+        import databento as db
+
+        dst = Path(work) / "base.parquet"
+        t0 = time.perf_counter()
+        db.DBNStore.from_file(src).to_parquet(dst)
+        secs = time.perf_counter() - t0
+        rows = pq.ParquetFile(dst).metadata.num_rows
+        extra["mb"] = dst.stat().st_size / 1e6
+    elif mode == "bronze":
+        kind = RawKind(Product.FUT, schema)
+        lake = Lake(StorageSettings(lake_uri=str(Path(work) / "lake")))
+        key = paths.raw_file(kind, DATE)
+        Path(lake.path(key)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, lake.path(key))
+        t0 = time.perf_counter()
+        res = bronze.build(lake, kind, DATE)
+        secs = time.perf_counter() - t0
+        rows = res.rows
+        extra["mb"] = sum(Path(lake.path(f)).stat().st_size for f in res.manifest.files) / 1e6
+        extra["files"] = len(res.manifest.files)
+        del Layer
+    elif mode == "decode":
+        t0 = time.perf_counter()
+        rows = sum(b.num_rows for b in dbnread.decode(src))
+        secs = time.perf_counter() - t0
+    else:  # write, or a lever "write:<json options>"
+        import pyarrow as pa
+
+        batches = list(dbnread.decode(src))
+        schema_ = batches[0].schema
+        opts = bronze.PARQUET_OPTIONS(schema_)
+        if mode.startswith("write:"):
+            change = json.loads(mode[len("write:") :])
+            if change.pop("_floats_bss", False):
+                change["use_byte_stream_split"] = [f.name for f in schema_ if pa.types.is_floating(f.type)]
+            if change.pop("_all_stats", False):
+                change["write_statistics"] = True
+            groups = change.pop("_rows_per_group", None)
+            opts = {**opts, **change}
+            if groups:
+                table = pa.Table.from_batches(batches)
+                batches = table.to_batches(max_chunksize=groups)
+                if groups > dbnread.CHUNK_RECORDS:
+                    batches = list(pa.Table.from_batches(batches).combine_chunks().to_batches(groups))
+        dst = Path(work) / "write.parquet"
+        t0 = time.perf_counter()
+        with pq.ParquetWriter(dst, schema_, **opts) as w:
+            for b in batches:
+                w.write_batch(b)
+        secs = time.perf_counter() - t0
+        rows = sum(b.num_rows for b in batches)
+        extra["mb"] = dst.stat().st_size / 1e6
+    print(json.dumps({"secs": secs, "rows": rows, "peak_rss": _vm_hwm(), **extra}))
+
+
+def _measure(mode: str, schema: str, src: Path) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-bronze-run-") as work:
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", mode, schema, str(src), work],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    res: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return res
+
+
+LEVERS: list[tuple[str, dict[str, Any]]] = [
+    ("shipped: zstd 1, dict strings, stats ts/id", {}),
+    ("statistics on every column", {"_all_stats": True}),
+    ("zstd level 3", {"compression_level": 3}),
+    ("zstd level -3 (fast mode)", {"compression_level": -3}),
+    ("lz4", {"compression": "lz4", "compression_level": None}),
+    ("snappy", {"compression": "snappy", "compression_level": None}),
+    ("dictionary on every column", {"use_dictionary": True}),
+    ("byte-stream-split floats", {"_floats_bss": True}),
+    ("row groups of 65,536", {"_rows_per_group": 65_536}),
+    ("row groups of 524,288", {"_rows_per_group": 524_288}),
+]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--scale", type=float, default=1.0)
-    ap.add_argument("--date", default="2026-03-05")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--child", nargs=3, metavar=("MODE", "SRC", "DST"))
+    ap.add_argument("--no-levers", action="store_true", help="skip the per-option write runs")
+    ap.add_argument("--child", nargs=4, metavar=("MODE", "SCHEMA", "SRC", "WORK"))
     args = ap.parse_args()
     if args.child:
         _child(*args.child)
@@ -90,51 +149,93 @@ def main() -> None:
     from spymaster.lake.paths import Product, RawKind
     from spymaster.synth import generate_day
 
-    date = dt.date.fromisoformat(args.date)
     with tempfile.TemporaryDirectory(prefix="bench-bronze-") as tmp:
         work = Path(tmp)
         t0 = time.perf_counter()
-        day = generate_day(date, scale=args.scale, seed=args.seed)
-        gen_secs = time.perf_counter() - t0
-        print(f"generated {date} at scale {args.scale} in {gen_secs:.1f} s")
-        results = []
+        day = generate_day(DATE, scale=args.scale, seed=args.seed)
+        print(f"generated {DATE} at scale {args.scale} in {time.perf_counter() - t0:.1f} s")
+        srcs = {}
         for schema in ("mbp-10", "trades"):
-            src = work / f"{schema}.dbn.zst"
-            src.write_bytes(day.files[RawKind(Product.FUT, schema)])
-            del_size = src.stat().st_size
-            ours = _measure("spymaster", src, work)
-            base = _measure("to_parquet", src, work)
-            assert ours["rows"] == base["rows"], (ours, base)
-            row = {
-                "schema": schema,
-                "records": int(ours["rows"]),
-                "file_mb": round(del_size / 1e6, 1),
-                "ours_rec_s": ours["rows"] / ours["secs"],
-                "base_rec_s": base["rows"] / base["secs"],
-                "ours_rss_gb": ours["peak_rss"] / 1e9,
-                "base_rss_gb": base["peak_rss"] / 1e9,
-            }
-            results.append(row)
+            srcs[schema] = work / f"{schema}.dbn.zst"
+            srcs[schema].write_bytes(day.files[RawKind(Product.FUT, schema)])
         del day
+        print(f"load before: {_load()}")
+        results = []
+        for schema, src in srcs.items():
+            runs = {m: _measure(m, schema, src) for m in ("bronze", "to_parquet", "decode", "write")}
+            assert runs["bronze"]["rows"] == runs["to_parquet"]["rows"], runs
+            results.append({"schema": schema, "file_mb": src.stat().st_size / 1e6, "runs": runs})
+        levers = []
+        if not args.no_levers:
+            for label, change in LEVERS:
+                r = _measure("write:" + json.dumps(change), "mbp-10", srcs["mbp-10"])
+                levers.append({"lever": label, **r})
+        print(f"load after:  {_load()}")
 
     print()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    hdr = f"{'schema':<8}{'records':>11}{'MB zst':>8} | {'spymaster':>12}{'to_parquet':>12}{'ratio':>7} | {'RSS ours':>9}{'RSS base':>9}"
+    hdr = (
+        f"{'schema':<8}{'records':>11}{'MB zst':>8} | {'bronze':>9}{'to_parquet':>11}{'ratio':>7}"
+        f" | {'decode':>9}{'write':>9} | {'RSS ours':>9}{'RSS base':>9} | {'MB ours':>8}{'MB base':>8}"
+    )
     print(hdr)
     print("-" * len(hdr))
     for r in results:
+        runs = r["runs"]
+        n = runs["bronze"]["rows"]
+        rate = {m: n / runs[m]["secs"] / 1e6 for m in runs}
         print(
-            f"{r['schema']:<8}{r['records']:>11,}{r['file_mb']:>8} | "
-            f"{r['ours_rec_s'] / 1e6:>9.2f} M/s{r['base_rec_s'] / 1e6:>9.2f} M/s"
-            f"{r['ours_rec_s'] / r['base_rec_s']:>6.1f}x | "
-            f"{r['ours_rss_gb']:>7.2f}GB{r['base_rss_gb']:>7.2f}GB"
+            f"{r['schema']:<8}{n:>11,}{r['file_mb']:>8.1f} | {rate['bronze']:>5.2f} M/s{rate['to_parquet']:>7.2f} M/s"
+            f"{rate['bronze'] / rate['to_parquet']:>6.1f}x | {rate['decode']:>5.2f} M/s{rate['write']:>5.2f} M/s"
+            f" | {runs['bronze']['peak_rss'] / 1e9:>7.2f}GB{runs['to_parquet']['peak_rss'] / 1e9:>7.2f}GB"
+            f" | {runs['bronze']['mb']:>8.0f}{runs['to_parquet']['mb']:>8.0f}"
         )
+    print("(decode: records to Arrow, nothing written; write: the decoded batches, one writer; bronze runs")
+    print(f" {_files(results)} files written by 2 parallel writers while a third thread decodes)")
+    if levers:
+        print()
+        print("levers, MBP-10 write alone (one writer, one option changed from the shipped set):")
+        ref = levers[0]["secs"]
+        for lv in levers:
+            print(
+                f"  {lv['lever']:<44}{lv['rows'] / lv['secs'] / 1e6:>6.2f} M/s {lv['secs']:>6.2f} s"
+                f" ({lv['secs'] / ref:>4.2f}x time) {lv['mb']:>6.0f} MB"
+            )
+    goals = []
+    for r in results:
+        runs = r["runs"]
+        ratio = runs["to_parquet"]["secs"] / runs["bronze"]["secs"]
+        need = 3.0 if r["schema"] == "mbp-10" else 2.0
+        goals.append(
+            f"{r['schema']} {ratio:.1f}x (goal ≥ {need:.0f}x: {'met' if ratio >= need else 'not met'})"
+        )
+        rss = runs["bronze"]["peak_rss"] / 1e9
+        goals.append(
+            f"{r['schema']} peak RSS {rss:.2f} GB (goal ≤ 1.5 GB: {'met' if rss <= 1.5 else 'not met'})"
+        )
+    print("goals: " + "; ".join(goals))
     OUT.mkdir(exist_ok=True)
     with open(OUT / "bronze.jsonl", "a") as f:
         f.write(
-            json.dumps({"at": dt.datetime.now(dt.UTC).isoformat(), "scale": args.scale, "results": results})
+            json.dumps(
+                {
+                    "at": dt.datetime.now(dt.UTC).isoformat(),
+                    "scale": args.scale,
+                    "results": results,
+                    "levers": levers,
+                }
+            )
             + "\n"
         )
+
+
+def _files(results: list[dict[str, Any]]) -> str:
+    return " and ".join(f"{r['runs']['bronze'].get('files', 1)} ({r['schema']})" for r in results)
+
+
+def _load() -> str:
+    """The 1/5/15-minute load averages: on a shared machine, figures under load are slower."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -35,6 +35,47 @@ def _pct(a: list[float]) -> str:
     return f"p50 {np.percentile(v, 50):7.2f} ms   p99 {np.percentile(v, 99):7.2f} ms"
 
 
+def _daily_refit(episodes: int, days: int = 2_500) -> None:
+    """What a new trading day costs at ``episodes``: the served population (≈ 1 in 7 episodes are
+    approaches) spread over ``days`` (10 years), one model fitted on every earlier row, the
+    day's answers issued out of sample, the Platt map and evidence refitted on every earlier
+    answer, then the API embedding the history once for the new model. One BLAS thread."""
+    n = episodes // 7
+    per_day = max(1, n // days)
+    raw, kind, direction, lab = _rows(n + per_day, seed=3)
+    tr, te = slice(0, n), slice(n, n + per_day)
+    y = (lab == "BREAK").astype(np.float64)
+    print(
+        f"\n## Refit for one new day at {episodes:,} episodes ({n:,} approach rows over {days:,} days,"
+        f" {per_day} per day; one BLAS thread)"
+    )
+    with threadpool_limits(1):
+        steps: list[tuple[str, float]] = []
+        t0 = time.perf_counter()
+        model = metric.fit(raw[tr], kind[tr], direction[tr], lab[tr])
+        steps.append((f"fit the metric on {n:,} rows", time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        z_tr = model.embed(raw[tr], kind[tr], direction[tr])
+        z_te = model.embed(raw[te], kind[te], direction[te])
+        steps.append(("embed the training rows and the day's rows", time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        ans = model.search(z_tr, y[tr], z_te)
+        steps.append((f"answer the day's {per_day} rows (exact k-NN)", time.perf_counter() - t0))
+        # the Platt map and evidence are fitted on every earlier out-of-sample answer: one per row
+        rng = np.random.default_rng(4)
+        p_past = np.clip(y[tr] * 0.2 + rng.random(n) * 0.8, 1e-3, 1 - 1e-3)
+        t0 = time.perf_counter()
+        metric.Platt.fit(p_past, y[tr])
+        metric.evidence(p_past, y[tr], kind[tr])
+        steps.append((f"Platt map + evidence on {n:,} earlier answers", time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        model.embed(raw[tr], kind[tr], direction[tr]).astype(np.float32)
+        steps.append(("the API embeds the history for the new model", time.perf_counter() - t0))
+    for label, secs in steps:
+        print(f"  {label:<52}{secs:7.2f} s")
+    print(f"  {'total per new day':<52}{sum(s for _, s in steps):7.2f} s  ({ans.p_raw.size} answers)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--episodes", type=int, default=1_000_000)
@@ -46,6 +87,7 @@ def main() -> None:
         t0 = time.perf_counter()
         metric.fit(raw, kind, direction, lab)
         print(f"  {n:>9,} training rows: {time.perf_counter() - t0:6.2f} s")
+    _daily_refit(a.episodes)
     print(f"\n## Query latency at {a.episodes:,} episodes (k = 100, one BLAS thread)")
     raw, kind, direction, lab = _rows(a.episodes)
     model = metric.fit(raw[:20_000], kind[:20_000], direction[:20_000], lab[:20_000])

@@ -905,6 +905,7 @@ def test_table_is_reloaded_only_when_its_version_changes(demo: Demo, tmp_path: P
     for prefix in LAKE_PREFIXES:
         shutil.copytree(Path(demo.lake.path(prefix)), root / prefix)
     lake = Lake(StorageSettings(lake_uri=str(root)))
+    lake.delete(paths.VECTOR_SNAPSHOT)  # a lake indexed before snapshots: the API reads the table
     now = [0.0]
     svc = Service(lake, table_check_seconds=10, clock=lambda: now[0])
     first = svc.index()
@@ -934,6 +935,35 @@ def test_table_is_reloaded_only_when_its_version_changes(demo: Demo, tmp_path: P
     assert svc.index() is second  # re-opened, same version
     assert svc._table is not None
     assert not isinstance(svc._table, Broken)
+
+
+def test_the_snapshot_is_reloaded_when_the_writer_replaces_it(demo: Demo, tmp_path: Path) -> None:
+    root = tmp_path / "lake"
+    for prefix in LAKE_PREFIXES:
+        shutil.copytree(Path(demo.lake.path(prefix)), root / prefix)
+    lake = Lake(StorageSettings(lake_uri=str(root)))
+    now = [0.0]
+    svc = Service(lake, table_check_seconds=10, clock=lambda: now[0])
+    # Given the API serving the indexer's snapshot (LanceDB never opened)
+    first = svc.index()
+    assert first.episodes == demo.episodes.num_rows
+    assert svc._table is None
+    now[0] = 30.0
+    assert svc.index() is first  # checked, same snapshot: same objects
+    # When the writer changes the table and refreshes the snapshot, as every writer does
+    table = index.open_table(lake)
+    assert table is not None
+    gone = demo.dates[-1]
+    table.delete(f"date = date '{gone.isoformat()}'")
+    assert index.refresh_snapshot(lake)
+    now[0] = 35.0
+    assert svc.index() is first  # within the check interval
+    now[0] = 45.0
+    # Then the next check loads the new version
+    second = svc.index()
+    assert second.version == first.version + 1 == table.version
+    assert second.episodes == first.episodes - first.day_counts[(gone - dt.date(1970, 1, 1)).days]
+    assert svc._table is None
 
 
 def test_concurrent_requests_all_succeed(http: httpx.Client, served: Served, demo: Demo) -> None:

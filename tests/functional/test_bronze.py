@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -194,7 +194,44 @@ def test_row_groups_follow_decode_chunks(local_lake: Lake) -> None:
     lake = local_lake
     lake.write_bytes(paths.raw_file(FUT_TRADES, BAD_DATE), _big_trades(BAD_DATE, 300_000))
     m = bronze.build(lake, FUT_TRADES, BAD_DATE).manifest
-    meta = pq.ParquetFile(lake.path(m.files[0])).metadata
-    # one row group per decoded chunk: memory in flight is one chunk, whatever the file size
-    assert meta.num_row_groups == -(-300_000 // dbnread.CHUNK_RECORDS)
-    assert max(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) <= dbnread.CHUNK_RECORDS
+    metas = [pq.ParquetFile(lake.path(f)).metadata for f in m.files]
+    groups = [md.row_group(i).num_rows for md in metas for i in range(md.num_row_groups)]
+    # one row group per decoded chunk: memory in flight is a few chunks, whatever the file size
+    assert len(groups) == -(-300_000 // dbnread.CHUNK_RECORDS)
+    assert max(groups) <= dbnread.CHUNK_RECORDS
+    # files of ROW_GROUPS_PER_FILE row groups (the last may be short), in the records' order
+    assert [md.num_row_groups for md in metas[:-1]] == [bronze.ROW_GROUPS_PER_FILE] * (len(metas) - 1)
+    ts = read_committed(lake, Layer.BRONZE, FUT_TRADES.bronze_table, BAD_DATE).column("ts_recv")
+    assert len(ts) == 300_000
+    assert pa.compute.all(pa.compute.greater(ts[1:], ts[:-1])).as_py()
+
+
+def test_parallel_writers_keep_the_order_and_stop_on_a_failure(local_lake: Lake) -> None:
+    lake = local_lake
+    schema = pa.schema([("i", pa.int64())])
+    batches = [pa.record_batch([pa.array(np.arange(k * 10, k * 10 + 10))], schema=schema) for k in range(7)]
+    handed: list[str] = []
+
+    def out(i: int) -> str:
+        handed.append(f"bronze/t/part-{len(handed):05d}.parquet")
+        return handed[-1]
+
+    # Given 7 batches, files of 2 row groups, 2 writers: 4 files, in the records' order
+    files, rows = bronze.write_parts(lake, out, schema, iter(batches), per_file=2, writers=2)
+    assert files == handed
+    assert len(files) == 4
+    assert rows == 70
+    assert lake.read_parquet(files).column("i").to_pylist() == list(range(70))
+
+    # When the source fails mid-way, the error comes out (no writer is left waiting)
+    def failing() -> Iterator[pa.RecordBatch]:
+        yield from batches[:3]
+        raise CorruptInputError("boom", file="x")
+
+    with pytest.raises(CorruptInputError, match="boom"):
+        bronze.write_parts(lake, out, schema, failing(), per_file=1, writers=2)
+
+    # When a writer fails (a batch of another schema), the job fails with its reason
+    wrong = pa.record_batch([pa.array(["a"])], names=["i"])
+    with pytest.raises(ValueError, match="schema"):
+        bronze.write_parts(lake, out, schema, iter([batches[0], wrong, *batches[1:]]), per_file=1, writers=2)

@@ -210,6 +210,10 @@ def layer_manifest_root(layer: Layer) -> str:
 
 # -- the vector table and its statistics ---------------------------------------------------------
 
+VECTOR_SNAPSHOT = f"{VECTORS_DIR}/snapshot.arrow"
+"""The served columns of the vector table's current version in one Arrow IPC object, so the API
+starts with one GET and without LanceDB (written by the table's writer, under its lock)."""
+
 INDEX_MARKERS = f"{MANIFESTS_ROOT}/index"
 """Per-date record of what was indexed (gold run + stats version): re-index only what changed."""
 

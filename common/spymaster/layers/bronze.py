@@ -1,8 +1,9 @@
 """Bronze: a date's raw DBN files decoded to Parquet, one table per (product, schema).
 
 Per (date, kind) job: copy the raw object locally if it lives on S3, check its metadata against
-its place, stream-decode in chunks into one Parquet file (one row group per chunk, so peak memory
-does not grow with the file), then commit. A bad file is quarantined with its reason and no
+its place, stream-decode in chunks into Parquet (one row group per chunk, so peak memory does not
+grow with the file; consecutive files of :data:`ROW_GROUPS_PER_FILE` row groups are encoded by
+parallel writers, the manifest lists them in the records' order), then commit. A bad file is quarantined with its reason and no
 bronze output of it ever becomes visible.
 """
 
@@ -11,7 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,12 +34,29 @@ from spymaster.lake import (
 from spymaster.lake.paths import Layer, RawKind
 from spymaster.raw import dbnread, quality
 
+_PRUNED = ("ts_recv", "ts_event", "instrument_id")
+"""The columns readers filter on (silver reads MBP-10 by ``ts_recv``): the only ones with statistics."""
+
 
 def PARQUET_OPTIONS(schema: pa.Schema) -> dict[str, Any]:  # noqa: N802  # reads as a constant
     """zstd level 1; dictionaries only for string columns (faster and smaller than dictionary-encoding
-    every numeric column of MBP-10; figures in docs/BENCHMARKS.md)."""
+    every numeric column of MBP-10); min/max statistics only where readers prune (figures in
+    docs/BENCHMARKS.md)."""
     strings = [f.name for f in schema if pa.types.is_string(f.type)]
-    return {"compression": "zstd", "compression_level": 1, "use_dictionary": strings}
+    stats = [f.name for f in schema if f.name in _PRUNED]
+    return {
+        "compression": "zstd",
+        "compression_level": 1,
+        "use_dictionary": strings,
+        "write_statistics": stats,
+    }
+
+
+ROW_GROUPS_PER_FILE = 4
+"""Decode chunks (row groups) per bronze file: consecutive files are written by parallel writers,
+so Parquet encoding, the slowest stage, uses both cores; the files keep the records' order."""
+WRITERS = 2
+"""Files written at once (one per core: encoding releases the GIL)."""
 
 
 _DONE = object()
@@ -81,6 +100,76 @@ def prefetch(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.R
         t.join()
 
 
+_ABORT = object()
+
+
+def write_parts(
+    lake: Lake,
+    out: Callable[[int], str],
+    schema: pa.Schema,
+    batches: Iterable[pa.RecordBatch],
+    *,
+    per_file: int = ROW_GROUPS_PER_FILE,
+    writers: int = WRITERS,
+    options: dict[str, Any] | None = None,
+) -> tuple[list[str], int]:
+    """Write ``batches`` in order as files ``out(0), out(1), …`` of ``per_file`` row groups each,
+    up to ``writers`` files at once; returns the keys written (in order) and the row count.
+
+    Batches wait for their writer in memory, at most ``per_file * (writers + 1)`` of them in all,
+    so memory is bounded by the chunk size, not the file. No batches still write one (empty)
+    file, so the table has its schema. On failure every writer stops; the caller discards the
+    keys ``out`` handed out (:func:`build` records them as they are made).
+    """
+    opts = PARQUET_OPTIONS(schema) if options is None else options
+    room = threading.Semaphore(per_file * (writers + 1))
+    keys: list[str] = []
+    queues: list[queue.Queue[Any]] = []
+    rows = 0
+
+    def write(key: str, q: queue.Queue[Any]) -> None:
+        with lake.parquet_writer(key, schema, **opts) as writer:
+            while (item := q.get()) is not _DONE:
+                if item is _ABORT:  # the job failed elsewhere; the caller discards the file
+                    return
+                writer.write_batch(item)
+                room.release()
+
+    with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="bronze-write") as pool:
+        futures: list[Future[None]] = []
+        try:
+            for i, batch in enumerate(batches):
+                if i % per_file == 0:
+                    if queues:
+                        queues[-1].put(_DONE)
+                    for f in futures:  # a failed writer stops the job at once
+                        if f.done() and f.exception() is not None:
+                            f.result()
+                    keys.append(out(len(keys)))
+                    queues.append(queue.Queue())
+                    futures.append(pool.submit(write, keys[-1], queues[-1]))
+                while not room.acquire(timeout=0.1):
+                    for f in futures:
+                        if f.done() and f.exception() is not None:
+                            f.result()
+                queues[-1].put(batch)
+                rows += batch.num_rows
+            if not queues:
+                keys.append(out(0))
+                queues.append(queue.Queue())
+                futures.append(pool.submit(write, keys[-1], queues[-1]))
+            queues[-1].put(_DONE)
+            for f in futures:
+                f.result()
+        except BaseException:
+            for q in queues:
+                q.put(_ABORT)
+            for f in futures:
+                f.cancel()
+            raise
+    return keys, rows
+
+
 @dataclass(frozen=True)
 class BronzeResult:
     date: dt.date
@@ -96,8 +185,11 @@ def build(
     *,
     tmp_dir: str | None = None,
     allow_shrink: bool = False,
+    writers: int = WRITERS,
 ) -> BronzeResult:
     """Decode one raw file of a date into its committed bronze table partition.
+
+    ``writers`` Parquet files are encoded at once (a backfill running one date per core passes 1).
 
     Records are screened (:mod:`spymaster.quality`): implausible ones are dropped and counted in
     the manifest and the date's data-quality record, or the whole file is refused above
@@ -119,7 +211,12 @@ def build(
         raise LakeError("raw file has not landed", file=key, date=date, schema=kind.schema)
     table = kind.bronze_table
     run_id = new_run_id()
-    out = paths.data_file(Layer.BRONZE, table, date, run_id, 0)
+
+    def out(i: int) -> str:
+        key = paths.data_file(Layer.BRONZE, table, date, run_id, i)
+        written.append(key)
+        return key
+
     written: list[str] = []
     source = lake.fingerprint(key)
     try:
@@ -128,12 +225,9 @@ def build(
             dbnread.check_placement(info, kind, date)
             schema = dbnread.arrow_schema(kind.schema)
             screen = quality.screen(local, info, kind, label=key)
-            rows = 0
-            written.append(out)
-            with lake.parquet_writer(out, schema, **PARQUET_OPTIONS(schema)) as writer:
-                for batch in prefetch(dbnread.decode(local, label=key, screen=screen)):
-                    writer.write_batch(batch)
-                    rows += batch.num_rows
+            files, rows = write_parts(
+                lake, out, schema, prefetch(dbnread.decode(local, label=key, screen=screen)), writers=writers
+            )
             q = screen.quality
             if q.records == 0:
                 raise EmptyInputError(
@@ -148,7 +242,7 @@ def build(
             table,
             date,
             run_id,
-            [out],
+            files,
             rows,
             inputs={"raw": key, **source, "dbn_version": info.version},
             stats={"quality": q.as_dict()},

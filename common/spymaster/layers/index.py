@@ -14,6 +14,12 @@ Design (measured by ``bench/bench_gold_index.py``, figures in docs/BENCHMARKS.md
 * **Normalised at index time** with the statistics of the trailing window of dates *before* the
   episode's date (``vectors.stats_for_date``), so no vector is scaled with later information; the
   statistics version is stored per row and the query path applies the same version.
+* **A snapshot for the API.** After every write the writer also puts the columns the API serves
+  (:data:`SNAPSHOT_COLUMNS`) into one Arrow IPC object (:data:`~spymaster.lake.paths.VECTOR_SNAPSHOT`)
+  tagged with the table version: the API's cold start is one GET and no LanceDB import (over a
+  second on its own). Raw vectors are kept only where a label is (what the learned similarity
+  searches). A missing or stale snapshot is rewritten by the next writer; readers fall back to
+  the table when there is none.
 * **No ANN index by default:** partitions stay small enough (≈ 1 M episodes / 60) that exact
   search over an in-memory partition beats any index at recall 1.0; see the benchmark.
 """
@@ -35,12 +41,32 @@ from spymaster.errors import LakeError
 from spymaster.lake import Lake, Lease, committed_dates, is_committed, locked, paths, read_manifest
 from spymaster.lake.paths import EPISODES_TABLE, VECTOR_TABLE, Layer
 from spymaster.layers import gold
+from spymaster.outcomes import HORIZONS_MIN
 from spymaster.partitions import partition_key
 
 LOCK = "index"
 """The lake lock every writer of the vector table holds."""
 HOUSEKEEPING_GRACE = dt.timedelta(hours=24)
 """Table versions and unreferenced files younger than this are kept (a reader or a job may use them)."""
+
+SNAPSHOT_COLUMNS = [
+    "episode_id",
+    "date",
+    "ts",
+    "level_kind",
+    "direction",
+    "time_bucket",
+    "stats_version",
+    "vector",
+    *(f"label_{h}m" for h in HORIZONS_MIN),
+    *(f"mfe_{h}m" for h in HORIZONS_MIN),
+    *(f"mae_{h}m" for h in HORIZONS_MIN),
+    "anchor_reason",
+    "label",
+    "raw",
+]
+"""What the API holds in memory: the partitions' columns and the learned similarity's history."""
+_SNAPSHOT_VERSION = b"table_version"
 
 KEY_COLUMNS = ("episode_id", "date", "ts", "level_kind", "direction", "time_bucket", "partition")
 CARRIED = ("level_price", "price", "atr", "distance", "anchor_reason")
@@ -148,7 +174,9 @@ def index_date(
     """
     if lease is None:
         with locked(lake, LOCK) as held:
-            return index_date(lake, date, force=force, cache=cache, lease=held)
+            res = index_date(lake, date, force=force, cache=cache, lease=held)
+            refresh_snapshot(lake)
+            return res
     man = read_manifest(lake, Layer.GOLD, EPISODES_TABLE, date)
     episodes = lake.read_parquet(man.files)
     rows, version = rows_for(lake, date, episodes, cache)
@@ -199,6 +227,7 @@ def index(lake: Lake, dates: list[dt.date] | None = None, *, force: bool = False
         ]
         if any(not r.skipped for r in out):
             ensure_indexes(lake, lease=lease)
+        refresh_snapshot(lake)
     return out
 
 
@@ -254,6 +283,7 @@ def ensure_indexes(lake: Lake, *, lease: Lease | None = None) -> None:
     if lease is None:
         with locked(lake, LOCK) as held:
             ensure_indexes(lake, lease=held)
+            refresh_snapshot(lake)
         return
     table = open_table(lake)
     if table is None or table.count_rows() == 0:
@@ -285,7 +315,60 @@ def prune_versions(lake: Lake, older_than: dt.timedelta) -> int:
             return 0
         before = len(table.list_versions())
         table.optimize(cleanup_older_than=older_than)
+        refresh_snapshot(lake)
         return before - len(table.list_versions())
+
+
+def refresh_snapshot(lake: Lake) -> bool:
+    """Rewrite :data:`~spymaster.lake.paths.VECTOR_SNAPSHOT` unless it already holds the table's
+    current version; True when it wrote. Call it holding the ``index`` lock, after a write."""
+    table = open_table(lake)
+    if table is None:
+        return False
+    version = int(table.version)
+    if snapshot_version(lake) == version:
+        return False
+    data = table.search().select(SNAPSHOT_COLUMNS).limit(None).to_arrow()
+    labelled = pc.is_valid(data.column("label"))
+    raw = pc.if_else(labelled, data.column("raw"), pa.scalar(None, data.schema.field("raw").type))
+    data = data.set_column(data.schema.get_field_index("raw"), "raw", raw)
+    data = data.replace_schema_metadata({_SNAPSHOT_VERSION: str(version).encode()})
+    sink = pa.BufferOutputStream()
+    # lz4: the vectors compress little and reading must stay fast; one object, one PUT
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    with pa.ipc.new_file(sink, data.schema, options=options) as w:
+        w.write_table(data, max_chunksize=65_536)
+    lake.write_bytes(paths.VECTOR_SNAPSHOT, sink.getvalue().to_pybytes())
+    return True
+
+
+def snapshot_version(lake: Lake) -> int | None:
+    """The table version the snapshot holds (None without one); reads only the IPC footer."""
+    if not lake.exists(paths.VECTOR_SNAPSHOT):
+        return None
+    with lake.fs.open_input_file(lake.path(paths.VECTOR_SNAPSHOT)) as f:
+        meta = pa.ipc.open_file(f).schema.metadata or {}
+    v = meta.get(_SNAPSHOT_VERSION)
+    return int(v) if v is not None else None
+
+
+def read_snapshot(lake: Lake) -> tuple[pa.Table, int] | None:
+    """The snapshot's rows and table version in one GET (None when there is none).
+
+    Raises
+    ------
+    LakeError
+        The object cannot be read or is not a snapshot.
+    """
+    if not lake.exists(paths.VECTOR_SNAPSHOT):
+        return None
+    data = lake.read_bytes(paths.VECTOR_SNAPSHOT)
+    try:
+        table = pa.ipc.open_file(pa.py_buffer(data)).read_all()
+        version = int((table.schema.metadata or {})[_SNAPSHOT_VERSION])
+    except (pa.ArrowInvalid, KeyError, ValueError) as exc:
+        raise LakeError(f"unreadable vector-table snapshot: {exc}", file=paths.VECTOR_SNAPSHOT) from exc
+    return table.replace_schema_metadata(None), version
 
 
 def read_all(lake: Lake, columns: list[str] | None = None, where: str | None = None) -> pa.Table:

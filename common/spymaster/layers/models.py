@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from spymaster import sessions
 from spymaster.lake import Lake, paths
@@ -34,8 +35,17 @@ HISTORY_COLUMNS = ["episode_id", "date", "ts", "level_kind", "direction", "ancho
 def history(lake: Lake, population: str = LEARNED.population) -> Rows:
     """The vector table's rows the learned similarity fits on and searches (raw vectors)."""
     where = "label IS NOT NULL" + (f" AND anchor_reason = '{population}'" if population != "ALL" else "")
-    t = read_all(lake, HISTORY_COLUMNS, where=where)
-    t = t.sort_by([("date", "ascending"), ("ts", "ascending"), ("level_kind", "ascending")])
+    return history_of(read_all(lake, HISTORY_COLUMNS, where=where), population)
+
+
+def history_of(t: pa.Table, population: str = LEARNED.population) -> Rows:
+    """:func:`history` from rows already read (the API's snapshot of the table)."""
+    keep = pc.is_valid(t.column("label"))
+    if population != "ALL":
+        keep = pc.and_(keep, pc.equal(t.column("anchor_reason"), population))
+    t = t.filter(keep).select(HISTORY_COLUMNS)
+    keys = ("date", "ts", "level_kind", "direction", "episode_id")
+    t = t.sort_by([(k, "ascending") for k in keys])
     return Rows.from_arrow(t, vector_column="raw")
 
 

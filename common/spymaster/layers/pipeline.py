@@ -88,8 +88,11 @@ def run_date(
     force: bool = False,
     settings: PipelineSettings | None = None,
     allow_shrink: bool = False,
+    writers: int = bronze.WRITERS,
 ) -> DateResult:
     """Bring one date to gold and its streams, skipping layers already committed (unless ``force``).
+
+    ``writers``: bronze's parallel Parquet writers (:func:`run` gives each worker its share of the cores).
 
     Never raises for bad data: the failure is reported in the result with the stage it hit, so
     a backfill continues with the other dates.
@@ -108,7 +111,7 @@ def run_date(
         todo = [k for k in kinds if force or not bronze.is_current(lake, k, date)]
         res.options = len(kinds) - len(paths.REQUIRED_RAW)
         for kind in todo:
-            bronze.build(lake, kind, date, allow_shrink=allow_shrink)
+            bronze.build(lake, kind, date, allow_shrink=allow_shrink, writers=writers)
         (res.done if todo else res.skipped).append("bronze")
 
         stage = "silver"
@@ -148,11 +151,16 @@ def run(
     on_result: Callable[[DateResult], None] | None = None,
     allow_shrink: bool = False,
 ) -> list[DateResult]:
-    """Run the per-date jobs, ``workers`` at a time; results come back in date order."""
+    """Run the per-date jobs, ``workers`` at a time; results come back in date order.
+
+    Each worker's bronze gets its share of the cores as Parquet writers: more threads than cores
+    would only add switching (one worker on two cores writes two files at once, two write one each).
+    """
     results: list[DateResult] = []
+    writers = max(1, (os.cpu_count() or 1) // max(1, workers))
     if workers <= 1:
         for d in dates:
-            r = run_date(storage, d, force=force, allow_shrink=allow_shrink)
+            r = run_date(storage, d, force=force, allow_shrink=allow_shrink, writers=writers)
             results.append(r)
             if on_result:
                 on_result(r)
@@ -160,7 +168,10 @@ def run(
         with ProcessPoolExecutor(
             max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),)
         ) as pool:
-            futs = [pool.submit(run_date, storage, d, force=force, allow_shrink=allow_shrink) for d in dates]
+            futs = [
+                pool.submit(run_date, storage, d, force=force, allow_shrink=allow_shrink, writers=writers)
+                for d in dates
+            ]
             for f in as_completed(futs):
                 try:
                     r = f.result()

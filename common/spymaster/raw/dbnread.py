@@ -382,6 +382,22 @@ def _check_records(arr: np.ndarray[Any, Any], cls: Any, info: DbnInfo) -> None:
         raise CorruptInputError(f"mixed record types {rtypes.tolist()}", file=info.file, schema=info.schema)
 
 
+_BLOCK = 4_096
+"""Records gathered per step when splitting a chunk into columns: ~3 MB of MBP-10 stays in cache
+while every field is copied out of it (one strided pass per field over the whole chunk would
+re-read it from memory for each of its 75 fields)."""
+
+
+def columns(arr: np.ndarray[Any, Any], names: list[str]) -> dict[str, np.ndarray[Any, Any]]:
+    """Contiguous copies of the named fields of a structured array, a cache-sized block at a time."""
+    out = {n: np.empty(len(arr), dtype=arr.dtype[n]) for n in names}
+    for i in range(0, len(arr), _BLOCK):
+        block = arr[i : i + _BLOCK]
+        for n in names:
+            out[n][i : i + _BLOCK] = block[n]
+    return out
+
+
 def _to_batch(
     arr: np.ndarray[Any, Any], cls: Any, schema: pa.Schema, symbols: InstrumentMap, ts_name: str
 ) -> pa.RecordBatch:
@@ -405,24 +421,24 @@ def record_batch(records: Sequence[Any], schema: str) -> pa.RecordBatch:
 
 
 def _columns(arr: np.ndarray[Any, Any], cls: Any, schema: pa.Schema) -> list[pa.Array]:
+    names = [f.name for f in schema if f.name != "symbol"]
+    fields = columns(arr, names)
     cols: list[pa.Array] = []
     for field in schema:
         if field.name == "symbol":
             continue
-        col = arr[field.name]
+        raw = fields.pop(field.name)
         if field.type == _TS:
-            raw = np.ascontiguousarray(col)
             mask = raw == _UNDEF_TS
             cols.append(pa.array(raw.view(np.int64), type=_TS, mask=mask if mask.any() else None))
         elif field.name in cls._price_fields:
-            raw = np.ascontiguousarray(col)
             mask = raw == dbn.UNDEF_PRICE
             px = raw / dbn.FIXED_PRICE_SCALE
             cols.append(pa.array(px, type=pa.float64(), mask=mask if mask.any() else None))
         elif field.type == pa.string():
-            cols.append(_strings(col))
+            cols.append(_strings(raw))
         else:
-            cols.append(pa.array(np.ascontiguousarray(col), type=field.type))
+            cols.append(pa.array(raw, type=field.type))
     return cols
 
 

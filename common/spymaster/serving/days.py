@@ -8,6 +8,7 @@ import datetime as dt
 import math
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,14 +129,13 @@ class DayCache(TableSnapshots):
         if hit is not None and hit.run_id == run_id:
             hit.checked = now
             return hit
-        data = DayData(
-            date=date,
-            run_id=run_id,
-            state=read_committed(self.lake, Layer.SILVER, paths.STATE_TABLE, date),
-            levels=read_committed(self.lake, Layer.SILVER, paths.LEVELS_TABLE, date),
-            bars_2m=read_committed(self.lake, Layer.SILVER, paths.BARS_2M_TABLE, date),
-            checked=now,
-        )
+        # The three tables at once: each is a few sequential round trips to S3 (manifest, footer,
+        # data), and a cold start's first answer waits for all of them
+        lake = self.lake
+        tables = (paths.STATE_TABLE, paths.LEVELS_TABLE, paths.BARS_2M_TABLE)
+        with ThreadPoolExecutor(max_workers=len(tables), thread_name_prefix="silver-read") as pool:
+            state, levels, bars_2m = pool.map(lambda t: read_committed(lake, Layer.SILVER, t, date), tables)
+        data = DayData(date=date, run_id=run_id, state=state, levels=levels, bars_2m=bars_2m, checked=now)
         with self._day_lock:
             self._days[date] = data
             self._days.move_to_end(date)

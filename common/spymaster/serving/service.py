@@ -5,9 +5,11 @@ It is assembled from one class per concern, each in its own module: the vector t
 similarity answer and signals (:mod:`.query`), and the evaluation report (:mod:`.reports`).
 
 * **The vector table** is read whole into :class:`retrieval.Index` partitions once per LanceDB
-  table version. The version is checked at most every ``table_check_seconds`` (default 10 s;
-  ``checkout_latest`` on the open table, a metadata read); a changed version is reloaded by one
-  thread while the others keep answering from the previous version. The API never writes.
+  table version, from the indexer's snapshot of it (one GET, no LanceDB import; the table itself
+  only on a lake without one). The version is checked at most every ``table_check_seconds``
+  (default 10 s; a HEAD of the snapshot, else ``checkout_latest`` on the open table); a changed
+  version is reloaded by one thread while the others keep answering from the previous version.
+  The API never writes.
 * **A date's silver** (state, levels, 2-minute bars) is read through the lake into a small LRU
   cache keyed by date; an entry is revalidated against its ``state`` manifest's run id at most
   every ``table_check_seconds``, so a re-run silver date is picked up.

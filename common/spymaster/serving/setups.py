@@ -77,11 +77,17 @@ class LearnedAnswers(TableSnapshots):
                     rows = cur.rows
                     kept = cur.models if index == cur.index else {}
                 else:
-                    rows = model_job.history(self.lake) if index else model_job.empty_rows()
+                    rows = self._history() if index else model_job.empty_rows()
                     kept = {}
                 new = _Learned(idx.version, rows, index, now, dict(kept))
             self._learned = new
             return new
+
+    def _history(self) -> Rows:
+        """The learned similarity's rows: from the snapshot in memory, else read from the table."""
+        assert self.lake is not None
+        held = self._snapshot().history
+        return model_job.history(self.lake) if held is None else model_job.history_of(held)
 
     def _model_for(
         self, st: _Learned, as_of: dt.date

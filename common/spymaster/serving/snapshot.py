@@ -1,6 +1,10 @@
 """The vector table in memory: read whole into :class:`~spymaster.retrieval.Index` partitions once per
 LanceDB table version; the version is checked at most every ``table_check_seconds`` and a changed
 version is reloaded by one thread while the others keep answering from the previous one.
+
+The rows come from the indexer's snapshot (``layers.index.read_snapshot``: one GET, no LanceDB
+import, which alone costs over a second of a cold start), checked by its size and mtime (one
+HEAD); from the table itself only on a lake without a snapshot.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from spymaster import vectors
-from spymaster.lake import Lake
-from spymaster.layers.index import open_table
+from spymaster.errors import LakeError
+from spymaster.lake import Lake, paths
+from spymaster.layers.index import open_table, read_snapshot
 from spymaster.outcomes import HORIZONS_MIN, label_codes
 from spymaster.retrieval import Index
 
@@ -52,19 +58,23 @@ def index_from_arrow(table: pa.Table, version: int | None) -> tuple[Index, dict[
     """The in-memory index of the vector table's rows, and each date's statistics version."""
     if table.num_rows == 0:
         return Index.empty(version), {}
-    days = np.asarray(table.column("date").cast(pa.int32()).to_numpy(zero_copy_only=False), np.int32)
+    # Whole arrays, not chunked ones: ChunkedArray.to_numpy goes through pandas (an import of
+    # about a second on a cold start)
+    arrays = {name: table.column(name).combine_chunks() for name in table.column_names}
+    col = arrays.__getitem__
+    days = np.asarray(col("date").cast(pa.int32()).to_numpy(zero_copy_only=False), np.int32)
     idx = Index.build(
         version,
-        episode_id=np.asarray(table.column("episode_id").to_pylist(), dtype=np.str_),
+        episode_id=np.asarray(col("episode_id").to_pylist(), dtype=np.str_),
         day=days,
-        ts=_ns(table.column("ts")),
-        level_kind=table.column("level_kind").to_pylist(),
-        direction=table.column("direction").to_pylist(),
-        time_bucket=np.asarray(table.column("time_bucket").to_numpy(zero_copy_only=False), np.int64),
-        vectors=vectors.vectors_from_arrow(table.column("vector")),
-        labels=np.stack([label_codes(table.column(f"label_{h}m")) for h in HORIZONS_MIN]),
-        mfe=np.stack([_floats(table.column(f"mfe_{h}m")) for h in HORIZONS_MIN]),
-        mae=np.stack([_floats(table.column(f"mae_{h}m")) for h in HORIZONS_MIN]),
+        ts=_ns(col("ts")),
+        level_kind=col("level_kind").to_pylist(),
+        direction=col("direction").to_pylist(),
+        time_bucket=np.asarray(col("time_bucket").to_numpy(zero_copy_only=False), np.int64),
+        vectors=vectors.vectors_from_arrow(col("vector")),
+        labels=np.stack([label_codes(col(f"label_{h}m")) for h in HORIZONS_MIN]),
+        mfe=np.stack([_floats(col(f"mfe_{h}m")) for h in HORIZONS_MIN]),
+        mae=np.stack([_floats(col(f"mae_{h}m")) for h in HORIZONS_MIN]),
     )
     pairs = (
         pa.table({"d": pa.array(days), "v": table.column("stats_version")}).group_by(["d", "v"]).aggregate([])
@@ -77,6 +87,10 @@ def index_from_arrow(table: pa.Table, version: int | None) -> tuple[Index, dict[
 class _Snapshot:
     index: Index
     stats_by_day: dict[int, str]
+    history: pa.Table | None = None
+    """The labelled rows with raw vectors (from the indexer's snapshot; None: read the table)."""
+    fingerprint: dict[str, int] | None = None
+    """Size and mtime of the snapshot object it was read from."""
 
 
 class TableSnapshots:
@@ -128,6 +142,10 @@ class TableSnapshots:
         if self.lake is None:
             return snap or _Snapshot(Index.empty(None), {})
         if self._table is None:
+            fresh = self._from_snapshot(snap)
+            if fresh is not None:
+                return fresh
+        if self._table is None:
             self._table = open_table(self.lake)
             if self._table is None:
                 return _Snapshot(Index.empty(None), {})
@@ -147,6 +165,33 @@ class TableSnapshots:
             (time.perf_counter() - t0) * 1e3,
         )
         return _Snapshot(index, stats_by_day)
+
+    def _from_snapshot(self, snap: _Snapshot | None) -> _Snapshot | None:
+        """The rows of the indexer's snapshot object, when the lake has one."""
+        assert self.lake is not None
+        try:
+            fp = self.lake.fingerprint(paths.VECTOR_SNAPSHOT)
+        except LakeError:
+            return None
+        if snap is not None and snap.fingerprint == fp:
+            return snap
+        t0 = time.perf_counter()
+        got = read_snapshot(self.lake)
+        if got is None:
+            return None
+        data, version = got
+        if snap is not None and snap.index.version == version and snap.history is not None:
+            return _Snapshot(snap.index, snap.stats_by_day, snap.history, fp)
+        index, stats_by_day = index_from_arrow(data, version)
+        history = data.filter(pc.is_valid(data.column("label")))
+        log.info(
+            "loaded vector table version %s from its snapshot: %d episodes in %d partitions (%.0f ms)",
+            version,
+            index.episodes,
+            len(index.partitions),
+            (time.perf_counter() - t0) * 1e3,
+        )
+        return _Snapshot(index, stats_by_day, history, fp)
 
     def index(self) -> Index:
         return self._snapshot().index
