@@ -615,41 +615,85 @@ def serve(
 
 
 # -- live ----------------------------------------------------------------------------------------------
-# `spymaster live` runs a live source into the incremental engine and, with --serve, the API with the
-# SSE route beside it in one process. Sources: --databento here; --replay DATE [--speed N] (the
-# replay-from-lake source) plugs into `live` beside it.
+# `spymaster live` runs one record source (a lake date's replay, or databento.Live) into the incremental
+# engine; its updates go to JSON lines, or, with --serve, to the page through the API's SSE route.
 
 
 @app.command()
 def live(
+    replay: Annotated[
+        dt.datetime | None,
+        typer.Option("--replay", formats=["%Y-%m-%d"], help="Replay this lake date's raw files"),
+    ] = None,
     databento: Annotated[
         bool, typer.Option("--databento", help="Stream from databento.Live (GLBX.MDP3)")
     ] = False,
     date: Annotated[
         dt.datetime | None,
-        typer.Option("--date", formats=["%Y-%m-%d"], help="Trading date (default: today in New York)"),
+        typer.Option(
+            "--date",
+            formats=["%Y-%m-%d"],
+            help="With --databento: the trading date (default today, New York)",
+        ),
     ] = None,
-    start: Annotated[
-        str | None, typer.Option("--from", help="Replay from this ET time HH:MM (default: the Globex open)")
+    speed: Annotated[
+        float | None,
+        typer.Option("--speed", min=0.001, help="Replay speed (1 = real time; default as fast as possible)"),
     ] = None,
+    from_: Annotated[
+        str | None,
+        typer.Option(
+            "--from", help="Start pacing (replay) or the intraday replay (databento) at this ET time HH:MM"
+        ),
+    ] = None,
+    jsonl: Annotated[
+        Path | None, typer.Option("--jsonl", help="Write updates as JSON lines here (default stdout)")
+    ] = None,
+    answers: Annotated[bool, typer.Option("--answers/--no-answers", help="Answer at each anchor")] = True,
     serve: Annotated[
-        bool, typer.Option("--serve", help="Also serve the API, the page and /v1/live/stream")
+        bool, typer.Option("--serve", help="Serve the API, the page and /v1/live/stream with the engine")
     ] = False,
     host: Annotated[str, typer.Option(help="Interface to bind (with --serve)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     lake: LakeOpt = None,
 ) -> None:
-    """Run the live engine on a live source; with --serve, push its updates to the page (SSE)."""
-    if not databento:
-        _fail(SettingsError("choose a source: --databento"))
+    """Run the live engine over a record source: updates (bars, levels, state, answers) as JSON lines or pushed."""
+    from spymaster.live import replay as replay_mod
+    from spymaster.live import run as live_run
+    from spymaster.live.engine import Engine
+    from spymaster.serving import Service
+
+    if (replay is None) == (not databento):
+        _fail(SettingsError("choose one source: --replay DATE or --databento"))
     store = _lake(lake)
-    day = date.date() if date is not None else dt.datetime.now(tz=sessions.ET).date()
+    if replay is not None:
+        day = replay.date()
+    else:
+        day = date.date() if date is not None else dt.datetime.now(tz=sessions.ET).date()
+    service = Service(store, table_check_seconds=float("inf")) if answers else None
+    refresher = live_run.Refresher(service).start() if service is not None else None
+    engine = Engine(day, service=service)
     try:
-        source = _live_databento_source(day, start)
-        engine = _live_engine(store, day)
-        _live_run(store, day, source, engine, serve=serve, host=host, port=port)
+        if replay is not None:
+            start = replay_mod.start_of(day, from_)
+            source: Any = replay_mod.paced(replay_mod.records(store, day), speed=speed, start_ns=start)
+        else:
+            source = _live_databento_source(day, from_)
+        if serve or (databento and jsonl is None):
+            _live_run(store, day, source, engine, serve=serve, host=host, port=port)
+            return
+        ups = live_run.updates(engine, source)
+        if jsonl is None:
+            n = live_run.write_jsonl(ups, sys.stdout)
+        else:
+            with open(jsonl, "w") as f:
+                n = live_run.write_jsonl(ups, f)
+        typer.echo(f"{n:,} updates for {day}", err=True)
     except SpymasterError as exc:
         _fail(exc)
+    finally:
+        if refresher is not None:
+            refresher.stop()
 
 
 def _live_databento_source(day: dt.date, start: str | None) -> Any:
@@ -665,17 +709,6 @@ def _live_databento_source(day: dt.date, start: str | None) -> Any:
         except ValueError:
             raise SettingsError(f"--from must be an ET time HH:MM, not {start!r}") from None
     return DatabentoSource(settings, day, start_ns=start_ns)
-
-
-def _live_engine(store: Lake, day: dt.date) -> Any:
-    """The incremental engine (``spymaster.live.engine``) over the lake's table and models."""
-    import importlib
-
-    try:
-        engine = importlib.import_module("spymaster.live.engine")
-    except ImportError:
-        raise SettingsError("this build has no live engine (spymaster.live.engine)") from None
-    return engine.Engine(store, day)
 
 
 def _live_run(
@@ -711,56 +744,6 @@ def _live_run(
         runner.join(10)
     if runner.error is not None:
         raise LiveSourceError(f"the live run failed: {runner.error}", date=day)
-
-
-@app.command()
-def live(
-    replay: Annotated[
-        dt.datetime | None,
-        typer.Option("--replay", formats=["%Y-%m-%d"], help="Replay this lake date's raw files"),
-    ] = None,
-    speed: Annotated[
-        float | None,
-        typer.Option("--speed", min=0.001, help="Replay speed (1 = real time; default as fast as possible)"),
-    ] = None,
-    from_: Annotated[
-        str | None,
-        typer.Option("--from", help="Pace from this ET time (HH:MM); earlier records warm up unpaced"),
-    ] = None,
-    jsonl: Annotated[
-        Path | None, typer.Option("--jsonl", help="Write updates as JSON lines here (default stdout)")
-    ] = None,
-    answers: Annotated[bool, typer.Option("--answers/--no-answers", help="Answer at each anchor")] = True,
-    lake: LakeOpt = None,
-) -> None:
-    """Run the live engine over a record source; updates (bars, levels, state, answers) as JSON lines."""
-    from spymaster.live import replay as replay_mod
-    from spymaster.live import run as live_run
-    from spymaster.live.engine import Engine
-    from spymaster.serving import Service
-
-    if replay is None:
-        raise typer.BadParameter("give a source: --replay DATE")
-    store = _lake(lake)
-    date = replay.date()
-    service = Service(store, table_check_seconds=float("inf")) if answers else None
-    refresher = live_run.Refresher(service).start() if service is not None else None
-    engine = Engine(date, service=service)
-    try:
-        start = replay_mod.start_of(date, from_)
-        source = replay_mod.paced(replay_mod.records(store, date), speed=speed, start_ns=start)
-        ups = live_run.updates(engine, source)
-        if jsonl is None:
-            n = live_run.write_jsonl(ups, sys.stdout)
-        else:
-            with open(jsonl, "w") as f:
-                n = live_run.write_jsonl(ups, f)
-    except SpymasterError as exc:
-        _fail(exc)
-    finally:
-        if refresher is not None:
-            refresher.stop()
-    typer.echo(f"{n:,} updates for {date}", err=True)
 
 
 @app.command()
