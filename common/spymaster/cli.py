@@ -670,15 +670,18 @@ def live(
         day = replay.date()
     else:
         day = date.date() if date is not None else dt.datetime.now(tz=sessions.ET).date()
-    service = Service(store, table_check_seconds=float("inf")) if answers else None
-    refresher = live_run.Refresher(service).start() if service is not None else None
-    engine = Engine(day, service=service)
-    try:
+    try:  # the source first: a bad time or a missing key fails before anything loads
         if replay is not None:
             start = replay_mod.start_of(day, from_)
             source: Any = replay_mod.paced(replay_mod.records(store, day), speed=speed, start_ns=start)
         else:
             source = _live_databento_source(day, from_)
+    except SpymasterError as exc:
+        _fail(exc)
+    service = Service(store, table_check_seconds=float("inf")) if answers else None
+    refresher = live_run.Refresher(service).start() if service is not None else None
+    engine = Engine(day, service=service)
+    try:
         if serve or (databento and jsonl is None):
             _live_run(store, day, source, engine, serve=serve, host=host, port=port)
             return

@@ -23,8 +23,14 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
 def test_live_needs_a_source(tmp_path: Path) -> None:
     r = _cli(["--lake", str(tmp_path / "lake"), "live"], {})
     assert r.returncode == 1
-    assert "choose a source: --databento" in r.stderr
+    assert "choose one source: --replay DATE or --databento" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_live_takes_one_source_only(tmp_path: Path) -> None:
+    r = _cli(["--lake", str(tmp_path / "lake"), "live", "--replay", "2026-03-03", "--databento"], {})
+    assert r.returncode == 1
+    assert "choose one source" in r.stderr
 
 
 def test_live_databento_needs_the_key_from_the_environment(tmp_path: Path) -> None:
