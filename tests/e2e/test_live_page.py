@@ -1,5 +1,5 @@
 """The page's Live mode in headless Debian chromium: a replay of a lake day pushed at N× through the
-whole live chain (local gateway → real ``databento.Live`` client → runner → engine double → hub →
+whole live chain (local gateway → real ``databento.Live`` client → runner → the live engine → hub →
 ``/v1/live/stream``); candles, levels and probability panels fill in as the records arrive, the
 lag / drops indicator shows, and leaving Live mode goes back to the batch day."""
 
@@ -17,12 +17,14 @@ from spymaster import sessions
 from spymaster.api import create_app
 from spymaster.lake import Lake
 from spymaster.live.databento_source import DatabentoSource
+from spymaster.live.engine import Engine
 from spymaster.live.gateway import LocalGateway, lake_feed
 from spymaster.live.hub import Hub
 from spymaster.live.runner import Runner
+from spymaster.serving import Service
 from spymaster.settings import DatabentoLiveSettings, PushSettings
 from tests.e2e.test_page import ARTIFACTS, TIMEOUT_MS, Browsing, _candles, _chart
-from tests.live_support import KEY, BarsEngine, batch_timeline, front_instrument, lake_records, serve
+from tests.live_support import KEY, serve
 
 pytestmark = pytest.mark.e2e
 
@@ -35,8 +37,8 @@ def live_url(page_lake: Lake) -> Iterator[tuple[str, str, Runner]]:
     date = max(dt.date.fromisoformat(d["date"]) for d in _days(page_lake))
     opened = sessions.et_ns(date, sessions.RTH_OPEN)
     hub = Hub(date.isoformat())
-    front = front_instrument(lake_records(page_lake, date))
-    engine = BarsEngine(date, front, batch_timeline(page_lake, date))
+    # The real engine, answering from the lake's table and models as of the date.
+    engine = Engine(date, service=Service(page_lake, table_check_seconds=float("inf")))
     with (
         LocalGateway(lake_feed(page_lake, date), api_key=KEY, speed=SPEED, clock_start_ns=opened) as gw,
         serve(create_app(lake=page_lake, live=hub, push=PushSettings(status_s=0.2))) as url,

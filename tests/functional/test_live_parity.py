@@ -20,6 +20,7 @@ import pytest
 from spymaster import sessions
 from spymaster.lake import Lake, paths
 from spymaster.layers import bronze, gold, silver
+from spymaster.levels import LEVEL_KINDS
 from spymaster.live import replay
 from spymaster.live.engine import Engine
 from spymaster.live.types import Update
@@ -70,7 +71,8 @@ def _check_parity(lake: Lake, date: dt.date) -> None:
     assert len(lv) == batch.levels.num_rows == sessions.step_times(date).size
     for name in batch.levels.column_names[1:]:
         want = batch.levels.column(name).to_pylist()
-        assert [p[name] for p in lv] == [None if w is None else w for w in want], name
+        got = [p["levels"][name] if name in LEVEL_KINDS else p[name] for p in lv]
+        assert got == [None if w is None else w for w in want], name
 
     bars = [u.payload for u in ups if u.kind == "bar"]
     b2 = batch.bars_2m

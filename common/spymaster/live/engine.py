@@ -29,6 +29,7 @@ from spymaster.features import STATE_SCHEMA
 from spymaster.indicators import bars
 from spymaster.layers import gold
 from spymaster.layers.silver import SilverEngine, StepOutput
+from spymaster.levels import LEVEL_KINDS
 from spymaster.live.types import Update
 from spymaster.raw import dbnread
 from spymaster.serving import Service
@@ -192,7 +193,12 @@ class Engine:
             self._update(
                 "levels",
                 None,
-                {"t": iso_z(st.ts), "time": et_time(st.ts), **{k: _finite(v) for k, v in st.levels.items()}},
+                {
+                    "t": iso_z(st.ts),
+                    "time": et_time(st.ts),
+                    **{k: _finite(v) for k, v in st.levels.items() if k not in LEVEL_KINDS},
+                    "levels": {k: _finite(v) for k, v in st.levels.items() if k in LEVEL_KINDS},
+                },
             )
         ]
         # One chunk, not one per step: gold's filters and takes cost per chunk.

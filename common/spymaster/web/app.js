@@ -449,6 +449,13 @@ async function readLive(date, signal) {
 
 /** A pushed answer as the panels' signal row (a /v1/similar answer is mapped onto one). */
 function signalOf(p) {
+  if ("answer" in p) {
+    // The live engine's anchor: the episode's time and level beside its /v1/similar answer.
+    const a = p.answer;
+    if (!a || !a.distribution) return {}; // no answer could be made (or answers are off): nothing to draw
+    const q = { ...(a.query || {}), ts: p.t, time: p.time, level_kind: p.level_kind, direction: p.direction };
+    return { ...signalOf({ ...a, distance: p.distance, query: q }), setup: a.setup, episode_id: p.episode_id };
+  }
   if (!p.distribution) return p;
   const q = p.query || {};
   const d = p.distribution;
