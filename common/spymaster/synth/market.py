@@ -237,11 +237,13 @@ class Physics:
     # approach that runs into a nearer level first hands over to it (no truth row for the first).
     preempt_break_atr: float = 1.05
     preempt_reject_atr: float = 1.55
-    # Another level within this of the planted one at arrival, ahead of where the approach started,
-    # is approached inside the same move: BREAK there iff BREAK here (a BREAK carries ≥ 1.2 ATR past
-    # it, anything else does not reach 1 ATR past it), so it gets a truth row with this
-    # interaction's p (issue 11: a truth row per approach).
+    # Another level from companion_behind_atr before the planted one to companion_atr past it (at
+    # arrival), ahead of where the approach started, is approached inside the same move: BREAK there
+    # iff BREAK here (a BREAK carries ≥ 1.2 ATR past it; a REJECT or a CHOP, clipped at 0.65 ATR past
+    # the planted level, stays < 1 ATR past it), so it gets a truth row with this interaction's p
+    # (issue 11: a truth row per approach).
     companion_atr: float = 0.5
+    companion_behind_atr: float = 0.3
     # how outcomes drive the path
     target_min_atr: float = 1.7
     target_max_atr: float = 2.5
@@ -704,7 +706,11 @@ def _companions(
         if kind == st["kind"] or (kind not in fixed and kind not in ("SMA_90", "EMA_20")):
             continue
         other = _level_value(kind, fixed, bars)
-        if abs(other - lvl) <= phys.companion_atr * atr and st["dir"] * (other - st["start_mid"]) > 0:
+        past = st["dir"] * (other - lvl) / atr
+        if (
+            -phys.companion_behind_atr <= past <= phys.companion_atr
+            and st["dir"] * (other - st["start_mid"]) > 0
+        ):
             out.append((kind, other))
     return out
 
