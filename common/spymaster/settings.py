@@ -170,7 +170,10 @@ class LearnedSimilarity:
     """Rows the model is fitted on and searches: the approach episodes (the moment of the question)."""
     min_train_days: int = 10
     interval_evidence: float = 2.5
-    """Episodes' worth of evidence behind the 80 % interval (see ``walkforward.INTERVAL_EVIDENCE``)."""
+    """Episodes' worth of evidence behind a Beta 80 % interval (used when ``interval_logit`` is None)."""
+    interval_logit: tuple[float, float] | None = (-3.5, 2.2)
+    """Log-odds offsets of the 80 % interval around the answer (``walkforward.logit_interval``): the
+    10 % / 90 % quantiles of logit(planted p) − logit(answer) on lake A, checked on lake B."""
     neighbours_shown: int = 10
 
 

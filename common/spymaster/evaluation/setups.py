@@ -25,7 +25,7 @@ from spymaster.layers import gold
 from spymaster.layers.gold import APPROACH
 from spymaster.levels import LEVEL_KINDS
 from spymaster.outcomes import HORIZONS_MIN
-from spymaster.retrieval.walkforward import F64, Forecasts, Rows, beta_interval, walk_forward
+from spymaster.retrieval.walkforward import F64, Forecasts, Rows, beta_interval, logit_interval, walk_forward
 from spymaster.sessions import day_number
 from spymaster.settings import LEARNED, LearnedSimilarity
 from spymaster.vectors import VECTOR_NAMES
@@ -66,7 +66,9 @@ def feature_table(
 # -- the learned similarity's report section ---------------------------------------------------------
 
 NULL_SEED = 1
-INTERVAL_SWEEP: tuple[float, ...] = (1.5, 2.0, 2.25, 2.5, 2.75, 3.0, 3.5, 4.0, 6.0, 10.0)
+INTERVAL_SWEEP: tuple[float, ...] = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 10.0)
+LOGIT_SWEEP: tuple[float, ...] = (0.7, 0.8, 0.9, 1.0, 1.1, 1.2)
+"""Factors on the served log-odds offsets of the interval (coverage and width beside the served)."""
 ALL_WINDOW_DAYS: int | None = None
 ALL_K = 200
 """All episodes: every earlier date and k = 200 (docs/EVALUATION.md). The population is ≈ 6× the
@@ -174,6 +176,20 @@ def evaluate_learned(
                 }
             )
         oracle["interval_sweep"] = sweep
+        lsweep = []
+        for f_ in LOGIT_SWEEP:
+            off = (
+                (f_ * cfg.interval_logit[0], f_ * cfg.interval_logit[1]) if cfg.interval_logit else (-f_, f_)
+            )
+            lo, hi = logit_interval(f.p[served], off)
+            lsweep.append(
+                {
+                    "offsets": off,
+                    "coverage": interval_coverage(lo, hi, p_true),
+                    "width": float(np.mean(hi - lo)),
+                }
+            )
+        oracle["interval_logit_sweep"] = lsweep
     out["oracle"] = oracle
     out["by_level_kind"] = {
         k: _score(f.p[served][m], y[m], base[m])
@@ -257,6 +273,13 @@ def learned_markdown(m: Mapping[str, Any], served: str) -> str:
             *(
                 f"| {s['evidence']:g} | {100 * s['coverage']:.1f} % | {s['width']:.3f} |"
                 for s in o["interval_sweep"]
+            ),
+            "",
+            "| log-odds offsets | coverage of the planted p | mean width |",
+            "|---|---|---|",
+            *(
+                f"| {s['offsets'][0]:+.2f} / {s['offsets'][1]:+.2f} | {100 * s['coverage']:.1f} % | {s['width']:.3f} |"
+                for s in o.get("interval_logit_sweep", [])
             ),
         ]
     lines += ["", "### Honesty checks", "", _HEAD, _row("null kNN (shuffled training labels)", m["null"])]
