@@ -72,9 +72,10 @@ LOGIT_SWEEP: tuple[float, ...] = (0.7, 0.8, 0.9, 1.0, 1.1, 1.2)
 ALL_WINDOW_DAYS: int | None = None
 ALL_K = 200
 ALL_C = 0.05
-"""All episodes: every earlier date, k = 200 and the metric's L2 strength C = 0.05 (docs/EVALUATION.md). The population is ≈ 6× the
-approaches': with a 20-date window and k = 100 the kNN's log loss trailed HGB's by 1.7 % on lake A,
-with all dates and k = 200 by 0.06 % (k = 300: 0.3 %; k = 100 is too noisy for so many alike rows)."""
+"""All episodes: every earlier date, k = 200, the metric's L2 strength C = 0.05 (docs/EVALUATION.md).
+The population is ≈ 6× the approaches': on the first generator's lake A, with a 20-date window and
+k = 100 the kNN's log loss trailed HGB's by 1.7 %, with all dates and k = 200 by 0.06 % (k = 300:
+0.3 %; k = 100 is too noisy for so many alike rows)."""
 
 
 def load_rows(lake: Lake, dates: Sequence[dt.date]) -> Rows:
