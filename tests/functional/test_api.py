@@ -543,7 +543,7 @@ def test_served_estimator_pooled_prior_and_capped_interval(http: httpx.Client, d
                     lo, hi = d["interval"][o]
                     assert lo == pytest.approx(beta.ppf(0.1, 2.5 * pk, 2.5 * (1 - pk)), rel=1e-6, abs=1e-12)
                     assert hi == pytest.approx(beta.ppf(0.9, 2.5 * pk, 2.5 * (1 - pk)), rel=1e-6)
-                    assert hi - lo > 0.05
+                    assert hi - lo > 0.01  # not a point (a p near 0 on the issue-11 generator: ≈ 0.04 wide)
                 checked += 1
     assert checked >= 16
     # default weights: dealer 0 (the request's weights override group by group)

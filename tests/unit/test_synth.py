@@ -231,15 +231,16 @@ def test_levels_are_recomputable_from_the_trades(day: DayFiles) -> None:
     for row in truth.itertuples():
         if row.level_kind in fixed:
             assert row.level_price == fixed[row.level_kind]
+        if row.planted_kind in fixed:  # level_price_start is the planted level's (where G was evaluated)
             continue
         n = ((row.start_ts - t0) // FIXED + 1) // 120  # bars closed when the interaction starts
-        if row.level_kind == "SMA_90":
+        if row.planted_kind == "SMA_90":
             want = closes[n - 90 : n].mean()
         else:
             want = closes[0]
             for c in closes[1:n]:
                 want += (c - want) * 2 / 21
-        assert row.level_price_start == pytest.approx(want, abs=1e-6), row.level_kind
+        assert row.level_price_start == pytest.approx(want, abs=1e-6), row.planted_kind
 
 
 # -- determinism and scaling --------------------------------------------------------------------
@@ -360,6 +361,22 @@ def test_truth_table_is_consistent(episodes: pd.DataFrame) -> None:
     assert np.allclose(pr, e["p_reject"])
     assert np.allclose(pc, e["p_chop"])
     assert np.allclose(e["p_break"] + e["p_reject"] + e["p_chop"], 1.0)
+
+
+def test_companion_rows_share_their_interaction(episodes: pd.DataFrame) -> None:
+    """A level met 0.3 ATR before to 0.5 ATR past a planted one inherits that interaction's draw."""
+    e = episodes
+    own = e[e["level_kind"] == e["planted_kind"]]
+    comp = e[e["level_kind"] != e["planted_kind"]]
+    assert len(comp) > 0.05 * len(own)  # levels do sit together (EMA_20 near SMA_90, OR near PM)
+    keys = ["date", "start_ts", "arrival_ts", "end_ts", "direction", "F", "B", "G", "p_break", "outcome"]
+    parent = comp.merge(
+        own, left_on=[*keys, "planted_kind"], right_on=[*keys, "level_kind"], suffixes=("", "_own")
+    )
+    assert len(parent) == len(comp)  # every companion row has its planted interaction
+    sgn = np.where(parent["direction"] == "UP", 1.0, -1.0)
+    past = sgn * (parent["level_price"] - parent["level_price_own"]) / parent["atr"]
+    assert ((past >= -0.3 - 1e-9) & (past <= 0.5 + 1e-9)).all()  # met inside the planted move
 
 
 def test_outcomes_follow_the_planted_probabilities(episodes: pd.DataFrame) -> None:

@@ -25,7 +25,7 @@ from spymaster.layers import gold
 from spymaster.layers.gold import APPROACH
 from spymaster.levels import LEVEL_KINDS
 from spymaster.outcomes import HORIZONS_MIN
-from spymaster.retrieval.walkforward import F64, Forecasts, Rows, beta_interval, walk_forward
+from spymaster.retrieval.walkforward import F64, Forecasts, Rows, beta_interval, logit_interval, walk_forward
 from spymaster.sessions import day_number
 from spymaster.settings import LEARNED, LearnedSimilarity
 from spymaster.vectors import VECTOR_NAMES
@@ -66,8 +66,16 @@ def feature_table(
 # -- the learned similarity's report section ---------------------------------------------------------
 
 NULL_SEED = 1
-INTERVAL_SWEEP: tuple[float, ...] = (2.0, 2.5, 3.0, 4.0, 6.0, 10.0)
-ALL_WINDOW_DAYS = 20
+INTERVAL_SWEEP: tuple[float, ...] = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 10.0)
+LOGIT_SWEEP: tuple[float, ...] = (0.7, 0.8, 0.9, 1.0, 1.1, 1.2)
+"""Factors on the served log-odds offsets of the interval (coverage and width beside the served)."""
+ALL_WINDOW_DAYS: int | None = None
+ALL_K = 200
+ALL_C = 0.05
+"""All episodes: every earlier date, k = 200, the metric's L2 strength C = 0.05 (docs/EVALUATION.md).
+The population is ≈ 6× the approaches': on the first generator's lake A, with a 20-date window and
+k = 100 the kNN's log loss trailed HGB's by 1.7 %, with all dates and k = 200 by 0.06 % (k = 300:
+0.3 %; k = 100 is too noisy for so many alike rows)."""
 
 
 def load_rows(lake: Lake, dates: Sequence[dt.date]) -> Rows:
@@ -170,6 +178,20 @@ def evaluate_learned(
                 }
             )
         oracle["interval_sweep"] = sweep
+        lsweep = []
+        for f_ in LOGIT_SWEEP:
+            off = (
+                (f_ * cfg.interval_logit[0], f_ * cfg.interval_logit[1]) if cfg.interval_logit else (-f_, f_)
+            )
+            lo, hi = logit_interval(f.p[served], off)
+            lsweep.append(
+                {
+                    "offsets": off,
+                    "coverage": interval_coverage(lo, hi, p_true),
+                    "width": float(np.mean(hi - lo)),
+                }
+            )
+        oracle["interval_logit_sweep"] = lsweep
     out["oracle"] = oracle
     out["by_level_kind"] = {
         k: _score(f.p[served][m], y[m], base[m])
@@ -185,10 +207,10 @@ def evaluate_learned(
         _score(f.p[served][qi == j], y[qi == j], base[qi == j]) for j in range(4)
     ]
 
-    def served_only(rows: npt.NDArray[np.bool_], **kw: Any) -> Forecasts:
+    def served_only(rows: npt.NDArray[np.bool_], k: int = cfg.k, c: float = cfg.c, **kw: Any) -> Forecasts:
         """The served method alone over ``rows`` (the null and all-episode runs)."""
         return walk_forward(
-            r, days, cut, train_filter=rows, test_filter=rows, methods=(cfg.method,), k=cfg.k, c=cfg.c, **kw
+            r, days, cut, train_filter=rows, test_filter=rows, methods=(cfg.method,), k=k, c=c, **kw
         )
 
     null = served_only(appr, baselines=False, shuffle_seed=NULL_SEED)
@@ -198,11 +220,18 @@ def evaluate_learned(
     out["features"] = feature_table(r, appr & (r.day < mid), appr & (r.day > mid), VECTOR_NAMES)
     if all_episodes:
         every = np.ones(r.day.size, dtype=bool)
-        fa = served_only(every, train_window_days=ALL_WINDOW_DAYS)
+        fa = served_only(every, k=ALL_K, c=ALL_C, train_window_days=ALL_WINDOW_DAYS)
         ya = y_all[fa.rows]
         out["all"] = {name: _score(p, ya, fa.p["base"]) for name, p in fa.p.items()}
         out["all_rank_quarters"] = [_score(fa.rank_quartile_p[:, j], ya, fa.p["base"]) for j in range(4)]
-        na = served_only(every, baselines=False, shuffle_seed=NULL_SEED, train_window_days=ALL_WINDOW_DAYS)
+        na = served_only(
+            every,
+            k=ALL_K,
+            c=ALL_C,
+            baselines=False,
+            shuffle_seed=NULL_SEED,
+            train_window_days=ALL_WINDOW_DAYS,
+        )
         out["all_null"] = _score(na.p[served], y_all[na.rows], na.p["base"])
         say("all episodes done")
     out["seconds"] = round(time.perf_counter() - t0, 1)
@@ -252,6 +281,13 @@ def learned_markdown(m: Mapping[str, Any], served: str) -> str:
                 f"| {s['evidence']:g} | {100 * s['coverage']:.1f} % | {s['width']:.3f} |"
                 for s in o["interval_sweep"]
             ),
+            "",
+            "| log-odds offsets | coverage of the planted p | mean width |",
+            "|---|---|---|",
+            *(
+                f"| {s['offsets'][0]:+.2f} / {s['offsets'][1]:+.2f} | {100 * s['coverage']:.1f} % | {s['width']:.3f} |"
+                for s in o.get("interval_logit_sweep", [])
+            ),
         ]
     lines += ["", "### Honesty checks", "", _HEAD, _row("null kNN (shuffled training labels)", m["null"])]
     lines += [
@@ -264,7 +300,8 @@ def learned_markdown(m: Mapping[str, Any], served: str) -> str:
     lines += ["", "### Per level kind (served, at approaches)", "", _HEAD]
     lines += [_row(k, s) for k, s in m["by_level_kind"].items()]
     if "all" in m:
-        lines += ["", f"### All episodes (training window: last {ALL_WINDOW_DAYS} dates)", "", _HEAD]
+        window = "all earlier dates" if ALL_WINDOW_DAYS is None else f"the last {ALL_WINDOW_DAYS} dates"
+        lines += ["", f"### All episodes (training window: {window}; k = {ALL_K})", "", _HEAD]
         lines += [_row(n, s) for n, s in m["all"].items()]
         lines.append(_row("null kNN (shuffled training labels)", m["all_null"]))
         lines += [

@@ -42,7 +42,7 @@ F64 = npt.NDArray[np.float64]
 Strs = Sequence[str] | npt.NDArray[np.str_]
 METHODS: tuple[str, ...] = ("diag", "proj")
 DEFAULT_K = 100
-DEFAULT_C = 0.05
+DEFAULT_C = 0.01
 """L2 strength of the metric's logistic regression (inverse; chosen on lake A, checked on lake B)."""
 PRIOR_STRENGTH = 2.0
 CLIP = 5.0

@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from spymaster.layers import models as model_job
 from spymaster.retrieval.metric import SetupModel
-from spymaster.retrieval.walkforward import Rows, beta_interval
+from spymaster.retrieval.walkforward import Rows, beta_interval, logit_interval
 from spymaster.serving.days import et_time
 from spymaster.serving.snapshot import TableSnapshots
 from spymaster.sessions import day_number, from_day_number
@@ -138,7 +138,11 @@ class LearnedAnswers(TableSnapshots):
         ans = model.search(z_all[:end], y, q, train_sq=sq_all[:end])
         keep = np.arange(end)
         p = float(model.platt(ans.p_raw)[0])
-        lo, hi = beta_interval([p], [LEARNED.interval_evidence])
+        lo, hi = (
+            logit_interval([p], LEARNED.interval_logit)
+            if LEARNED.interval_logit is not None
+            else beta_interval([p], [LEARNED.interval_evidence])
+        )
         nb = keep[ans.neighbours[0]] if ans.neighbours.size else np.zeros(0, np.int64)
         dist = ans.distance[0] if ans.distance.size else np.zeros(0)
         ev = model.evidence.get(level_kind)

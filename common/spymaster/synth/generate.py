@@ -38,9 +38,11 @@ TRUTH_SCHEMA = pa.schema(
         pa.field("atr", pa.float64()),
         pa.field("barrier_price", pa.float64()),
         pa.field("barrier_mult", pa.float64()),
+        pa.field("planted_kind", pa.string()),
     ]
 )
-"""One row per planted interaction; timestamps are ns since the epoch, UTC (docs/SYNTHETIC.md)."""
+"""One row per planted interaction and per companion level it decides (``planted_kind`` names the
+interaction's own level); timestamps are ns since the epoch, UTC (docs/SYNTHETIC.md)."""
 
 
 @dataclass
