@@ -203,7 +203,8 @@ def bench_coldstart() -> dict[str, Any]:
         ("snapshot", "from the snapshot (after)"),
     ):
         med = {
-            k: statistics.median(r[k] for r in runs[name]) for k in ("import", "first_query", "second_query")
+            k: statistics.median(r[k] for r in runs[name])
+            for k in ("import", "first_query", "second_query", "cpu_to_first")
         }
         res[name] = {**med, "lancedb_imported": any(r["lancedb_imported"] for r in runs[name])}
         total = med["import"] + med["first_query"]

@@ -8,7 +8,7 @@ on the LanceDB table itself, read from S3 (moto over HTTP).
   served query (top-50, day cap, distribution) p50/p99 over the largest partitions. 10 M is
   extrapolated linearly from the two sizes (memory per episode and query time per searched row;
   the script prints both sizes so the linearity is visible), and so is the cold-start load, from
-  reading the indexer's snapshot of 1 M rows from S3.
+  reading an indexer's snapshot of ``--snapshot-rows`` rows from S3.
 * **Scale-out** (LanceDB on S3; 30 queries, each a round of S3 requests): one partition's rows in a LanceDB table on the moto server, with
   an IVF-PQ index (cosine; sub-vectors of about 8 dimensions, refined with the full vectors), queried
   per request; p50/p99 and recall@50 against exact numpy search over the same rows. The vectors are
@@ -209,8 +209,12 @@ def snapshot_load(endpoint: str, n: int, seed: int) -> dict[str, float]:
     return res
 
 
-def scale_out(endpoint: str, sizes: list[int], queries: int, seed: int) -> list[dict[str, Any]]:
-    """An IVF-PQ index on a LanceDB table on S3 per partition size: build, latency, recall@50."""
+def scale_out(
+    endpoint: str, sizes: list[int], queries: int, seed: int, budget_s: float = 1e9
+) -> list[dict[str, Any]]:
+    """An IVF-PQ index on a LanceDB table on S3 per partition size: build, latency, recall@50.
+    A size is skipped (and says so) once ``budget_s`` has gone: builds slow down badly on a busy
+    machine."""
     import lancedb
     import pyarrow as pa
 
@@ -224,8 +228,12 @@ def scale_out(endpoint: str, sizes: list[int], queries: int, seed: int) -> list[
         secret_access_key="testing",
     )
     db = lancedb.connect(settings.lake_uri, storage_options=settings.storage_options())
-    out = []
+    out: list[dict[str, Any]] = []
+    start = time.perf_counter()
     for p in sizes:
+        if out and time.perf_counter() - start > budget_s:
+            print(f"  {p:>9,} rows: skipped, past the time budget of {budget_s:.0f} s", flush=True)
+            continue
         v = _clustered(p, seed)
         table = db.create_table(
             f"part_{p}",
@@ -293,6 +301,8 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, nargs="+", default=[50_000, 166_667])
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--snapshot-rows", type=int, default=200_000, help="rows of the snapshot read from S3")
+    ap.add_argument("--budget", type=float, default=240.0, help="seconds for the LanceDB part")
     args = ap.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("LANCE_LOG", "error")  # a deprecation warning per search otherwise
@@ -301,9 +311,9 @@ def main() -> None:
     mem = in_memory(sorted(args.sizes), args.queries, args.seed)
     server, endpoint = _moto()
     try:
-        load = snapshot_load(endpoint, min(args.sizes), args.seed)
+        load = snapshot_load(endpoint, args.snapshot_rows, args.seed)
         print("scale-out: one partition in a LanceDB table on S3 (moto over HTTP), IVF-PQ, cosine:")
-        ann = scale_out(endpoint, sorted(args.partitions), min(args.queries, 30), args.seed)
+        ann = scale_out(endpoint, sorted(args.partitions), min(args.queries, 30), args.seed, args.budget)
     finally:
         server.terminate()
         server.wait()
