@@ -233,6 +233,8 @@ BOOK_COLUMNS: tuple[str, ...] = tuple(
     f"{side}_{kind}_{i:02d}" for i in range(10) for side in ("bid", "ask") for kind in ("px", "sz")
 )
 _SHAPE = ("imb_1", "imb_5", "imb_10", "micro_ticks", "spread_ticks", "depth_log")
+_MAX_BOOK_CHUNKS = 256
+"""The window's chunks before they are combined (a copy of the window, so rarely)."""
 _LEVEL_FEATURES_FROM_BOOK = 6  # ask/bid depth now, 60 s and 120 s ago
 
 
@@ -250,6 +252,12 @@ class _Grow:
             self._a = bigger
         self._a[self.n : self.n + v.size] = v
         self.n += v.size
+
+    @classmethod
+    def of(cls, v: npt.NDArray[Any]) -> _Grow:
+        g = cls(v.dtype)
+        g.extend(v)
+        return g
 
     def view(self, n: int | None = None) -> npt.NDArray[Any]:
         return self._a[: self.n if n is None else n]
@@ -294,7 +302,8 @@ class SilverEngine:
         self._t_ts, self._t_px = _Grow(np.int64), _Grow(np.float64)
         self._t_sz, self._t_side = _Grow(np.float64), _Grow(np.uint8)
         self._book: pa.Table | None = None  # the trailing window of raw book states
-        self._series: dict[str, FloatArray] = {}  # per-state OFI terms and shape, same rows as _book
+        self._book_ts = _Grow(np.int64)  # the window's stamps, same rows as _book
+        self._series: dict[str, _Grow] = {}  # per-state OFI terms and shape, same rows as _book
         self._opt_def = opt_definition
         self._opt_stats = opt_statistics
         self._opt_quotes: list[pa.Table] = []
@@ -342,12 +351,14 @@ class SilverEngine:
         shape = flow.book_shape(mb)
         shape.pop("ts")
         new.update(shape)
+        # Appends are amortised (a live feed adds a few hundred states at a time): the book keeps
+        # its chunks (rows are read by slicing, :meth:`_book_rows`), the series grow in place.
         self._book = pa.concat_tables([self._book, mb]) if self._book is not None else mb
-        if self._book.column(0).num_chunks > 8:  # takes across many chunks are slow
+        if self._book.column(0).num_chunks > _MAX_BOOK_CHUNKS:
             self._book = self._book.combine_chunks()
-        self._series = {
-            k: np.concatenate([self._series[k], v]) if self._series else v for k, v in new.items()
-        }
+        self._book_ts.extend(bars.as_ns(mb.column("ts_recv")))
+        for k, v in new.items():
+            self._series.setdefault(k, _Grow(v.dtype)).extend(v)
 
     def add_option_quotes(self, quotes: pa.Table) -> None:
         """Options MBP-1 (``ts_recv``, ``instrument_id``, ``bid_px_00``, ``ask_px_00``)."""
@@ -386,14 +397,11 @@ class SilverEngine:
         """Drop book states no later step can read and option quotes superseded before the next step."""
         nxt = int(self.steps[self.done]) if self.done < self.steps.size else int(self.steps[-1]) + 1
         if self._book is not None and self._book.num_rows:
-            ts = bars.as_ns(self._book.column("ts_recv"))
-            cut = int(np.searchsorted(ts, nxt - BOOK_WINDOW_NS, side="left"))
+            cut = int(np.searchsorted(self._book_ts.view(), nxt - BOOK_WINDOW_NS, side="left"))
             if cut > max(4096, self._book.num_rows // 2):  # amortised: copy rarely, hold < 2 windows
-                self._book = self._book.slice(cut)
-                self._series = {k: v[cut:].copy() for k, v in self._series.items()}
-                self._book = (
-                    self._book.combine_chunks() if self._book.column(0).num_chunks > 8 else self._book
-                )
+                self._book = self._book.slice(cut).combine_chunks()
+                self._book_ts = _Grow.of(self._book_ts.view()[cut:])
+                self._series = {k: _Grow.of(v.view()[cut:]) for k, v in self._series.items()}
         n_quotes = sum(t.num_rows for t in self._opt_quotes)
         if n_quotes > max(4096, 2 * self._quotes_kept):
             qt = pa.concat_tables(self._opt_quotes)
@@ -644,7 +652,7 @@ class SilverEngine:
         out.update({k: np.full((n, n_lv), np.nan) for k in per_level})
         if self._book is None or self._book.num_rows == 0:
             return out
-        ts_all = bars.as_ns(self._book.column("ts_recv"))
+        ts_all = self._book_ts.view()
         s = self.s
         lags = np.array([120, 60, 0], dtype=np.int64) * NS
         picks = np.full((n, lags.size), -1, dtype=np.int64)  # the state in force at t − lag, in its window
@@ -655,7 +663,7 @@ class SilverEngine:
             if b <= a:
                 continue
             ts = ts_all[a:b]
-            ser = {k: v[a:b] for k, v in self._series.items()}
+            ser = {k: v.view()[a:b] for k, v in self._series.items()}
             tq = q[j : j + 1]
             for k, v in flow.ofi_windows(ts, ser, tq, FLOW_WINDOWS_S).items():
                 if k in out:
@@ -671,7 +679,7 @@ class SilverEngine:
         rows = np.unique(picks[picks >= 0])
         if rows.size == 0:
             return out
-        mb = self._book.take(pa.array(rows, pa.int64()))
+        mb = self._book_rows(rows)
         tl = np.repeat(q, n_lv)
         lv = level_mat.reshape(-1)
         for li, lag in enumerate((120, 60, 0)):
@@ -687,9 +695,18 @@ class SilverEngine:
                     out[f"{sd}_band"] = np.where(ok[:, 0], band, np.nan)
         return out
 
+    def _book_rows(self, rows: npt.NDArray[np.int64]) -> pa.Table:
+        """The window's states at ``rows`` (sorted), one chunk: zero-copy slices, since a take across
+        the window's many chunks would cost more than the whole step."""
+        assert self._book is not None
+        parts = [self._book.slice(int(r), 1) for r in rows.tolist()]
+        return pa.concat_tables(parts).combine_chunks()
+
     def _chain(self, q: npt.NDArray[np.int64]) -> _Chain | None:
         upto = int(q[-1])
-        quotes = pa.concat_tables(self._opt_quotes) if self._opt_quotes else None
+        quotes = pa.concat_tables(self._opt_quotes).combine_chunks() if self._opt_quotes else None
+        if quotes is not None:
+            self._opt_quotes = [quotes]  # a live feed appends small tables: keep one, not hundreds
         if quotes is not None:
             quotes = quotes.filter(pc.less_equal(quotes.column("ts_recv").cast(pa.int64()), upto))
         stats = self._opt_stats

@@ -46,6 +46,9 @@ _SCHEMA_OF: dict[type, str] = {
     dbn.InstrumentDefMsg: "definition",
 }
 BAR_S = 120
+FLUSH_RECORDS = 512
+"""Pending records are converted and handed to silver in batches of this many as they arrive, so
+the step that completes a 30-s step converts only the last few (its latency), not the whole step's."""
 
 
 def _finite(v: Any) -> Any:
@@ -83,6 +86,8 @@ class Engine:
         self.clock = clock
         self.silver: SilverEngine | None = None
         self._pending: dict[str, list[Any]] = {k: [] for k in _SCHEMA_OF.values()}
+        self._n_pending = 0
+        bars.ema(np.zeros(3), 2)  # import the EMA's filter (0.6 s) now, not at the first step
         self._defs: list[Any] = []
         self._steps = sessions.step_times(date)
         lo, _ = sessions.globex_session(date)
@@ -111,6 +116,9 @@ class Engine:
                 self._defs.append(rec)
             else:
                 self._pending[schema].append(rec)
+                self._n_pending += 1
+                if self._n_pending >= FLUSH_RECORDS:
+                    self._flush()
             self.last_ts = max(self.last_ts, ts)
         return out
 
@@ -156,6 +164,7 @@ class Engine:
         if p["mbp-10"]:
             eng.add_book(pa.Table.from_batches([dbnread.record_batch(p["mbp-10"], "mbp-10")]))
         self._pending = {k: [] for k in _SCHEMA_OF.values()}
+        self._n_pending = 0
 
     def _tick(self, ts: int, *, final: bool = False) -> list[Update]:
         self._flush()
@@ -224,14 +233,19 @@ class Engine:
                 "atr": pa.array([o.levels["atr"] for o in self._levels], pa.float64()),
             }
         )
-        a = gold.anchors(state, levels)
+        # Gold anchors each level kind from its own rows: only the kinds in zone now can anchor now.
+        now = self._levels[-1].state
+        inz = np.nan_to_num(bars.as_float(now.column("in_zone"))) >= 0.5
+        zone_kinds = pa.array(np.asarray(now.column("level_kind").to_pylist(), dtype=object)[inz].tolist())
+        mine = state.filter(pa.compute.is_in(state.column("level_kind"), zone_kinds))
+        a = gold.anchors(mine, levels)
         if a.num_rows == 0:
             return []
         a = a.filter(pa.compute.equal(a.column("ts").cast(pa.int64()), ts))
         if a.num_rows == 0:
             return []
         kinds = pa.array(sorted(set(a.column("level_kind").to_pylist())))
-        mine = state.filter(pa.compute.is_in(state.column("level_kind"), kinds))
+        mine = mine.filter(pa.compute.is_in(mine.column("level_kind"), kinds))
         raw = vectors.build_vectors(
             mine.select(list(STATE_SCHEMA.names)), a.select(list(vectors.ANCHOR_KEYS))
         )
