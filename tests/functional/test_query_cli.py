@@ -21,7 +21,12 @@ from spymaster.serving.days import et_time
 from spymaster.serving.snapshot import INDEX_COLUMNS
 from tests.functional.conftest import BUILT_DATES
 
-QUERY_CPU_S = 2.0
+QUERY_CPU_S = 3.0
+"""The exchange calendar alone (pandas-market-calendars: import 0.8 s + the year's schedule 0.56 s of
+CPU, measured with cProfile on this machine, the same on the previous release) is most of a cold
+command; the bound still fails if the query path loads LanceDB, scikit-learn or a whole table."""
+REFUSE_CPU_S = 2.5
+"""Bad input is refused after the calendar (≈ 1.4 s) and the lake's listing, before any table."""
 
 
 def _run(lake: Lake, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
@@ -98,7 +103,7 @@ def test_bad_input_is_refused_before_anything_loads(built_lake: Lake, args: list
     assert r.returncode == 2, r.stdout + r.stderr
     assert says in " ".join(r.stderr.replace("│", " ").split()), r.stderr
     assert "Traceback" not in r.stderr
-    assert cpu < 1.5, f"{cpu:.2f} s of CPU to refuse bad input"
+    assert cpu < REFUSE_CPU_S, f"{cpu:.2f} s of CPU to refuse bad input"
 
 
 def test_prior_only_answer_is_flagged(built_lake: Lake) -> None:
