@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -303,7 +304,20 @@ def ensure_indexes(lake: Lake, *, lease: Lease | None = None) -> None:
         for col, kind in wanted.items():
             if (col,) not in have:
                 table.create_scalar_index(col, index_type=kind)
-    table.optimize(cleanup_older_than=HOUSEKEEPING_GRACE)
+    _optimize(table, HOUSEKEEPING_GRACE)
+
+
+def _optimize(table: Any, older_than: dt.timedelta, tries: int = 4) -> None:
+    """Compact and clean up; Lance asks callers to retry a compaction preempted by a concurrent
+    commit (compaction is idempotent), which a second writer past a non-atomic S3 lease can cause."""
+    for attempt in range(tries):
+        try:
+            table.optimize(cleanup_older_than=older_than)
+            return
+        except RuntimeError as exc:
+            if "Retryable commit conflict" not in str(exc) or attempt == tries - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def prune_versions(lake: Lake, older_than: dt.timedelta) -> int:
@@ -314,7 +328,7 @@ def prune_versions(lake: Lake, older_than: dt.timedelta) -> int:
         if table is None:
             return 0
         before = len(table.list_versions())
-        table.optimize(cleanup_older_than=older_than)
+        _optimize(table, older_than)
         refresh_snapshot(lake)
         return before - len(table.list_versions())
 
