@@ -161,12 +161,6 @@ FEATURES: tuple[Feature, ...] = (
     _f("dealer", "dealer_gex_total", "net 0DTE gamma exposure of the whole chain, $bn per 1 % move"),
     _f("dealer", "dealer_call_wall_atr", "(strike of the largest call |GEX| − level) / ATR"),
     _f("dealer", "dealer_put_wall_atr", "(strike of the largest put |GEX| − level) / ATR"),
-    _f(
-        "dealer",
-        "dealer_gex_level_z",
-        "net GEX of strikes within ±10 points of the level with the future at the level (each line's own"
-        " IV), as a z-score against the same profile over the listed strikes within ±60 points of price",
-    ),
     _f("dealer", "dealer_missing", "1 if the day's options files are missing (dealer features are then NaN)"),
     _f("context", "ctx_minutes", "minutes since 09:30 ET"),
     _f("context", "ctx_atr_points", "ATR in index points"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spymaster.indicators import black76, dealer
 from spymaster.indicators.dealer import Walls, by_strike, gex, net_gex_near, walls
 
 # Hand-made chain (F = 5000): strike, is_call, gamma, open interest
@@ -84,28 +83,3 @@ def test_by_strike() -> None:
     k, v = by_strike([5.0, 1.0, 5.0, np.nan], [1.0, 2.0, np.nan, 4.0])
     assert k.tolist() == [1.0, 5.0]
     assert v.tolist() == [2.0, 1.0]
-
-
-def test_gex_profile_puts_the_future_at_each_price() -> None:
-    strikes = np.array([5000.0, 5000.0, 5050.0])
-    oi = np.array([100.0, 40.0, 900.0])
-    is_call = np.array([True, False, True])
-    iv = np.array([0.15, 0.20, np.nan])  # the 5050 line has no vol: no exposure
-    tau = np.full(3, 3 / (365 * 24))
-    got = dealer.gex_profile(
-        strikes, oi, is_call, iv, tau, 0.0, np.array([5000.0, 5008.0, 5030.0, np.nan]), 10.0
-    )
-    at = [
-        dealer.gex(black76.gamma(5000.0, 5000.0, tau[0], iv[i], 0.0), oi[i], 5000.0, is_call[i])
-        for i in range(2)
-    ]
-    assert got[0] == pytest.approx(float(at[0] + at[1]))
-    # at 5008 the future is 8 points from the strikes: a different gamma than at 5000 (not GEX at 5000)
-    near = [
-        dealer.gex(black76.gamma(5008.0, 5000.0, tau[0], iv[i], 0.0), oi[i], 5008.0, is_call[i])
-        for i in range(2)
-    ]
-    assert got[1] == pytest.approx(float(near[0] + near[1]))
-    assert got[1] != pytest.approx(got[0])
-    assert got[2] == 0.0  # no strike within ±10 points carries a vol
-    assert np.isnan(got[3])

@@ -17,10 +17,9 @@ from typing import Literal, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from spymaster.indicators import black76
 from spymaster.indicators.bars import FloatArray
 
-__all__ = ["GexConvention", "Walls", "by_strike", "gex", "gex_profile", "net_gex_near", "walls"]
+__all__ = ["GexConvention", "Walls", "by_strike", "gex", "net_gex_near", "walls"]
 
 GexConvention = Literal["calls_long", "dealer_short"]
 ES_OPTION_MULTIPLIER = 50.0
@@ -86,32 +85,6 @@ def net_gex_near(
         lo = np.searchsorted(k, np.where(np.isnan(lv), 0.0, lv - w - eps), side="left")
         hi = np.searchsorted(k, np.where(np.isnan(lv), 0.0, lv + w + eps), side="right")
     out: FloatArray = np.where(np.isnan(lv) | np.isnan(w), np.nan, cs[hi] - cs[np.minimum(lo, hi)])
-    return out
-
-
-def gex_profile(
-    strikes: npt.ArrayLike,
-    oi: npt.ArrayLike,
-    is_call: npt.ArrayLike,
-    iv: npt.ArrayLike,
-    tau: npt.ArrayLike,
-    r: float,
-    at_prices: npt.ArrayLike,
-    width_points: float,
-    *,
-    convention: GexConvention = "calls_long",
-) -> FloatArray:
-    """Net GEX of the strikes within ±width of each price, with the future *at* that price.
-
-    The gamma profile: what dealers' hedging would be if price got there (each line's own implied vol
-    and expiry held), rather than GEX at today's price. Lines without a vol count as no exposure.
-    """
-    px = np.asarray(at_prices, dtype=np.float64)
-    k = np.asarray(strikes, dtype=np.float64)
-    g = black76.gamma(px[:, None], k[None, :], np.asarray(tau)[None, :], np.asarray(iv)[None, :], r)
-    gx = gex(g, np.asarray(oi)[None, :], px[:, None], np.asarray(is_call)[None, :], convention=convention)
-    near = np.abs(k[None, :] - px[:, None]) <= width_points + 1e-9 * np.maximum(1.0, np.abs(px[:, None]))
-    out: FloatArray = np.where(np.isnan(px), np.nan, np.nansum(np.where(near, gx, 0.0), axis=1))
     return out
 
 

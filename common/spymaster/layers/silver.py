@@ -198,7 +198,6 @@ def _dealer_features(
         "dealer_gex_total",
         "dealer_call_wall_atr",
         "dealer_put_wall_atr",
-        "dealer_gex_level_z",
     ]
     out = {k: np.full((n_steps, n_lv), np.nan) for k in names}
     if chain is None:
@@ -222,44 +221,7 @@ def _dealer_features(
         out["dealer_gex_total"][j] = total
         out["dealer_call_wall_atr"][j] = (w.call_wall - levels[j]) / atr[j]
         out["dealer_put_wall_atr"][j] = (w.put_wall - levels[j]) / atr[j]
-        out["dealer_gex_level_z"][j] = _gex_level_z(chain, iv[:, j], tau[:, j], fut_px[j], levels[j], s)
     return out
-
-
-GEX_PROFILE_POINTS = 60.0
-"""The gamma profile a level is compared with: every listed strike within this many points of price."""
-
-
-def _gex_level_z(
-    chain: _Chain, iv: FloatArray, tau: FloatArray, price: float, levels: FloatArray, s: PipelineSettings
-) -> FloatArray:
-    """GEX at each level (future at the level, ±10 points) as a z-score against today's gamma profile.
-
-    Raw GEX scales with the day's total open interest and vol, so a level's gamma says little until it
-    is compared with the profile over the strikes around price (a trader reads "the gamma here is
-    unusual for today"). NaN without a profile (< 3 strikes near price or a flat profile).
-    """
-    ks = np.unique(chain.strikes)
-    grid = ks[np.abs(ks - price) <= GEX_PROFILE_POINTS]
-    if grid.size < 3:
-        return np.full(levels.shape, np.nan)
-    prof = dealer.gex_profile(
-        chain.strikes,
-        chain.oi,
-        chain.is_call,
-        iv,
-        tau,
-        s.risk_free_rate,
-        np.concatenate([levels, grid]),
-        10.0,
-        convention=s.gex_convention,
-    )
-    ref = prof[levels.size :]
-    sd = float(np.std(ref))
-    if not np.isfinite(sd) or sd <= 0.0:
-        return np.full(levels.shape, np.nan)
-    z: FloatArray = (prof[: levels.size] - float(np.mean(ref))) / sd
-    return z
 
 
 # -- the state table: silver as an engine over steps ---------------------------------------------
