@@ -214,10 +214,13 @@ class LearnedSimilarity:
     method: str = "diag"
     """``diag``: per-dimension weights |β| of an L2 logistic regression (``proj``: its 3-class
     coefficient directions); measured side by side in the evaluation."""
-    k: int = 100
-    c: float = 0.01
-    """L2 strength (inverse) of the metric's logistic regression: 0.01 on the issue-11 generator (lake
-    A, half the test days: skill 17.0 % against 14.7 % at 0.05, 16.3 % at 0.005 and 0.02)."""
+    k: int = 50
+    """Neighbours behind an answer at an approach. Chosen with ``c`` on lake A's first 25 test days
+    (approach skill: k 50 / C 0.005 17.9 %, k 70 / C 0.01 17.9 %, k 100 / C 0.01 17.5 %, k 150 16.8 %,
+    k 200 16.7 %, k 30 16.4 %), checked on lake B (docs/EVALUATION.md)."""
+    c: float = 0.005
+    """L2 strength (inverse) of the metric's logistic regression: a flat optimum at 0.005–0.01 (lake A's
+    first 25 test days; earlier sweep at k = 100: 17.0 % at 0.01, 14.7 % at 0.05, 11.5 % at 0.2)."""
     population: str = "APPROACH"
     """Rows the model is fitted on and searches: the approach episodes (the moment of the question)."""
     min_train_days: int = 10

@@ -565,6 +565,7 @@ class SilverEngine:
             depth = np.where(up, book["ask_depth"][:, li], book["bid_depth"][:, li])
             opposite = np.where(up, book["bid_band"], book["ask_band"])
             wall = np.where(up, book["ask_wall"][:, li], book["bid_wall"][:, li])
+            own_tick = np.where(up, book["ask_tick"][:, li], book["bid_tick"][:, li])
             past = {
                 lag: np.log1p(np.where(up, book[f"ask_depth_{lag}"][:, li], book[f"bid_depth_{lag}"][:, li]))
                 for lag in (60, 120)
@@ -594,6 +595,7 @@ class SilverEngine:
                 "barrier_log": np.log1p(depth),
                 "barrier_change_60s": np.log1p(depth) - past[60],
                 "barrier_change_120s": np.log1p(depth) - past[120],
+                "barrier_tick_prominence": own_tick,
                 **{k: (sgn * book[k] if k in _BOOK_SIGNED else book[k]) for k in _BOOK_FEATURES},
                 "book_level_vs_opposite": np.log1p(depth) - np.log1p(opposite),
                 "book_wall_prominence": wall,
@@ -646,7 +648,7 @@ class SilverEngine:
         out: dict[str, FloatArray] = {
             k: np.full(n, np.nan) for k in [*names, *_BOOK_FEATURES, "ask_band", "bid_band"]
         }
-        per_level = ["ask_depth", "bid_depth", "ask_wall", "bid_wall"] + [
+        per_level = ["ask_depth", "bid_depth", "ask_wall", "bid_wall", "ask_tick", "bid_tick"] + [
             f"{sd}_depth_{lag}" for lag in (60, 120) for sd in ("ask", "bid")
         ]
         out.update({k: np.full((n, n_lv), np.nan) for k in per_level})
@@ -691,6 +693,8 @@ class SilverEngine:
                 if lag == 0:
                     wall = flow.wall_prominence(mb, tl, lv, side, s.barrier_ticks).reshape(n, n_lv)
                     out[f"{sd}_wall"] = np.where(ok, wall, np.nan)
+                    own = flow.level_tick_prominence(mb, tl, lv, side).reshape(n, n_lv)
+                    out[f"{sd}_tick"] = np.where(ok, own, np.nan)
                     band = flow.book_side_band(mb, q, side, 2 * s.barrier_ticks + 1)
                     out[f"{sd}_band"] = np.where(ok[:, 0], band, np.nan)
         return out
