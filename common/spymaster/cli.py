@@ -679,8 +679,8 @@ def live(
     except SpymasterError as exc:
         _fail(exc)
     service = Service(store, table_check_seconds=float("inf")) if answers else None
-    refresher = live_run.Refresher(service).start() if service is not None else None
     engine = Engine(day, service=service)
+    refresher = live_run.Refresher(service, on_reload=engine.warm).start() if service is not None else None
     try:
         if serve or (databento and jsonl is None):
             _live_run(store, day, source, engine, serve=serve, host=host, port=port)
