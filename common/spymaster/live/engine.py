@@ -30,6 +30,7 @@ from spymaster.indicators import bars
 from spymaster.layers import gold
 from spymaster.layers.silver import SilverEngine, StepOutput
 from spymaster.levels import LEVEL_KINDS
+from spymaster.live.streams import LiveStreams, bar_close
 from spymaster.live.types import Update
 from spymaster.raw import dbnread
 from spymaster.serving import Service
@@ -78,11 +79,13 @@ class Engine:
         settings: PipelineSettings | None = None,
         clock: Callable[[], int] = time.time_ns,
         answers: bool = True,
+        streams: LiveStreams | None = None,
     ) -> None:
         self.date = date
         self.s = settings or PipelineSettings()
         self.service = service
         self.answers = answers and service is not None
+        self.streams = streams
         self.clock = clock
         self.silver: SilverEngine | None = None
         self._pending: dict[str, list[Any]] = {k: [] for k in _SCHEMA_OF.values()}
@@ -226,6 +229,9 @@ class Engine:
             out.extend(self._anchors(st.ts))
         for row in st.state.to_pylist():
             out.append(self._update("state", str(row["level_kind"]), _json_row(row)))
+        if self.streams is not None and st.state.num_rows and bar_close(st.ts, self.date):
+            for level, payload in self.streams.at_bar(self._state_tbl, st.ts):
+                out.append(self._update("streams", level, payload))
         return out
 
     def _anchors(self, ts: int) -> list[Update]:
