@@ -137,16 +137,17 @@ def test_engine_never_looks_ahead(tmp_path: Path) -> None:
 
 def test_live_streams_match_gold_streams(tmp_path: Path) -> None:
     """At each bar close the engine's stream rows are gold ``streams``' rows (scaled on the earlier
-    day, to the bit), and each level's last pushed answer is the API's, projection included."""
+    days, to the bit), and its pushed answers are the API's as of the same bar, projection included."""
     prev = sessions.previous_trading_day(NORMAL)
+    first = sessions.previous_trading_day(prev)  # scales prev's streams, so prev can train a model
     lake = Lake(StorageSettings(lake_uri=str(tmp_path / "lake")))
-    generate(lake, prev, 2, scale=SCALE, seed=5, progress=False)
-    assert all(r.ok for r in pipeline.run(lake.settings, [prev]))
+    generate(lake, first, 3, scale=SCALE, seed=5, progress=False)
+    assert all(r.ok for r in pipeline.run(lake.settings, [first, prev]))
     for kind in paths.RAW_KINDS:
         bronze.build(lake, kind, NORMAL)
     silver.build(lake, NORMAL)
     want = streams_job.build(lake, NORMAL)
-    streams_job.fit_projections(lake, min_days=1)  # NORMAL's model: fitted on prev's streams
+    streams_job.fit_projections(lake, min_days=2)  # NORMAL's model: fitted on the earlier streams
 
     live = LiveStreams(lake, NORMAL)
     assert live.scaling_version is not None
@@ -164,5 +165,8 @@ def test_live_streams_match_gold_streams(tmp_path: Path) -> None:
     assert set(last) == set(want.column("level_kind").to_pylist())
     for level, payload in last.items():
         assert payload == view.answer(NORMAL, str(level))
-        assert payload["projection"] is not None
-        assert payload["projection"]["curves"]
+    for u in pushed[::25]:  # and as of bars during the day (the API cuts the rows at the bar)
+        at = dt.datetime.fromisoformat(u.payload["as_of"].replace("Z", "+00:00")).astimezone(sessions.ET)
+        assert u.payload == view.answer(NORMAL, str(u.level), at=at.time())
+    assert all(u.payload["projection"] is not None for u in pushed)
+    assert any(u.payload["projection"]["curves"] for u in pushed)
