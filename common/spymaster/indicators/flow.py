@@ -91,7 +91,10 @@ def _times(table: pa.Table, ts_column: str) -> IntArray:
 
 
 def _sizes(table: pa.Table, name: str) -> FloatArray:
-    return np.asarray(pc.fill_null(table.column(name), 0).to_numpy(), dtype=np.float64)
+    col = table.column(name)
+    if col.null_count:  # sizes are rarely missing; the fill costs more than a small table's read
+        col = pc.fill_null(col, 0)
+    return np.asarray(col.to_numpy(), dtype=np.float64)
 
 
 def _level(table: pa.Table, m: int) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
