@@ -6,8 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from spymaster.indicators.bars import TS_TYPE
-from spymaster.indicators.bars import as_float
+from spymaster.indicators.bars import TS_TYPE, as_float
 from spymaster.indicators.flow import (
     book_depth_near,
     book_shape,
@@ -259,7 +258,8 @@ def test_flow_no_lookahead(seed: int) -> None:
             book_side_band(table, q, side, 9)[before], book_side_band(other, q, side, 9)[before]
         )
         np.testing.assert_array_equal(
-            level_tick_prominence(table, q, lvl, side)[before], level_tick_prominence(other, q, lvl, side)[before]
+            level_tick_prominence(table, q, lvl, side)[before],
+            level_tick_prominence(other, q, lvl, side)[before],
         )
     ets = table.column("ts_recv").cast(pa.int64()).to_numpy()
     ots = other.column("ts_recv").cast(pa.int64()).to_numpy()
