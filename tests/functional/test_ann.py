@@ -98,7 +98,8 @@ def test_above_the_threshold_ann_answers_with_recall_below_it_exact(lake: Lake) 
     assert built is not None
     assert [i.columns for i in built.list_indices() if i.columns == ["vector"]] == [["vector"]]
     marker = lake.read_json(paths.VECTOR_ANN)
-    assert marker["rows"] == rows.num_rows and marker["index_type"] == ANN.index_type
+    assert marker["rows"] == rows.num_rows
+    assert marker["index_type"] == ANN.index_type
     assert index.ensure_ann_index(lake, built, ANN) is False  # idempotent: nothing to rebuild
     assert index.ensure_ann_index(lake, built, EXACT) is False  # no partition above: no index needed
     ann, exact = Service(lake, ann=ANN), Service(lake, ann=EXACT)
@@ -113,10 +114,12 @@ def test_above_the_threshold_ann_answers_with_recall_below_it_exact(lake: Lake) 
         as_of = DAYS[int(rng.integers(30, 60))]
         a, e = _vector_query(ann, q, BIG, as_of), _vector_query(exact, q, BIG, as_of)
         # Then the big partition is answered by the ANN index, the exact service searched in memory
-        assert a["query"]["search"] == "ann" and e["query"]["search"] == "exact"
+        assert a["query"]["search"] == "ann"
+        assert e["query"]["search"] == "exact"
         got = {n["episode_id"] for n in a["neighbours"]}
         want = {n["episode_id"] for n in e["neighbours"]}
-        assert len(want) == 50 and len(got) == 50
+        assert len(want) == 50
+        assert len(got) == 50
         recall.append(len(got & want) / len(want))
         # the same metadata behind both: base rate and its sample agree exactly
         assert a["distribution"]["base_n"] == e["distribution"]["base_n"]
@@ -192,6 +195,10 @@ def test_the_index_is_retrained_when_the_table_has_grown(local_lake: Lake) -> No
     extra = extra.set_column(
         0, "episode_id", pa.array([f"x{i:06d}" for i in range(extra.num_rows)], pa.string())
     )
-    table.add(pa.concat_tables([extra, extra.set_column(0, "episode_id", pa.array([f"y{i:06d}" for i in range(extra.num_rows)]))]))
+    table.add(
+        pa.concat_tables(
+            [extra, extra.set_column(0, "episode_id", pa.array([f"y{i:06d}" for i in range(extra.num_rows)]))]
+        )
+    )
     assert index.ensure_ann_index(lake, table, AnnSearch(min_rows=1_000, retrain_growth=2.0)) is True
     assert lake.read_json(paths.VECTOR_ANN)["rows"] == first["rows"] + 2 * extra.num_rows

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import math
 import time
 import warnings
 from collections.abc import Iterator
@@ -333,6 +334,17 @@ def ann_partitions(table: Any, min_rows: int | None) -> dict[str, int]:
     }
 
 
+def ann_lists(rows: int) -> int:
+    """IVF lists for a table of ``rows``: √rows (LanceDB's rule of thumb), at most 4096."""
+    return max(1, min(4096, round(math.sqrt(rows))))
+
+
+def ann_sub_vectors() -> int:
+    """PQ sub-vectors of about 8 dimensions that divide the vector (PQ needs a divisor)."""
+    dim = int(vectors.VECTOR_DIM)
+    return min((d for d in range(1, dim + 1) if dim % d == 0), key=lambda d: abs(dim / d - 8))
+
+
 def ensure_ann_index(lake: Lake, table: Any, ann: AnnSearch = ANN) -> bool:
     """Build (or retrain) the cosine vector index when a partition has more than ``ann.min_rows``
     rows; True when it built. Idempotent: an index of the same type trained on at least
@@ -350,14 +362,11 @@ def ensure_ann_index(lake: Lake, table: Any, ann: AnnSearch = ANN) -> bool:
         and rows <= ann.retrain_growth * int(marker.get("rows", 0))
     ):
         return False
-    lists = max(1, min(4096, round(rows**0.5)))
-    dim = vectors.VECTOR_DIM
-    # sub-vectors of about 8 dimensions that divide the vector (PQ needs a divisor)
-    subs = min((d for d in range(1, dim + 1) if dim % d == 0), key=lambda d: abs(dim / d - 8))
+    lists = ann_lists(rows)
     from lancedb.index import IvfHnswSq, IvfPq
 
     config: IvfPq | IvfHnswSq = (
-        IvfPq(distance_type="cosine", num_partitions=lists, num_sub_vectors=subs)
+        IvfPq(distance_type="cosine", num_partitions=lists, num_sub_vectors=ann_sub_vectors())
         if ann.index_type == "IVF_PQ"
         else IvfHnswSq(distance_type="cosine", num_partitions=lists)
     )
