@@ -143,9 +143,8 @@ def test_above_the_threshold_ann_answers_with_recall_below_it_exact(lake: Lake) 
     assert len(overlap) >= 0.9 * len(e["neighbours"])
 
 
-def test_ann_path_has_no_lookahead(local_lake: Lake) -> None:
+def test_ann_path_has_no_lookahead(lake: Lake) -> None:
     # Given an answer through the ANN index as of a date
-    lake = local_lake
     rows = _table(lake)
     as_of = DAYS[40]
     vec = vectors.vectors_from_arrow(rows.column("vector"))

@@ -43,19 +43,23 @@ class AnnSearcher:
         self.lake = lake
         self.ann = ann
         self._lock = threading.Lock()
-        self._table: Any = None
-        self._version: int | None = None
+        self._tables: dict[int | None, Any] = {}
 
     def _at(self, version: int | None) -> Any:
+        """The table checked out at ``version``; the two newest versions stay open, so requests
+        still answering from the previous snapshot during a reload do not reopen it."""
         with self._lock:
-            if self._table is None or self._version != version:
+            table = self._tables.get(version)
+            if table is None:
                 table = open_table(self.lake)
                 if table is None:
                     raise NotFoundError("the vector table is missing: no ANN search possible")
                 if version is not None:
                     table.checkout(version)
-                self._table, self._version = table, version
-            return self._table
+                self._tables[version] = table
+                while len(self._tables) > 2:
+                    self._tables.pop(next(iter(self._tables)))
+            return table
 
     def vector(self, index: Index, part: Partition, episode_id: str) -> F32:
         """An episode's stored vector (its partition's vectors are not in memory)."""
