@@ -5,10 +5,12 @@ it stays exact in memory. Real LanceDB tables, on a local folder and on S3 (moto
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from spymaster import vectors
 from spymaster.lake import Lake, paths
@@ -72,13 +74,13 @@ def _rows(rng: np.random.Generator, part: tuple[str, str, int], per_day: int) ->
     )
 
 
-def _table(lake: Lake) -> pa.Table:
+def _table(lake: Lake, ann: AnnSearch = ANN) -> pa.Table:
     rng = np.random.default_rng(7)
     rows = pa.concat_tables([_rows(rng, BIG, 40), _rows(rng, SMALL, 3)])  # 2,400 and 180 rows
     table = index.open_table(lake, create=True)
     assert table is not None
     table.add(rows)
-    index.ensure_indexes(lake, ann=ANN)  # what the indexer calls after a write
+    index.ensure_indexes(lake, ann=ann)  # what the indexer calls after a write
     return rows
 
 
@@ -91,18 +93,20 @@ def _vector_query(svc: Service, q: np.ndarray, part: tuple[str, str, int], as_of
     )
 
 
-def test_above_the_threshold_ann_answers_with_recall_below_it_exact(lake: Lake) -> None:
+@pytest.mark.parametrize("kind", ["IVF_PQ", "IVF_HNSW_SQ"])
+def test_above_the_threshold_ann_answers_with_recall_below_it_exact(lake: Lake, kind: str) -> None:
     # Given a table with one partition above the (test) threshold and one below, indexed
-    rows = _table(lake)
+    ann_settings = replace(ANN, index_type=kind)
+    rows = _table(lake, ann_settings)
     built = index.open_table(lake)
     assert built is not None
     assert [i.columns for i in built.list_indices() if i.columns == ["vector"]] == [["vector"]]
     marker = lake.read_json(paths.VECTOR_ANN)
     assert marker["rows"] == rows.num_rows
-    assert marker["index_type"] == ANN.index_type
-    assert index.ensure_ann_index(lake, built, ANN) is False  # idempotent: nothing to rebuild
+    assert marker["index_type"] == kind
+    assert index.ensure_ann_index(lake, built, ann_settings) is False  # idempotent: nothing to rebuild
     assert index.ensure_ann_index(lake, built, EXACT) is False  # no partition above: no index needed
-    ann, exact = Service(lake, ann=ANN), Service(lake, ann=EXACT)
+    ann, exact = Service(lake, ann=ann_settings), Service(lake, ann=EXACT)
 
     # When 20 queries near stored states are asked of both
     rng = np.random.default_rng(3)
