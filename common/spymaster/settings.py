@@ -239,14 +239,17 @@ class AnnSearch:
     flat by LanceDB, and an index nobody uses is harmless).
     """
 
-    min_rows: int | None = 1_000_000
+    min_rows: int | None = 100_000
     """A partition with more rows than this is served by ANN search over the table (its vectors
-    are not held in memory); ``None``: every partition exact in memory. The in-memory index costs
-    ≈ 0.8–1 kB per episode, so a 10 GB Lambda stops near 8–10 M episodes in all; a partition of a
-    million rows is far past the ≈ 170 k of the largest partition at 10 M episodes, so by default
-    only a much larger lake (or an unbalanced partition) leaves memory."""
+    are not held in memory); ``None``: every partition exact in memory. Chosen by memory, not
+    latency (``bench/bench_scale.py``, docs/ARCHITECTURE.md "Scale"): exact in-memory search stays
+    faster than one ANN query up to ≈ 300 k rows on local disk (far more from S3), but at ≈ 0.9 kB
+    per episode resident 60 partitions of 100 k rows already take ≈ 5.7 GB of a 10 GB Lambda, so
+    the largest partitions leave memory first once the lake passes ≈ 6 M episodes."""
     index_type: Literal["IVF_PQ", "IVF_HNSW_SQ"] = "IVF_HNSW_SQ"
-    """The vector index built on the table's ``vector`` column (cosine)."""
+    """The vector index built on the table's ``vector`` column (cosine). IVF-HNSW-SQ: the same
+    recall@50 and local-disk latency as IVF-PQ, built 3–6× faster (the indexer retrains it on
+    growth); IVF-PQ answered about 2× faster from moto S3."""
     nprobes: int = 64
     """IVF lists searched per query: the partition prefilter leaves ≈ 1/60 of each list, so it
     takes more lists than an unfiltered search to find 50 neighbours of one partition."""
