@@ -248,8 +248,8 @@ class AnnSearch:
     the largest partitions leave memory first once the lake passes ≈ 6 M episodes."""
     index_type: Literal["IVF_PQ", "IVF_HNSW_SQ"] = "IVF_HNSW_SQ"
     """The vector index built on the table's ``vector`` column (cosine). IVF-HNSW-SQ: the same
-    recall@50 and local-disk latency as IVF-PQ, built 3–6× faster (the indexer retrains it on
-    growth); IVF-PQ answered about 2× faster from moto S3."""
+    recall@50 and about the local-disk latency of IVF-PQ, built 3–6× faster (the indexer retrains
+    it on growth); from moto S3 IVF-PQ was 2× faster in one run, the same in another."""
     nprobes: int = 64
     """IVF lists searched per query: the partition prefilter leaves ≈ 1/60 of each list, so it
     takes more lists than an unfiltered search to find 50 neighbours of one partition."""
