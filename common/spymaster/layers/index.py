@@ -324,8 +324,8 @@ ANN_INDEX = "vector_ann"
 
 def ann_partitions(table: Any, min_rows: int | None) -> dict[str, int]:
     """Partitions with more than ``min_rows`` rows (with their row counts): the ones served by ANN."""
-    if min_rows is None:
-        return {}
+    if min_rows is None or table.count_rows() <= min_rows:
+        return {}  # no partition can be larger than the table: skip reading its partition column
     keys = table.search().select(["partition"]).limit(None).to_arrow().column("partition")
     counts = pc.value_counts(keys)
     return {
