@@ -71,11 +71,15 @@ BENCHES: dict[str, tuple[list[str], str]] = {
         "calibration, the API's embedding of the history). Goal: in-process p50 ≤ 5 ms at 1 M episodes.",
     ),
     "scale": (
-        ["bench/bench_scale.py", "--sizes", "1000000", "2000000", "--partitions", "50000", "166667"],
-        "Towards 10 M episodes: the in-memory index at 1 M and 2 M synthetic episodes (resident memory, "
-        "build, served p50/p99 over the largest partitions, the snapshot's load from S3), an IVF-PQ index "
-        "on a LanceDB table on S3 (moto over HTTP, its own process) per partition size with recall@50 "
-        "against exact search, and the linear extrapolation to 10 M with the crossover.",
+        ["bench/bench_scale.py", "--sizes", "1000000", "2000000", "--ann-rows", "50000", "--ann-parts", "4"],
+        "Towards 10 M episodes (issue 16 goal 4): the in-memory index at 1 M and 2 M synthetic episodes "
+        "(resident memory, build, served p50/p99 over the largest partitions; the same without vectors, "
+        "what an ANN-served partition keeps; the snapshot's load from S3 in one GET), then the ANN path on "
+        "LanceDB tables with the served query shape (settings.ANN: candidates with vectors, re-ranked "
+        "exactly): IVF-PQ and IVF-HNSW-SQ on one partition alone, and one table of all partitions searched "
+        "with the partition prefilter (served), on local disk and on S3 (moto over HTTP, its own process), "
+        "recall@50 against exact search; the linear extrapolation to 10 M, the crossover, and where the "
+        "in-memory design stops in a 10 GB Lambda.",
     ),
     "realsize": (
         ["bench/bench_realsize.py", "--scales", "1", "3", "5"],
