@@ -1,7 +1,8 @@
 """Bronze: a date's raw DBN files decoded to Parquet, one table per (product, schema).
 
 Per (date, kind) job: copy the raw object locally if it lives on S3, check its metadata against
-its place, stream-decode in chunks into Parquet (one row group per chunk, so peak memory does not
+its place, stream-decode once (the screen's session medians are gathered on the way, see
+:mod:`spymaster.raw.quality`) in chunks into Parquet (one row group per chunk, so peak memory does not
 grow with the file; consecutive files of :data:`ROW_GROUPS_PER_FILE` row groups are encoded by
 parallel writers, the manifest lists them in the records' order), then commit. A bad file is quarantined with its reason and no
 bronze output of it ever becomes visible.
@@ -224,10 +225,19 @@ def build(
             info = dbnread.inspect(local, label=key)
             dbnread.check_placement(info, kind, date)
             schema = dbnread.arrow_schema(kind.schema)
-            screen = quality.screen(local, info, kind, label=key)
+            # One decode: the screen gathers the session medians as it goes and says after it
+            # whether they would have dropped anything; only then decode again, medians first.
+            screen = quality.screen(local, info, kind, label=key, deferred=True)
             files, rows = write_parts(
                 lake, out, schema, prefetch(dbnread.decode(local, label=key, screen=screen)), writers=writers
             )
+            if screen.medians is None and not screen.confirm():
+                discard(lake, written)
+                written.clear()
+                screen = quality.screen(local, info, kind, label=key)
+                files, rows = write_parts(
+                    lake, out, schema, prefetch(dbnread.decode(local, label=key, screen=screen)), writers=writers
+                )
             q = screen.quality
             if q.records == 0:
                 raise EmptyInputError(

@@ -2,15 +2,22 @@
 
 A file can be well-formed DBN and still lie: records outside the window its own metadata claims
 (another day's data under this day's header), instruments its symbology does not know, prices of
-zero, negative or near ``int64`` max, sizes of 2³²−1, every record twice. Bronze screens each
-file's records in two passes over the local copy:
+zero, negative or near ``int64`` max, sizes of 2³²−1, every record twice. The screen needs,
+per instrument, the median of the prices that pass the contract's static limits — the session's
+own price level — before it can judge the first record against it. Bronze therefore decodes once
+with a **deferred** screen (:func:`screen` with ``deferred=True``): each chunk is masked by every
+other check before conversion, while the screen gathers the medians' inputs and each outright's
+lowest and highest checked price. When the file ends, :meth:`Screen.confirm` says whether any
+price lies outside ±:data:`BAND` of its median; only then (a file with such a price is rare) does
+bronze discard the decode and run the two-pass screen:
 
-1. **Reference pass** (raw numpy, no conversion): per instrument, the median of the prices that
-   pass the contract's static limits — the session's own price level.
-2. **Decode pass**: each chunk is masked before conversion; every dropped record is counted by
-   reason in a :class:`Quality` record. A 64-bit hash of every record is checked against the
-   hashes of all earlier records, so exact duplicates are found across the whole file, not just
-   within a chunk (the same records as hashing the whole file first, without a second pass).
+1. **Reference pass** (raw numpy, no conversion): the medians.
+2. **Decode pass**: each chunk is masked before conversion.
+
+Both ways every dropped record is counted by reason in a :class:`Quality` record, with the same
+counts and the same records kept. A 64-bit hash of every record is checked against the hashes of
+all earlier records, so exact duplicates are found across the whole file, not just within a chunk
+(the same records as hashing the whole file first, without a second pass).
 
 A record is plausible when (for trades, MBP-1, MBP-10 and TBBO):
 
@@ -30,7 +37,7 @@ file that wrong is not this session's data.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,16 +179,41 @@ class Screen:
         schema: str,
         product: paths.Product,
         window: tuple[int, int] | None,
-        medians: dict[int, float],
-        outright: set[int],
+        medians: dict[int, float] | None,
+        outright: set[int] | Callable[[int], bool],
     ) -> None:
         self.schema = schema
         self.product = product
         self.window = window
         self.medians = medians
+        """``None``: deferred, gathered while decoding and checked by :meth:`confirm`."""
         self.outright = outright
         self.seen = _Seen()
         self.quality = Quality()
+        self._prices_of: dict[int, list[np.ndarray[Any, Any]]] = {}
+        self._range: dict[int, tuple[float, float]] = {}
+        self._is_out: dict[int, bool] = {}
+
+    def _outright(self, i: int) -> bool:
+        if isinstance(self.outright, set):
+            return i in self.outright
+        if i not in self._is_out:
+            self._is_out[i] = self.outright(i)
+        return self._is_out[i]
+
+    def confirm(self) -> bool:
+        """After a deferred decode: True when no checked price of an outright lies off its session
+        median, so that decode kept and counted exactly what the two-pass screen would have.
+
+        ``|px - med|`` rounds monotonically on each side of ``med``, so each outright's lowest and
+        highest checked price decide for all of its prices."""
+        assert self.medians is None, "confirm() is for a deferred screen"
+        medians = _medians(self._prices_of)
+        for i, (lo, hi) in self._range.items():
+            med = medians.get(i, np.nan)
+            if np.isnan(med) or abs(lo - med) > BAND * abs(med) or abs(hi - med) > BAND * abs(med):
+                return False
+        return True
 
     def keep(self, arr: np.ndarray[Any, Any]) -> np.ndarray[Any, Any] | None:
         n = len(arr)
@@ -208,10 +240,17 @@ class Screen:
     def _prices(self, cols: dict[str, np.ndarray[Any, Any]], keep: np.ndarray[Any, Any]) -> None:
         iid = cols["instrument_id"].astype(np.int64)
         uniq, inv = np.unique(iid, return_inverse=True)
-        is_out = np.array([int(u) in self.outright for u in uniq], dtype=bool)[inv]
-        med = np.array([self.medians.get(int(u), np.nan) for u in uniq], dtype=np.float64)[inv]
+        deferred = self.medians is None
+        if deferred:
+            _gather(self._prices_of, uniq, inv, cols["price"])
+        outs = np.array([self._outright(int(u)) for u in uniq], dtype=bool)
+        is_out = outs[inv]
+        medians = self.medians or {}
+        med = np.array([medians.get(int(u), np.nan) for u in uniq], dtype=np.float64)[inv]
         limits = np.zeros(len(iid), dtype=bool)
         off = np.zeros(len(iid), dtype=bool)
+        lo = np.full(len(iid), np.inf) if deferred and outs.any() else None
+        hi = np.full(len(iid), -np.inf) if lo is not None else None
         for name in _price_fields_of(cols):
             raw = cols[name]
             defined = raw != _UNDEF
@@ -222,10 +261,23 @@ class Screen:
                 spread_bad = np.abs(px) > PRICE_MAX
                 outright_bad = (px <= 0) | (px > PRICE_MAX)
                 bad = defined & np.where(is_out, outright_bad, spread_bad)
-                with np.errstate(invalid="ignore"):
-                    far = np.abs(px - med) > BAND * np.abs(med)
-                off |= defined & is_out & ~bad & (far | np.isnan(med))
+                if lo is not None and hi is not None:  # the prices confirm() will judge
+                    checked = defined & is_out & ~bad
+                    np.minimum(lo, px, out=lo, where=checked)
+                    np.maximum(hi, px, out=hi, where=checked)
+                elif not deferred:
+                    with np.errstate(invalid="ignore"):
+                        far = np.abs(px - med) > BAND * np.abs(med)
+                    off |= defined & is_out & ~bad & (far | np.isnan(med))
             limits |= bad
+        if lo is not None and hi is not None:
+            for j in np.flatnonzero(outs):
+                sel = inv == j
+                a, b = float(lo[sel].min()), float(hi[sel].max())
+                if a <= b:
+                    i = int(uniq[j])
+                    was = self._range.get(i, (a, b))
+                    self._range[i] = (min(was[0], a), max(was[1], b))
         self.quality.add("price_out_of_limits", int(np.count_nonzero(limits & keep)))
         keep &= ~limits
         self.quality.add("price_off_median", int(np.count_nonzero(off & keep)))
@@ -249,8 +301,35 @@ class Screen:
         return pc.is_valid(symbols)
 
 
-def screen(path: Any, info: Any, kind: paths.RawKind, *, label: str | None = None) -> Screen:
-    """The reference pass over a file: per-instrument session medians.
+def _gather(
+    prices: dict[int, list[np.ndarray[Any, Any]]],
+    ids: np.ndarray[Any, Any],
+    inv: np.ndarray[Any, Any],
+    raw: np.ndarray[Any, Any],
+) -> None:
+    """Add a chunk's prices within the static limits to their instruments' median inputs."""
+    px = raw.astype(np.float64) / _SCALE
+    ok = (raw != _UNDEF) & (px > 0) & (px <= PRICE_MAX)
+    if len(ids) == 1:
+        if ok.any():
+            prices.setdefault(int(ids[0]), []).append(px[ok])
+        return
+    order = np.argsort(inv[ok], kind="stable")
+    groups = np.split(px[ok][order], np.cumsum(np.bincount(inv[ok], minlength=len(ids)))[:-1])
+    for i, g in zip(ids, groups, strict=True):
+        if len(g):
+            prices.setdefault(int(i), []).append(g)
+
+
+def _medians(prices: dict[int, list[np.ndarray[Any, Any]]]) -> dict[int, float]:
+    return {i: float(np.median(np.concatenate(v))) for i, v in prices.items()}
+
+
+def screen(
+    path: Any, info: Any, kind: paths.RawKind, *, label: str | None = None, deferred: bool = False
+) -> Screen:
+    """A file's screen: the reference pass over it (per-instrument session medians), or with
+    ``deferred`` none (the decode gathers them; call :meth:`Screen.confirm` after it).
 
     ``info`` is the file's :class:`spymaster.dbnread.DbnInfo`.
     """
@@ -260,34 +339,23 @@ def screen(path: Any, info: Any, kind: paths.RawKind, *, label: str | None = Non
     symbols = InstrumentMap()
     symbols.insert_metadata(info.metadata)
     days = {info.start.date(), (info.end or info.start).date()}
+
+    def is_outright(i: int) -> bool:
+        if kind.product is not paths.Product.FUT:
+            return False
+        syms = {symbols.resolve(i, d) for d in days} - {None}
+        return any(_OUTRIGHT.match(str(sym)) for sym in syms)
+
+    if deferred:
+        return Screen(kind.schema, kind.product, window, None, is_outright)
     prices: dict[int, list[np.ndarray[Any, Any]]] = {}
     seen: set[int] = set()
     for arr in dbnread.records(path, label=label):
         cols = dbnread.columns(arr, ["instrument_id", "price"])
-        iid = cols["instrument_id"].astype(np.int64)
-        raw = cols["price"]
-        ok = raw != _UNDEF
-        px = raw.astype(np.float64) / _SCALE
-        ok &= (px > 0) & (px <= PRICE_MAX)
-        ids, inv = np.unique(iid, return_inverse=True)
+        ids, inv = np.unique(cols["instrument_id"].astype(np.int64), return_inverse=True)
         seen.update(int(i) for i in ids)
-        if len(ids) == 1:
-            if ok.any():
-                prices.setdefault(int(ids[0]), []).append(px[ok])
-            continue
-        order = np.argsort(inv[ok], kind="stable")
-        groups = np.split(px[ok][order], np.cumsum(np.bincount(inv[ok], minlength=len(ids)))[:-1])
-        for i, g in zip(ids, groups, strict=True):
-            if len(g):
-                prices.setdefault(int(i), []).append(g)
-    medians = {i: float(np.median(np.concatenate(v))) for i, v in prices.items()}
-    outright = set()
-    if kind.product is paths.Product.FUT:
-        for i in seen:
-            syms = {symbols.resolve(i, d) for d in days} - {None}
-            if any(_OUTRIGHT.match(str(sym)) for sym in syms):
-                outright.add(i)
-    return Screen(kind.schema, kind.product, window, medians, outright)
+        _gather(prices, ids, inv, cols["price"])
+    return Screen(kind.schema, kind.product, window, _medians(prices), {i for i in seen if is_outright(i)})
 
 
 def check_file(path: Any, info: Any, kind: paths.RawKind, *, label: str | None = None) -> Quality:
@@ -298,9 +366,13 @@ def check_file(path: Any, info: Any, kind: paths.RawKind, *, label: str | None =
     ImplausibleInputError
         More than :data:`MAX_DROP_FRACTION` of its records are implausible.
     """
-    s = screen(path, info, kind, label=label)
+    s = screen(path, info, kind, label=label, deferred=True)
     for _ in dbnread.decode(path, label=label, screen=s):
         pass
+    if s.medians is None and not s.confirm():  # a price off its median: screen again, medians first
+        s = screen(path, info, kind, label=label)
+        for _ in dbnread.decode(path, label=label, screen=s):
+            pass
     if s.quality.refused:
         raise ImplausibleInputError(refusal(s.quality), file=label or str(path), schema=kind.schema)
     return s.quality
