@@ -236,7 +236,11 @@ def build(
                 written.clear()
                 screen = quality.screen(local, info, kind, label=key)
                 files, rows = write_parts(
-                    lake, out, schema, prefetch(dbnread.decode(local, label=key, screen=screen)), writers=writers
+                    lake,
+                    out,
+                    schema,
+                    prefetch(dbnread.decode(local, label=key, screen=screen)),
+                    writers=writers,
                 )
             q = screen.quality
             if q.records == 0:
