@@ -63,7 +63,8 @@ def test_a_price_off_its_median_is_not_confirmed(field: str, factor: float) -> N
     assert not deferred.confirm()
     ref = _reference(info, arr)
     kept = _run(ref, arr)
-    assert not kept[3] and ref.quality.dropped.get("price_off_median") == 1
+    assert not kept[3]
+    assert ref.quality.dropped.get("price_off_median") == 1
 
 
 def test_a_price_just_inside_the_band_is_confirmed() -> None:
