@@ -75,3 +75,20 @@ def test_a_price_just_inside_the_band_is_confirmed() -> None:
     kept = _run(deferred, arr)
     assert deferred.confirm()
     assert np.array_equal(kept, _run(_reference(info, arr), arr))
+
+
+@pytest.mark.parametrize(
+    "raw", [100_000 * 10**9, 100_000 * 10**9 + 1, 0, -1, 1, -(2**63) + 1, 2**62, -100_000 * 10**9 - 1]
+)
+def test_the_static_limits_judge_fixed_point_prices_as_their_float_values(raw: int) -> None:
+    # Given one level price at or around a limit
+    info, arr = _chunks()
+    arr["bid_px_05"][2] = raw
+    # When the screen judges it
+    s = _reference(info, arr)
+    kept = _run(s, arr)
+    # Then it is out of limits exactly when its float value is (an outright: (0, 100 000])
+    px = float(np.float64(raw) / 1e9)
+    out = px <= 0 or px > quality.PRICE_MAX
+    assert s.quality.dropped.get("price_out_of_limits", 0) == int(out)
+    assert bool(kept[2]) is (not out) or s.quality.dropped.get("price_off_median", 0) == 1

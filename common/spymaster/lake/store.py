@@ -105,8 +105,10 @@ class Lake:
         return {"bytes": int(info.size or 0), "mtime_ns": int(info.mtime_ns or 0)}
 
     def read_bytes(self, rel: str) -> bytes:
+        """The whole object in one ranged GET after its HEAD (a stream on S3 reads a large object
+        in many sequential parts: nine round trips for a 2 MB snapshot)."""
         try:
-            with self.fs.open_input_stream(self.path(rel), compression=None) as f:
+            with self.fs.open_input_file(self.path(rel)) as f:
                 return bytes(f.read())
         except (FileNotFoundError, OSError) as exc:
             raise LakeError(f"cannot read lake file: {_why(exc)}", file=rel) from exc

@@ -375,8 +375,9 @@ def snapshot_version(lake: Lake) -> int | None:
     return int(v) if v is not None else None
 
 
-def read_snapshot(lake: Lake) -> tuple[pa.Table, int] | None:
-    """The snapshot's rows and table version in one GET (None when there is none); seeds this
+def read_snapshot(lake: Lake, *, seen: bool = False) -> tuple[pa.Table, int] | None:
+    """The snapshot's rows and table version in one GET (None when there is none; ``seen``: the
+    caller has just seen it exist, so no second HEAD); seeds this
     process's trading calendar with the days it carries (``sessions.seed_calendar``).
 
     Raises
@@ -384,7 +385,7 @@ def read_snapshot(lake: Lake) -> tuple[pa.Table, int] | None:
     LakeError
         The object cannot be read or is not a snapshot.
     """
-    if not lake.exists(paths.VECTOR_SNAPSHOT):
+    if not seen and not lake.exists(paths.VECTOR_SNAPSHOT):
         return None
     data = lake.read_bytes(paths.VECTOR_SNAPSHOT)
     try:

@@ -208,8 +208,10 @@ def _arrow_type(cls: Any, name: str, np_dtype: str) -> pa.DataType:
 class RecordFilter(Protocol):
     """Decides, per chunk of raw records, which to keep (see :mod:`spymaster.quality`)."""
 
-    def keep(self, arr: np.ndarray[Any, Any]) -> np.ndarray[Any, Any] | None:
-        """A boolean mask over ``arr`` (``None``: keep all)."""
+    def keep(
+        self, arr: np.ndarray[Any, Any], cols: dict[str, np.ndarray[Any, Any]]
+    ) -> np.ndarray[Any, Any] | None:
+        """A boolean mask over ``arr`` (``None``: keep all); ``cols`` are its fields, already split."""
         ...
 
     def keep_symbols(self, symbols: pa.Array) -> pa.Array | None:
@@ -274,13 +276,15 @@ def decode(
     symbols = InstrumentMap()
     symbols.insert_metadata(info.metadata)
     ts_name = cls._ordered_fields[0]
+    names = [f.name for f in schema if f.name != "symbol"]
     for arr in records(path, label=label, chunk=chunk):
         try:
-            if screen is not None and (mask := screen.keep(arr)) is not None:
-                arr = arr[mask]
-                if len(arr) == 0:
+            cols = columns(arr, names)  # split once, for the screen and the batch alike
+            if screen is not None and (mask := screen.keep(arr, cols)) is not None:
+                if not mask.any():
                     continue
-            batch = _to_batch(arr, cls, schema, symbols, ts_name)
+                cols = {n: c[mask] for n, c in cols.items()}
+            batch = _batch_of(cols, cls, schema, symbols, ts_name)
             if screen is not None and (smask := screen.keep_symbols(batch.column("symbol"))) is not None:
                 batch = batch.filter(smask)
         except BadInputError:
@@ -398,11 +402,12 @@ def columns(arr: np.ndarray[Any, Any], names: list[str]) -> dict[str, np.ndarray
     return out
 
 
-def _to_batch(
-    arr: np.ndarray[Any, Any], cls: Any, schema: pa.Schema, symbols: InstrumentMap, ts_name: str
+def _batch_of(
+    fields: dict[str, np.ndarray[Any, Any]], cls: Any, schema: pa.Schema, symbols: InstrumentMap, ts_name: str
 ) -> pa.RecordBatch:
-    cols = _columns(arr, cls, schema)
-    cols.append(_symbols(arr, ts_name, symbols))
+    sym = _symbols(fields[ts_name], fields["instrument_id"], symbols)
+    cols = _converted(fields, cls, schema)
+    cols.append(sym)
     return pa.RecordBatch.from_arrays(cols, schema=schema)
 
 
@@ -421,13 +426,16 @@ def record_batch(records: Sequence[Any], schema: str) -> pa.RecordBatch:
 
 
 def _columns(arr: np.ndarray[Any, Any], cls: Any, schema: pa.Schema) -> list[pa.Array]:
-    names = [f.name for f in schema if f.name != "symbol"]
-    fields = columns(arr, names)
+    return _converted(columns(arr, [f.name for f in schema if f.name != "symbol"]), cls, schema)
+
+
+def _converted(fields: dict[str, np.ndarray[Any, Any]], cls: Any, schema: pa.Schema) -> list[pa.Array]:
+    """Bronze's Arrow columns of a chunk's split fields (prices as float, sentinels as nulls)."""
     cols: list[pa.Array] = []
     for field in schema:
         if field.name == "symbol":
             continue
-        raw = fields.pop(field.name)
+        raw = fields[field.name]
         if field.type == _TS:
             mask = raw == _UNDEF_TS
             cols.append(pa.array(raw.view(np.int64), type=_TS, mask=mask if mask.any() else None))
@@ -442,14 +450,14 @@ def _columns(arr: np.ndarray[Any, Any], cls: Any, schema: pa.Schema) -> list[pa.
     return cols
 
 
-def _symbols(arr: np.ndarray[Any, Any], ts_name: str, symbols: InstrumentMap) -> pa.Array:
+def _symbols(ts: np.ndarray[Any, Any], instrument_id: np.ndarray[Any, Any], symbols: InstrumentMap) -> pa.Array:
     """The mapped symbol per record, resolved once per distinct (instrument, UTC day) pair.
 
     ``InstrumentMap.resolve_many`` sorts every row; a chunk holds a handful of distinct pairs, so
     hashing them (``pd.factorize``) and resolving each pair once is ~20x faster.
     """
-    day = np.ascontiguousarray(arr[ts_name]).view(np.int64) // (86_400 * NS)
-    iid = np.ascontiguousarray(arr["instrument_id"]).astype(np.int64)
+    day = np.ascontiguousarray(ts).view(np.int64) // (86_400 * NS)
+    iid = np.ascontiguousarray(instrument_id).astype(np.int64)
     codes, uniq = pd.factorize(iid * 1_000_000 + (day - int(day.min())) if day.size else iid)
     d0 = int(day.min()) if day.size else 0
     resolved = [

@@ -65,6 +65,8 @@ SCREENED_SCHEMAS = frozenset({"trades", "mbp-1", "mbp-10", "tbbo"})
 _OUTRIGHT = re.compile(r"^ES[HMUZ]\d{1,2}$")
 _SCALE = float(dbn.FIXED_PRICE_SCALE)
 _UNDEF = np.int64(dbn.UNDEF_PRICE)
+_LIMIT = np.int64(round(PRICE_MAX * dbn.FIXED_PRICE_SCALE))
+_INT_MAX, _INT_MIN = np.iinfo(np.int64).max, np.iinfo(np.int64).min
 REASONS = (
     "outside_window",
     "unknown_instrument",
@@ -215,7 +217,9 @@ class Screen:
                 return False
         return True
 
-    def keep(self, arr: np.ndarray[Any, Any]) -> np.ndarray[Any, Any] | None:
+    def keep(
+        self, arr: np.ndarray[Any, Any], cols: dict[str, np.ndarray[Any, Any]] | None = None
+    ) -> np.ndarray[Any, Any] | None:
         n = len(arr)
         self.quality.records += n
         keep = np.ones(n, dtype=bool)
@@ -223,7 +227,8 @@ class Screen:
         wanted = ["ts_recv"] if self.window is not None and "ts_recv" in names else []
         if self.schema in SCREENED_SCHEMAS:
             wanted += ["instrument_id", *_price_fields(arr), *_size_fields(arr)]
-        cols = dbnread.columns(arr, wanted)
+        if cols is None or any(w not in cols for w in wanted):
+            cols = dbnread.columns(arr, wanted)
         if self.window is not None and "ts_recv" in cols:
             ts = cols["ts_recv"].view(np.int64)
             bad = (ts < self.window[0]) | (ts >= self.window[1])
@@ -238,50 +243,62 @@ class Screen:
         return None if keep.all() else keep
 
     def _prices(self, cols: dict[str, np.ndarray[Any, Any]], keep: np.ndarray[Any, Any]) -> None:
+        """Static limits in fixed-point units (``raw > PRICE_MAX * 1e9`` is ``raw / 1e9 > PRICE_MAX``
+        exactly: near the limit one unit moves the quotient by far more than a float's spacing),
+        then the median band: judged now, or with the screen deferred, the outrights' lowest and
+        highest checked prices kept for :meth:`confirm`."""
         iid = cols["instrument_id"].astype(np.int64)
         uniq, inv = np.unique(iid, return_inverse=True)
         deferred = self.medians is None
         if deferred:
             _gather(self._prices_of, uniq, inv, cols["price"])
         outs = np.array([self._outright(int(u)) for u in uniq], dtype=bool)
+        every_out, no_out = bool(outs.all()), not outs.any()
         is_out = outs[inv]
         medians = self.medians or {}
         med = np.array([medians.get(int(u), np.nan) for u in uniq], dtype=np.float64)[inv]
         limits = np.zeros(len(iid), dtype=bool)
         off = np.zeros(len(iid), dtype=bool)
-        lo = np.full(len(iid), np.inf) if deferred and outs.any() else None
-        hi = np.full(len(iid), -np.inf) if lo is not None else None
+        lo = np.full(len(iid), _INT_MAX) if deferred and not no_out else None
+        hi = np.full(len(iid), _INT_MIN) if lo is not None else None
         for name in _price_fields_of(cols):
             raw = cols[name]
             defined = raw != _UNDEF
-            px = raw.astype(np.float64) / _SCALE
+            above = raw > _LIMIT
             if self.product is paths.Product.OPT:
-                bad = defined & ((px < 0) | (px > PRICE_MAX))
+                bad = defined & ((raw < 0) | above)
             else:
-                spread_bad = np.abs(px) > PRICE_MAX
-                outright_bad = (px <= 0) | (px > PRICE_MAX)
-                bad = defined & np.where(is_out, outright_bad, spread_bad)
+                outright_bad = (raw <= 0) | above
+                spread_bad = above | (raw < -_LIMIT)
+                if every_out:
+                    bad = defined & outright_bad
+                elif no_out:
+                    bad = defined & spread_bad
+                else:
+                    bad = defined & np.where(is_out, outright_bad, spread_bad)
                 if lo is not None and hi is not None:  # the prices confirm() will judge
-                    checked = defined & is_out & ~bad
-                    np.minimum(lo, px, out=lo, where=checked)
-                    np.maximum(hi, px, out=hi, where=checked)
-                elif not deferred:
+                    checked = defined & ~bad if every_out else defined & is_out & ~bad
+                    np.minimum(lo, raw, out=lo, where=checked)
+                    np.maximum(hi, raw, out=hi, where=checked)
+                elif not deferred and not no_out:
+                    px = raw.astype(np.float64) / _SCALE
                     with np.errstate(invalid="ignore"):
                         far = np.abs(px - med) > BAND * np.abs(med)
                     off |= defined & is_out & ~bad & (far | np.isnan(med))
             limits |= bad
-        if lo is not None and hi is not None:
-            for j in np.flatnonzero(outs):
-                sel = inv == j
-                a, b = float(lo[sel].min()), float(hi[sel].max())
-                if a <= b:
-                    i = int(uniq[j])
-                    was = self._range.get(i, (a, b))
-                    self._range[i] = (min(was[0], a), max(was[1], b))
         self.quality.add("price_out_of_limits", int(np.count_nonzero(limits & keep)))
         keep &= ~limits
         self.quality.add("price_off_median", int(np.count_nonzero(off & keep)))
         keep &= ~off
+        if lo is not None and hi is not None:
+            for j in np.flatnonzero(outs):
+                sel = slice(None) if len(uniq) == 1 else inv == j
+                a, b = int(lo[sel].min()), int(hi[sel].max())
+                if a <= b:  # some checked price: as floats, the way the two-pass screen sees them
+                    fa, fb = float(np.float64(a) / _SCALE), float(np.float64(b) / _SCALE)
+                    i = int(uniq[j])
+                    was = self._range.get(i, (fa, fb))
+                    self._range[i] = (min(was[0], fa), max(was[1], fb))
 
     def _sizes(self, cols: dict[str, np.ndarray[Any, Any]], keep: np.ndarray[Any, Any]) -> None:
         bad = np.zeros(len(keep), dtype=bool)
