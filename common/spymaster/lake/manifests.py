@@ -124,7 +124,9 @@ def read_manifest(lake: Lake, layer: Layer, table: str, date: dt.date) -> Manife
         data = lake.read_json(rel)
     except LakeError:
         if not lake.exists(rel):
-            raise NotCommittedError(f"{layer.value}/{table} is not committed for this date", date=date) from None
+            raise NotCommittedError(
+                f"{layer.value}/{table} is not committed for this date", date=date
+            ) from None
         raise
     return Manifest(**data)
 

@@ -450,7 +450,9 @@ def _converted(fields: dict[str, np.ndarray[Any, Any]], cls: Any, schema: pa.Sch
     return cols
 
 
-def _symbols(ts: np.ndarray[Any, Any], instrument_id: np.ndarray[Any, Any], symbols: InstrumentMap) -> pa.Array:
+def _symbols(
+    ts: np.ndarray[Any, Any], instrument_id: np.ndarray[Any, Any], symbols: InstrumentMap
+) -> pa.Array:
     """The mapped symbol per record, resolved once per distinct (instrument, UTC day) pair.
 
     ``InstrumentMap.resolve_many`` sorts every row; a chunk holds a handful of distinct pairs, so

@@ -141,7 +141,8 @@ class DayCache(TableSnapshots):
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="silver-read") as pool:
             got = pool.submit(state)
             levels, bars_2m = pool.map(
-                lambda t: read_committed(lake, Layer.SILVER, t, date), (paths.LEVELS_TABLE, paths.BARS_2M_TABLE)
+                lambda t: read_committed(lake, Layer.SILVER, t, date),
+                (paths.LEVELS_TABLE, paths.BARS_2M_TABLE),
             )
             try:
                 run_id, state_table = got.result()
