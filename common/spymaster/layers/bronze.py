@@ -60,45 +60,9 @@ WRITERS = 2
 """Files written at once (one per core: encoding releases the GIL)."""
 
 
+prefetch = dbnread.prefetch
+"""Decode on a second thread while the caller writes (see :func:`spymaster.raw.dbnread.prefetch`)."""
 _DONE = object()
-
-
-def prefetch(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:
-    """Decode on a second thread while the caller writes: zstd and Parquet both release the GIL,
-    so on two cores the slower stage sets the pace instead of the sum of both. At most ``depth``
-    chunks wait in memory."""
-    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        """Hand over one item unless the consumer has gone (then never block)."""
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def run() -> None:
-        try:
-            for b in batches:
-                if not put(b):
-                    return
-            put(_DONE)
-        except BaseException as exc:  # handed to the consumer, re-raised there
-            put(exc)
-
-    t = threading.Thread(target=run, name="bronze-decode", daemon=True)
-    t.start()
-    try:
-        while (item := q.get()) is not _DONE:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        t.join()
 
 
 _ABORT = object()
@@ -229,7 +193,7 @@ def build(
             # whether they would have dropped anything; only then decode again, medians first.
             screen = quality.screen(local, info, kind, label=key, deferred=True)
             files, rows = write_parts(
-                lake, out, schema, prefetch(dbnread.decode(local, label=key, screen=screen)), writers=writers
+                lake, out, schema, prefetch(_decode(local, key, screen)), writers=writers
             )
             if screen.medians is None and not screen.confirm():
                 discard(lake, written)
@@ -239,7 +203,7 @@ def build(
                     lake,
                     out,
                     schema,
-                    prefetch(dbnread.decode(local, label=key, screen=screen)),
+                    prefetch(_decode(local, key, screen)),
                     writers=writers,
                 )
             q = screen.quality
@@ -280,6 +244,12 @@ def build(
         raise
     quarantine.resolve(lake, kind, date, run_id)
     return BronzeResult(date=date, kind=kind, rows=rows, manifest=manifest)
+
+
+def _decode(local: Any, key: str, screen: quality.Screen) -> Iterator[pa.RecordBatch]:
+    """The screened batches, the file decompressed on a thread of its own (zstd releases the GIL):
+    decompressing, screening and converting, and the writers, then share both cores."""
+    return dbnread.decode(local, label=key, screen=screen, ahead=True)
 
 
 def _record_quality(

@@ -9,13 +9,15 @@ gives: prices as float (``UNDEF_PRICE`` → null), timestamps as UTC nanoseconds
 from __future__ import annotations
 
 import datetime as dt
+import queue
 import re
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import databento as db
 import databento_dbn as dbn
@@ -219,10 +221,53 @@ class RecordFilter(Protocol):
         ...
 
 
+_DONE = object()
+T = TypeVar("T")
+
+
+def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """``items`` produced on a second thread while the caller consumes them: zstd, numpy and
+    Parquet release the GIL, so on two cores the slower side sets the pace instead of the sum of
+    both. At most ``depth`` items wait in memory; an error is re-raised in the consumer."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        """Hand over one item unless the consumer has gone (then never block)."""
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for b in items:
+                if not put(b):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer, re-raised there
+            put(exc)
+
+    t = threading.Thread(target=run, name="prefetch", daemon=True)
+    t.start()
+    try:
+        while (item := q.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join()
+
+
 def records(
-    path: str | Path, *, label: str | None = None, chunk: int = CHUNK_RECORDS
+    path: str | Path, *, label: str | None = None, chunk: int = CHUNK_RECORDS, ahead: bool = False
 ) -> Iterator[np.ndarray[Any, Any]]:
-    """The file's raw records as structured numpy arrays of at most ``chunk`` (current layout).
+    """The file's raw records as structured numpy arrays of at most ``chunk`` (current layout);
+    with ``ahead``, decompressed on a second thread (:func:`prefetch`).
 
     Raises
     ------
@@ -240,6 +285,8 @@ def records(
                 arrays: Iterator[np.ndarray[Any, Any]] = _upgraded(db.DBNStore.from_file(path), cls, chunk)
             else:
                 arrays = _stream(Path(path), np.dtype(cls._dtypes), chunk, info.file)
+                if ahead:
+                    arrays = prefetch(arrays)
             for arr in arrays:
                 if len(arr) == 0:
                     continue
@@ -257,8 +304,10 @@ def decode(
     label: str | None = None,
     chunk: int = CHUNK_RECORDS,
     screen: RecordFilter | None = None,
+    ahead: bool = False,
 ) -> Iterator[pa.RecordBatch]:
-    """Decode a homogeneous DBN file into Arrow record batches of at most ``chunk`` rows.
+    """Decode a homogeneous DBN file into Arrow record batches of at most ``chunk`` rows
+    (``ahead``: decompressed on a second thread).
 
     ``screen`` drops records before they are converted (implausible values, duplicates, records
     outside the file's window) and after symbol mapping (unknown instruments), and counts them.
@@ -277,7 +326,7 @@ def decode(
     symbols.insert_metadata(info.metadata)
     ts_name = cls._ordered_fields[0]
     names = [f.name for f in schema if f.name != "symbol"]
-    for arr in records(path, label=label, chunk=chunk):
+    for arr in records(path, label=label, chunk=chunk, ahead=ahead):
         try:
             cols = columns(arr, names)  # split once, for the screen and the batch alike
             if screen is not None and (mask := screen.keep(arr, cols)) is not None:
