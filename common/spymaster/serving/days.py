@@ -140,14 +140,17 @@ class DayCache(TableSnapshots):
         # data), and a cold start's first answer waits for the slowest, not their sum
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="silver-read") as pool:
             got = pool.submit(state)
-            levels, bars_2m = pool.map(
-                lambda t: read_committed(lake, Layer.SILVER, t, date),
-                (paths.LEVELS_TABLE, paths.BARS_2M_TABLE),
-            )
-            try:
+            rest = [
+                pool.submit(read_committed, lake, Layer.SILVER, t, date)
+                for t in (paths.LEVELS_TABLE, paths.BARS_2M_TABLE)
+            ]
+            try:  # no state: no silver for the date, whatever the other two say
                 run_id, state_table = got.result()
             except NotCommittedError:
+                with self._day_lock:
+                    self._days.pop(date, None)
                 raise NotFoundError(f"no silver data for {date.isoformat()}") from None
+            levels, bars_2m = (f.result() for f in rest)
         data = DayData(
             date=date, run_id=run_id, state=state_table, levels=levels, bars_2m=bars_2m, checked=now
         )
