@@ -88,7 +88,9 @@ def _child(mode: str, schema: str, src: str, work: str) -> None:
         if mode.startswith("write:"):
             change = json.loads(mode[len("write:") :])
             if change.pop("_lz4_ints", False):  # per column: lz4 for the integer columns, zstd 1 elsewhere
-                ints = {f.name for f in schema_ if pa.types.is_integer(f.type) or pa.types.is_timestamp(f.type)}
+                ints = {
+                    f.name for f in schema_ if pa.types.is_integer(f.type) or pa.types.is_timestamp(f.type)
+                }
                 change["compression"] = {f.name: "lz4" if f.name in ints else "zstd" for f in schema_}
                 change["compression_level"] = {f.name: 1 for f in schema_ if f.name not in ints}
             if change.pop("_all_stats", False):
