@@ -88,8 +88,8 @@ bench-push: install ## Live push hop latency: Hub.publish → SSE client over HT
 bench-streams: install ## The streams: per-date job, one projection fit, API answer latency (on LAKE)
 	$(BIN)/python bench/bench_streams.py --lake $(LAKE)
 
-bench-scale: install ## In-memory index at 1-2 M episodes vs IVF-PQ on LanceDB over S3, extrapolated to 10 M
-	$(BIN)/python bench/bench_scale.py --sizes 1000000 2000000 --partitions 50000 166667
+bench-scale: install ## In-memory index at 1-2 M episodes vs the ANN path on LanceDB (disk, S3), extrapolated to 10 M
+	$(BIN)/python bench/bench_scale.py --sizes 1000000 2000000 --ann-rows 50000 --ann-parts 4
 
 bench: install ## Run every benchmark and regenerate docs/BENCHMARKS.md (≈ 20 min)
 	$(BIN)/python bench/report.py

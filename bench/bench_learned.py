@@ -16,6 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from spymaster.levels import LEVEL_KINDS
 from spymaster.retrieval import metric
+from spymaster.settings import LEARNED
 from spymaster.vectors import VECTOR_DIM
 
 
@@ -88,7 +89,7 @@ def main() -> None:
         metric.fit(raw, kind, direction, lab)
         print(f"  {n:>9,} training rows: {time.perf_counter() - t0:6.2f} s")
     _daily_refit(a.episodes)
-    print(f"\n## Query latency at {a.episodes:,} episodes (k = 100, one BLAS thread)")
+    print(f"\n## Query latency at {a.episodes:,} episodes (k = {LEARNED.k}, one BLAS thread)")
     raw, kind, direction, lab = _rows(a.episodes)
     model = metric.fit(raw[:20_000], kind[:20_000], direction[:20_000], lab[:20_000])
     t0 = time.perf_counter()

@@ -229,7 +229,7 @@ def demo_index(args: argparse.Namespace, tmp: str) -> tuple[Any, Any, list[dict[
     return index, app, state
 
 
-def synthetic_index(n: int, seed: int) -> Any:
+def synthetic_index(n: int, seed: int, ann_min_rows: int | None = None) -> Any:
     from spymaster import retrieval, vectors
     from spymaster.levels import DIRECTIONS, LEVEL_KINDS
     from spymaster.outcomes import HORIZONS_MIN
@@ -256,6 +256,7 @@ def synthetic_index(n: int, seed: int) -> Any:
         labels=labels,
         mfe=exc,
         mae=exc,
+        ann_min_rows=ann_min_rows,
     )
     print(f"\nsynthetic index of {n:,} episodes built in {time.perf_counter() - t0:.1f} s")
     return index

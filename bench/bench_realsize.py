@@ -1,10 +1,11 @@
-"""Real-size days: raw → gold + index per date at several scales, main's silver vs the engine's.
+"""Real-size days: raw → gold + index per date at several scales (the step engine; optionally an older silver).
 
 For each scale the day's raw files are generated once; each implementation then runs the per-date
 job (bronze, silver, gold, then the indexer for the date) in a fresh subprocess on a copy of the
-raw files, so its wall time and peak RSS (VmHWM) are its own. ``before`` is main's silver (the
-whole RTH book in memory, read from ``git show main:…``), ``after`` the step engine with the book
-streamed from bronze. Issue 16 goal 5: peak RSS ≤ 3 GB whatever the day's size, wall time linear.
+raw files, so its wall time and peak RSS (VmHWM) are its own. ``after`` is the step engine with the
+book streamed from bronze; ``--before-ref REF`` also runs the silver.py of commit REF (``git show``)
+for a side-by-side (the pre-engine silver, which held the RTH book in memory, no longer imports
+against today's modules: its figures from session 3 are kept in docs/BENCHMARKS.md). Issue 16 goal 5: peak RSS ≤ 3 GB whatever the day's size, wall time linear.
 
     python bench/bench_realsize.py --scales 1 3 5
 """
@@ -33,14 +34,14 @@ def _vm_hwm() -> int:
     return 0
 
 
-def _child(lake_dir: str, date: str, impl: str) -> None:
+def _child(lake_dir: str, date: str, impl: str, before_ref: str = "") -> None:
     from spymaster.lake import Lake
     from spymaster.layers import index, pipeline, silver
     from spymaster.settings import StorageSettings
 
     if impl == "before":
         src = subprocess.run(
-            ["git", "-C", str(ROOT), "show", "main:common/spymaster/layers/silver.py"],
+            ["git", "-C", str(ROOT), "show", f"{before_ref}:common/spymaster/layers/silver.py"],
             check=True,
             capture_output=True,
             text=True,
@@ -69,10 +70,15 @@ def main() -> None:
     ap.add_argument("--scales", type=float, nargs="+", default=[1.0, 3.0, 5.0])
     ap.add_argument("--date", default="2026-03-05")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--before-ref",
+        default="",
+        help="a commit whose silver.py runs as 'before' (its imports must still resolve); none: after only",
+    )
     ap.add_argument("--child", nargs=3, metavar=("LAKE", "DATE", "IMPL"))
     args = ap.parse_args()
     if args.child:
-        _child(*args.child)
+        _child(*args.child, before_ref=args.before_ref)
         return
 
     from spymaster.lake import Lake
@@ -90,10 +96,11 @@ def main() -> None:
             gen = time.perf_counter() - t0
             n_mbp = n_tr = 0
             res = {}
-            for impl in ("before", "after"):
+            for impl in ("before", "after") if args.before_ref else ("after",):
                 lake_dir = Path(tmp) / impl
                 shutil.copytree(raw, lake_dir)
                 cmd = [sys.executable, __file__, "--child", str(lake_dir), args.date, impl]
+                cmd += ["--before-ref", args.before_ref]
                 out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
                 res[impl] = json.loads(out)
                 if impl == "after":
@@ -106,10 +113,14 @@ def main() -> None:
                 shutil.rmtree(lake_dir)
         row = {"scale": scale, "mbp10": n_mbp, "trades": n_tr, "generate_s": gen, **res}
         rows.append(row)
+        before = (
+            f"before {res['before']['secs']:.1f} s, peak RSS {res['before']['peak_rss'] / 1e9:.2f} GB | "
+            if "before" in res
+            else ""
+        )
         print(
             f"scale {scale:g}: {n_mbp / 1e6:.1f} M MBP-10 + {n_tr / 1e6:.2f} M trades; raw → gold + index: "
-            f"before {res['before']['secs']:.1f} s, peak RSS {res['before']['peak_rss'] / 1e9:.2f} GB | "
-            f"after {res['after']['secs']:.1f} s, peak RSS {res['after']['peak_rss'] / 1e9:.2f} GB",
+            f"{before}after {res['after']['secs']:.1f} s, peak RSS {res['after']['peak_rss'] / 1e9:.2f} GB",
             flush=True,
         )
     worst = max(r["after"]["peak_rss"] for r in rows) / 1e9

@@ -76,25 +76,32 @@ BENCHES: dict[str, tuple[list[str], str]] = {
         "calibration, the API's embedding of the history). Goal: in-process p50 ≤ 5 ms at 1 M episodes.",
     ),
     "scale": (
-        ["bench/bench_scale.py", "--sizes", "1000000", "2000000", "--partitions", "50000", "166667"],
-        "Towards 10 M episodes: the in-memory index at 1 M and 2 M synthetic episodes (resident memory, "
-        "build, served p50/p99 over the largest partitions, the snapshot's load from S3), an IVF-PQ index "
-        "on a LanceDB table on S3 (moto over HTTP, its own process) per partition size with recall@50 "
-        "against exact search, and the linear extrapolation to 10 M with the crossover.",
+        ["bench/bench_scale.py", "--sizes", "1000000", "2000000", "--ann-rows", "50000", "--ann-parts", "4"],
+        "Towards 10 M episodes (issue 16 goal 4): the in-memory index at 1 M and 2 M synthetic episodes "
+        "(resident memory, build, served p50/p99 over the largest partitions; the same without vectors, "
+        "what an ANN-served partition keeps; the snapshot's load from S3 in one GET), then the ANN path on "
+        "LanceDB tables with the served query shape (settings.ANN: candidates with vectors, re-ranked "
+        "exactly): IVF-PQ and IVF-HNSW-SQ on one partition alone, and one table of all partitions searched "
+        "with the partition prefilter (served), on local disk and on S3 (moto over HTTP, its own process), "
+        "recall@50 against exact search; the linear extrapolation to 10 M, the crossover, and where the "
+        "in-memory design stops in a 10 GB Lambda.",
     ),
     "realsize": (
         ["bench/bench_realsize.py", "--scales", "1", "3", "5"],
         "Real-size days (issue 16 goal 5): the per-date job raw → gold + index at 1×, 3× and 5× the "
-        "generator's full scale, main's silver (the RTH book in memory) beside the step engine (the book "
-        "streamed from bronze a row group at a time, one 420-s window held), each in a fresh process. "
-        "Goal: peak RSS ≤ 3 GB at every size, wall time linear in records.",
+        "generator's full scale, the step engine (the book streamed from bronze a row group at a time, one "
+        "420-s window held), each in a fresh process. Goal: peak RSS ≤ 3 GB at every size, wall time linear "
+        "in records. Before the engine (session 3, load 12–14, the RTH book in memory): peak RSS 1.65 / "
+        "2.75 / 3.98 GB at 1× / 2× / 3× (the engine then: 0.94 / 1.01 / 1.19 GB).",
     ),
     "live": (
         ["bench/bench_live.py", "--scale", "1", "--speed", "10", "--minutes", "30"],
         "The live engine (issue 14): a full-scale day replayed at 10× after an unpaced warm-up from the "
         "Globex open; (a) how late the engine consumes each record against its due time, (b) from the "
         "arrival of the record that completes a step to the answer update at an anchor (vector, served "
-        "answer, learned setup). Goal: p99 (b) ≤ 50 ms and a lag that does not grow.",
+        "answer, learned setup); the engine also computes each bar close's streams (after the answers, "
+        "as `spymaster live` does; they count in the step's time and the lag). Goal: p99 (b) ≤ 50 ms "
+        "and a lag that does not grow.",
     ),
     "push": (
         ["bench/bench_push.py"],

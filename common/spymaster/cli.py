@@ -661,6 +661,7 @@ def live(
     from spymaster.live import replay as replay_mod
     from spymaster.live import run as live_run
     from spymaster.live.engine import Engine
+    from spymaster.live.streams import LiveStreams
     from spymaster.serving import Service
 
     if (replay is None) == (not databento):
@@ -679,8 +680,9 @@ def live(
     except SpymasterError as exc:
         _fail(exc)
     service = Service(store, table_check_seconds=float("inf")) if answers else None
-    refresher = live_run.Refresher(service).start() if service is not None else None
-    engine = Engine(day, service=service)
+    live_streams = LiveStreams(store, day)
+    engine = Engine(day, service=service, streams=live_streams)
+    refresher = live_run.Refresher(service, on_reload=engine.warm, streams=live_streams).start()
     try:
         if serve or (databento and jsonl is None):
             _live_run(store, day, source, engine, serve=serve, host=host, port=port)
@@ -695,8 +697,7 @@ def live(
     except SpymasterError as exc:
         _fail(exc)
     finally:
-        if refresher is not None:
-            refresher.stop()
+        refresher.stop()
 
 
 def _live_databento_source(day: dt.date, start: str | None) -> Any:

@@ -87,6 +87,12 @@ FEATURES: tuple[Feature, ...] = (
         "barrier_log now − barrier_log 60 s ago (replenishment > 0, depletion < 0)",
     ),
     _f("barrier", "barrier_change_120s", "barrier_log now − barrier_log 120 s ago"),
+    _f(
+        "barrier",
+        "barrier_tick_prominence",
+        "log(size at the level's own tick on the side to consume: the level rounded up on the ask if UP,"
+        " down on the bid if DOWN) − log(median level size of that side); null when that tick is not visible",
+    ),
     *(
         _f(
             "book",

@@ -214,10 +214,13 @@ class LearnedSimilarity:
     method: str = "diag"
     """``diag``: per-dimension weights |β| of an L2 logistic regression (``proj``: its 3-class
     coefficient directions); measured side by side in the evaluation."""
-    k: int = 100
-    c: float = 0.01
-    """L2 strength (inverse) of the metric's logistic regression: 0.01 on the issue-11 generator (lake
-    A, half the test days: skill 17.0 % against 14.7 % at 0.05, 16.3 % at 0.005 and 0.02)."""
+    k: int = 50
+    """Neighbours behind an answer at an approach. Chosen with ``c`` on lake A's first 25 test days
+    (approach skill: k 50 / C 0.005 17.9 %, k 70 / C 0.01 17.9 %, k 100 / C 0.01 17.5 %, k 150 16.8 %,
+    k 200 16.7 %, k 30 16.4 %), checked on lake B (docs/EVALUATION.md)."""
+    c: float = 0.005
+    """L2 strength (inverse) of the metric's logistic regression: a flat optimum at 0.005–0.01 (lake A's
+    first 25 test days; earlier sweep at k = 100: 17.0 % at 0.01, 14.7 % at 0.05, 11.5 % at 0.2)."""
     population: str = "APPROACH"
     """Rows the model is fitted on and searches: the approach episodes (the moment of the question)."""
     min_train_days: int = 10
@@ -229,8 +232,45 @@ class LearnedSimilarity:
     neighbours_shown: int = 10
 
 
+@dataclass(frozen=True)
+class AnnSearch:
+    """When a partition is searched through an ANN index on the LanceDB table instead of exactly in
+    memory (issue 16; measured by ``bench/bench_scale.py``, chosen in docs/ARCHITECTURE.md "Scale").
+
+    The indexer and the API read the same object, so they agree on which partitions have left
+    memory; a disagreement costs speed, never correctness (a table without the index is searched
+    flat by LanceDB, and an index nobody uses is harmless).
+    """
+
+    min_rows: int | None = 100_000
+    """A partition with more rows than this is served by ANN search over the table (its vectors
+    are not held in memory); ``None``: every partition exact in memory. Chosen by memory, not
+    latency (``bench/bench_scale.py``, docs/ARCHITECTURE.md "Scale"): exact in-memory search stays
+    faster than one ANN query up to ≈ 300 k rows on local disk (far more from S3), but at ≈ 0.9 kB
+    per episode resident 60 partitions of 100 k rows already take ≈ 5.7 GB of a 10 GB Lambda, so
+    the largest partitions leave memory first once the lake passes ≈ 6 M episodes."""
+    index_type: Literal["IVF_PQ", "IVF_HNSW_SQ"] = "IVF_HNSW_SQ"
+    """The vector index built on the table's ``vector`` column (cosine). IVF-HNSW-SQ: the same
+    recall@50 and about the local-disk latency of IVF-PQ, built 3–6× faster (the indexer retrains
+    it on growth); from moto S3 IVF-PQ was 2× faster in one run, the same in another."""
+    nprobes: int = 64
+    """IVF lists searched per query: the partition prefilter leaves ≈ 1/60 of each list, so it
+    takes more lists than an unfiltered search to find 50 neighbours of one partition."""
+    refine_factor: int = 4
+    """Candidates re-scored with the full vectors by LanceDB (× the limit)."""
+    pool: int = 4
+    """Candidates fetched per answer (× k); they are re-ranked exactly with the request's weights
+    in memory, and the day cap applied; the pool grows ×4 while too few are kept."""
+    retrain_growth: float = 2.0
+    """Retrain the index when the table has grown this many times since it was trained (new rows
+    are added to the trained lists by each compaction until then)."""
+
+
 LEARNED = LearnedSimilarity()
 """The one set of learned-similarity settings (fit job, evaluation and service)."""
 
 SERVED = ServedRetrieval()
 """The one set of served retrieval defaults."""
+
+ANN = AnnSearch()
+"""Which partitions leave memory for the table's ANN index (indexer and API alike)."""

@@ -1,7 +1,7 @@
 """The page's Live mode in headless Debian chromium: a replay of a lake day pushed at N× through the
 whole live chain (local gateway → real ``databento.Live`` client → runner → the live engine → hub →
-``/v1/live/stream``); candles, levels and probability panels fill in as the records arrive, the
-lag / drops indicator shows, and leaving Live mode goes back to the batch day."""
+``/v1/live/stream``); candles, levels, probability panels and the streams panel fill in as the
+records arrive, the lag / drops indicator shows, and leaving Live mode goes back to the batch day."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from spymaster.live.engine import Engine
 from spymaster.live.gateway import LocalGateway, lake_feed
 from spymaster.live.hub import Hub
 from spymaster.live.runner import Runner
+from spymaster.live.streams import LiveStreams
 from spymaster.serving import Service
 from spymaster.settings import DatabentoLiveSettings, PushSettings
 from tests.e2e.test_page import ARTIFACTS, TIMEOUT_MS, Browsing, _candles, _chart
@@ -38,7 +39,11 @@ def live_url(page_lake: Lake) -> Iterator[tuple[str, str, Runner]]:
     opened = sessions.et_ns(date, sessions.RTH_OPEN)
     hub = Hub(date.isoformat())
     # The real engine, answering from the lake's table and models as of the date.
-    engine = Engine(date, service=Service(page_lake, table_check_seconds=float("inf")))
+    engine = Engine(
+        date,
+        service=Service(page_lake, table_check_seconds=float("inf")),
+        streams=LiveStreams(page_lake, date),
+    )
     with (
         LocalGateway(lake_feed(page_lake, date), api_key=KEY, speed=SPEED, clock_start_ns=opened) as gw,
         serve(create_app(lake=page_lake, live=hub, push=PushSettings(status_s=0.2))) as url,
@@ -77,6 +82,7 @@ def test_live_mode_draws_the_day_as_it_arrives(browser: Any, live_url: tuple[str
     pg.wait_for_selector("body[data-ready='1']")
 
     # When the trader switches to Live
+    before_live = len(log.requests)
     pg.click("#btn-live")
     pg.wait_for_selector("body[data-live='on']")
     pg.wait_for_function(
@@ -106,6 +112,17 @@ def test_live_mode_draws_the_day_as_it_arrives(browser: Any, live_url: tuple[str
     pg.wait_for_function("() => document.querySelectorAll('#panels .level').length > 0", timeout=30_000)
     names = {t["name"] for t in _chart(pg)["traces"] if t["type"] == "scatter"}
     assert sum(1 for n in names if n) >= 4, names
+    # And the streams panel follows the pushed streams of its level, bar close after bar close
+    pg.wait_for_function("() => !!document.getElementById('streams-card').dataset.asOf", timeout=30_000)
+    as_of = pg.get_attribute("#streams-card", "data-as-of") or ""
+    pg.wait_for_function(
+        "t => (document.getElementById('streams-card').dataset.asOf || '') > t", arg=as_of, timeout=30_000
+    )
+    assert "as of " in (pg.text_content("#streams-meta") or "")
+    assert "projection model" in (pg.text_content("#streams-meta") or "")
+    assert pg.locator("#streams-latest tr").count() > 1
+    fetched = [r for r in log.requests[before_live:] if "/streams?" in r]
+    assert not fetched, f"Live mode must not fetch the batch streams: {fetched}"
     status = httpx.get(f"{url}/v1/live/status", timeout=10).json()
     assert status["push"]["subscribers"] == 1
     assert status["engine"]["payload"]["records"] > 0

@@ -19,12 +19,15 @@ import pytest
 
 from spymaster import sessions
 from spymaster.lake import Lake, paths
-from spymaster.layers import bronze, gold, silver
+from spymaster.layers import bronze, gold, pipeline, silver
+from spymaster.layers import streams as streams_job
 from spymaster.levels import LEVEL_KINDS
 from spymaster.live import replay
 from spymaster.live.engine import Engine
+from spymaster.live.streams import LiveStreams
 from spymaster.live.types import Update
 from spymaster.serving.days import BARS_FROM
+from spymaster.serving.streams import StreamsView
 from spymaster.settings import StorageSettings
 from spymaster.synth import generate
 
@@ -42,8 +45,10 @@ def _day(tmp: Path, date: dt.date, *, options: bool = True) -> Lake:
     return lake
 
 
-def _run(lake: Lake, date: dt.date, until_ns: int | None = None) -> tuple[Engine, list[Update]]:
-    eng = Engine(date)
+def _run(
+    lake: Lake, date: dt.date, until_ns: int | None = None, streams: LiveStreams | None = None
+) -> tuple[Engine, list[Update]]:
+    eng = Engine(date, streams=streams)
     ups: list[Update] = []
     for rec in replay.records(lake, date):
         if until_ns is not None and rec.ts_recv > until_ns:
@@ -128,3 +133,40 @@ def test_engine_never_looks_ahead(tmp_path: Path) -> None:
     ts_full = full.state.column("ts").cast(pa.int64()).to_numpy()
     ts_part = part.state.column("ts").cast(pa.int64()).to_numpy()
     assert full.state.filter(pa.array(ts_full <= cut)).equals(part.state.filter(pa.array(ts_part <= cut)))
+
+
+def test_live_streams_match_gold_streams(tmp_path: Path) -> None:
+    """At each bar close the engine's stream rows are gold ``streams``' rows (scaled on the earlier
+    days, to the bit), and its pushed answers are the API's as of the same bar, projection included."""
+    prev = sessions.previous_trading_day(NORMAL)
+    first = sessions.previous_trading_day(prev)  # scales prev's streams, so prev can train a model
+    lake = Lake(StorageSettings(lake_uri=str(tmp_path / "lake")))
+    generate(lake, first, 3, scale=SCALE, seed=5, progress=False)
+    assert all(r.ok for r in pipeline.run(lake.settings, [first, prev]))
+    for kind in paths.RAW_KINDS:
+        bronze.build(lake, kind, NORMAL)
+    silver.build(lake, NORMAL)
+    want = streams_job.build(lake, NORMAL)
+    streams_job.fit_projections(lake, min_days=2)  # NORMAL's model: fitted on the earlier streams
+
+    live = LiveStreams(lake, NORMAL)
+    assert live.scaling_version is not None
+    assert live.scaling_version == want.column("scaling_version")[0].as_py()
+    assert live.projection_version is not None
+    _, ups = _run(lake, NORMAL, streams=live)
+
+    got = live.rows.sort_by([("level_kind", "ascending"), ("ts", "ascending")])
+    assert want.num_rows > 200
+    assert got.equals(want)
+    pushed = [u for u in ups if u.kind == "streams"]
+    assert len(pushed) == want.num_rows
+    view = StreamsView(lake)
+    last = {u.level: u.payload for u in pushed}
+    assert set(last) == set(want.column("level_kind").to_pylist())
+    for level, payload in last.items():
+        assert payload == view.answer(NORMAL, str(level))
+    for u in pushed[::25]:  # and as of bars during the day (the API cuts the rows at the bar)
+        at = dt.datetime.fromisoformat(u.payload["as_of"].replace("Z", "+00:00")).astimezone(sessions.ET)
+        assert u.payload == view.answer(NORMAL, str(u.level), at=at.time())
+    assert all(u.payload["projection"] is not None for u in pushed)
+    assert any(u.payload["projection"]["curves"] for u in pushed)

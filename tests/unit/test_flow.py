@@ -6,11 +6,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from spymaster.indicators.bars import TS_TYPE
+from spymaster.indicators.bars import TS_TYPE, as_float
 from spymaster.indicators.flow import (
     book_depth_near,
     book_shape,
     book_side_band,
+    level_tick_prominence,
     multi_level_ofi,
     ofi_at,
     ofi_events,
@@ -200,6 +201,25 @@ def test_wall_prominence_and_side_band_hand_values() -> None:
     assert book_side_band(t, q[:1], "bid", 3).tolist() == [12.0 * 6]
 
 
+def test_level_tick_prominence_reads_the_levels_own_tick() -> None:
+    t = _hand_table()
+    q = np.array([T0 + 4 * S + S // 2] * 4 + [T0 - 1])
+    asks = np.array([as_float(t.column(f"ask_px_{m:02d}"))[4] for m in range(10)])
+    sizes = np.array([t.column(f"ask_sz_{m:02d}").to_numpy()[4] for m in range(10)], dtype=float)
+    lvl = np.array([asks[2] - 0.1, asks[2], 500.0, asks[2], asks[2]])
+    got = level_tick_prominence(t, q, lvl, "ask")
+    # a level between ticks is met at the tick above it on the ask (a move up trades there first)
+    assert got[0] == pytest.approx(np.log(sizes[2]) - np.log(np.median(sizes)))
+    assert got[1] == got[0]
+    assert np.isnan(got[2])  # the level's tick is not among the ten visible levels
+    assert np.isnan(got[4])  # no book yet
+    bids = np.array([as_float(t.column(f"bid_px_{m:02d}"))[4] for m in range(10)])
+    bsz = np.array([t.column(f"bid_sz_{m:02d}").to_numpy()[4] for m in range(10)], dtype=float)
+    # on the bid the level rounds down: a level just above bid 3 is met at bid 3
+    got_b = level_tick_prominence(t, q[:1], np.array([bids[3] + 0.1]), "bid")
+    assert got_b[0] == pytest.approx(np.log(bsz[3]) - np.log(np.median(bsz)))
+
+
 def _cut_replace(table: pa.Table, cut: int, rng: np.random.Generator) -> pa.Table:
     ts = table.column("ts_recv").cast(pa.int64()).to_numpy()
     keep = table.slice(0, int(np.searchsorted(ts, cut, side="right")))
@@ -236,6 +256,10 @@ def test_flow_no_lookahead(seed: int) -> None:
         )
         np.testing.assert_array_equal(
             book_side_band(table, q, side, 9)[before], book_side_band(other, q, side, 9)[before]
+        )
+        np.testing.assert_array_equal(
+            level_tick_prominence(table, q, lvl, side)[before],
+            level_tick_prominence(other, q, lvl, side)[before],
         )
     ets = table.column("ts_recv").cast(pa.int64()).to_numpy()
     ots = other.column("ts_recv").cast(pa.int64()).to_numpy()

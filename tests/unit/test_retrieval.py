@@ -530,3 +530,68 @@ def test_served_params_are_the_evaluations_recommendation() -> None:
         calibration.intervals(pk, np.full(3, 7.3), served.interval, SERVED.interval_max_total),
         retrieval.beta_interval(pk, served.interval_total(7.3 - served.prior_strength), served.interval),
     )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rank_of_every_candidate_equals_exact_search(seed: int) -> None:
+    """The ANN path's re-ranking (``rank``) given every row, in any order, with later rows and
+    duplicates among the candidates, is exactly the in-memory search."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(50, 300))
+    vecs = rng.standard_normal((n, 8)).astype(np.float32)
+    p = Partition.build(
+        "k",
+        "PM_LOW",
+        "DOWN",
+        0,
+        vectors=vecs,
+        day=np.sort(rng.integers(0, 30, n)),
+        ts=np.zeros(n),
+        episode_id=[f"{i:04d}" for i in range(n)],
+        labels=rng.integers(-1, 3, (H, n)),
+        mfe=np.zeros((H, n)),
+        mae=np.zeros((H, n)),
+    )
+    g = rng.random(8).astype(np.float32)
+    for _ in range(8):
+        q = rng.standard_normal(8).astype(np.float32)
+        as_of, k, cap = int(rng.integers(1, 32)), int(rng.integers(1, 60)), int(rng.integers(1, 4))
+        cand = np.r_[rng.permutation(n), rng.integers(0, n, 10)]  # every row, some twice
+        # candidates carry the stored (not unit) vectors, scaled arbitrarily
+        stored = p.unit[cand] * rng.uniform(0.5, 3.0, (cand.size, 1)).astype(np.float32)
+        for w in (None, g):
+            want = retrieval.search(p, q, as_of_day=as_of, k=k, max_per_day=cap, horizon=8, dim_weights=w)
+            got = retrieval.rank(
+                p, cand, stored, q, as_of_day=as_of, k=k, max_per_day=cap, horizon=8, dim_weights=w
+            )
+            assert got.rows.tolist() == want.rows.tolist()
+            np.testing.assert_allclose(got.similarity, want.similarity, atol=1e-5)
+            assert got.candidates == want.candidates
+
+
+def test_a_partition_above_ann_min_rows_keeps_no_vectors() -> None:
+    rng = np.random.default_rng(0)
+    n = 30
+    kinds = ["PM_HIGH"] * 20 + ["PM_LOW"] * 10
+    idx = Index.build(
+        1,
+        episode_id=[f"e{i:02d}" for i in range(n)],
+        day=np.arange(n),
+        ts=np.arange(n),
+        level_kind=kinds,
+        direction=["UP"] * n,
+        time_bucket=np.zeros(n, np.int64),
+        vectors=rng.standard_normal((n, 8)).astype(np.float32),
+        labels=np.zeros((H, n), np.int8),
+        mfe=np.zeros((H, n)),
+        mae=np.zeros((H, n)),
+        ann_min_rows=15,
+    )
+    big, small = idx.partitions["PM_HIGH|UP|0"], idx.partitions["PM_LOW|UP|0"]
+    assert not big.in_memory
+    assert big.unit.shape == (0, 8)
+    assert big.n == 20
+    assert small.in_memory
+    assert small.unit.shape == (10, 8)
+    with pytest.raises(ValueError, match="not in memory"):
+        retrieval.search(big, np.ones(8), as_of_day=100, k=5, max_per_day=2)

@@ -305,6 +305,10 @@ class QueryInfo(BaseModel):
     stats_version: str | None
     episode_id: str | None
     table_version: int | None
+    search: Literal["exact", "ann"] = Field(
+        description="which search answered: exact in memory, or the vector table's ANN index "
+        "(a partition larger than the ANN setting's min_rows)"
+    )
 
 
 class NeighbourOut(BaseModel):

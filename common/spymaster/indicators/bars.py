@@ -43,8 +43,11 @@ def as_ns(ts: Any) -> IntArray:
     if isinstance(ts, pa.ChunkedArray | pa.Array):
         if ts.null_count:
             raise ValueError("timestamps contain nulls")
+        if isinstance(ts, pa.ChunkedArray) and ts.num_chunks == 1:
+            ts = ts.chunk(0)
         if pa.types.is_timestamp(ts.type):
-            ts = ts.cast(pa.int64())
+            # the same int64 buffer: a view costs nothing, a cast is a kernel call per column read
+            ts = ts.view(pa.int64()) if isinstance(ts, pa.Array) else ts.cast(pa.int64())
         ts = ts.to_numpy()
     arr = np.asarray(ts)
     if arr.dtype.kind == "M":
@@ -57,7 +60,9 @@ def as_ns(ts: Any) -> IntArray:
 def as_float(x: Any) -> FloatArray:
     """A float64 numpy array; pyarrow nulls become NaN."""
     if isinstance(x, pa.ChunkedArray | pa.Array):
-        x = x.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        if not pa.types.is_float64(x.type):  # float64 already: nulls become NaN without a cast
+            x = x.cast(pa.float64())
+        x = x.to_numpy(zero_copy_only=False)
     return np.asarray(x, dtype=np.float64)
 
 

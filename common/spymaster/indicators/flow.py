@@ -91,7 +91,10 @@ def _times(table: pa.Table, ts_column: str) -> IntArray:
 
 
 def _sizes(table: pa.Table, name: str) -> FloatArray:
-    return np.asarray(pc.fill_null(table.column(name), 0).to_numpy(), dtype=np.float64)
+    col = table.column(name)
+    if col.null_count:  # sizes are rarely missing; the fill costs more than a small table's read
+        col = pc.fill_null(col, 0)
+    return np.asarray(col.to_numpy(), dtype=np.float64)
 
 
 def _level(table: pa.Table, m: int) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
@@ -437,3 +440,44 @@ def wall_prominence(
     med = np.median(np.where(np.isfinite(px), sz, 0.0), axis=1)
     out = np.where(near.any(axis=1), np.log1p(biggest) - np.log1p(med), 0.0)
     return np.where((idx >= 0) & ~np.isnan(level), out, np.nan)
+
+
+def level_tick_prominence(
+    mbp10: pa.Table,
+    query_ts: Any,
+    price_level: npt.ArrayLike,
+    side: Literal["ask", "bid"],
+    tick: float = 0.25,
+    *,
+    ts_column: str = "ts_recv",
+) -> FloatArray:
+    """log(size at the level's own tick) − log(median size of that side's ten visible levels).
+
+    The level's own tick is the first price an approach must consume: the level rounded up on the ask
+    (a move up trades there first), down on the bid. Size resting exactly there is what a Level II
+    trader reads as the barrier; summing ±4 ticks (``wall_prominence``, ``book_depth_near``) mixes it
+    with the ordinary levels beside it (measured on generated days: correlation with the planted
+    barrier 0.64 at the tick against 0.33 over ±4 ticks). NaN where that tick is not among the ten
+    visible levels (nothing to read: the model imputes the typical value) or there is no book.
+    """
+    if side not in ("ask", "bid"):
+        raise ValueError("side must be 'ask' or 'bid'")
+    book = _book(mbp10, None)
+    ts = _times(book, ts_column)
+    q = as_ns(query_ts)
+    level = np.broadcast_to(np.asarray(price_level, dtype=np.float64), q.shape)
+    idx = np.searchsorted(ts, q, side="right") - 1
+    rows = np.maximum(idx, 0)
+    if not book.num_rows:
+        return np.full(q.shape, np.nan)
+    with np.errstate(invalid="ignore"):
+        own = np.ceil(level / tick - 1e-9) if side == "ask" else np.floor(level / tick + 1e-9)
+    px = np.stack([as_float(book.column(f"{side}_px_{m:02d}"))[rows] for m in range(MAX_LEVELS)], axis=1)
+    sz = np.stack([_sizes(book, f"{side}_sz_{m:02d}")[rows] for m in range(MAX_LEVELS)], axis=1)
+    at = np.abs(px / tick - own[:, None]) < 1e-6  # NaN prices / levels compare False
+    size_at = np.where(at, sz, 0.0).max(axis=1)
+    med = np.median(np.where(np.isfinite(px), sz, 0.0), axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.log(np.maximum(size_at, 1.0)) - np.log(np.maximum(med, 1.0))
+    ok = (idx >= 0) & ~np.isnan(level) & at.any(axis=1)
+    return np.where(ok, out, np.nan)

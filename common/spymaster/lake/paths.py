@@ -214,6 +214,9 @@ VECTOR_SNAPSHOT = f"{VECTORS_DIR}/snapshot.arrow"
 """The served columns of the vector table's current version in one Arrow IPC object, so the API
 starts with one GET and without LanceDB (written by the table's writer, under its lock)."""
 
+VECTOR_ANN = f"{VECTORS_DIR}/ann.json"
+"""What the table's ANN index was trained on (rows, index type, table version): retrain on growth."""
+
 INDEX_MARKERS = f"{MANIFESTS_ROOT}/index"
 """Per-date record of what was indexed (gold run + stats version): re-index only what changed."""
 

@@ -105,11 +105,15 @@ class Lake:
         return {"bytes": int(info.size or 0), "mtime_ns": int(info.mtime_ns or 0)}
 
     def read_bytes(self, rel: str) -> bytes:
-        """The whole object in one ranged GET after its HEAD (a stream on S3 reads a large object
-        in many sequential parts: nine round trips for a 2 MB snapshot)."""
+        """The whole object in one read (on S3 one HEAD and one GET).
+
+        Not ``open_input_stream().read()``: that stream is not seekable, so pyarrow reads it in
+        small chunks, one ranged GET each (a 30 MB object: 2.75 s against 0.16 s from moto).
+        """
         try:
             with self.fs.open_input_file(self.path(rel)) as f:
-                return bytes(f.read())
+                data: bytes = f.read_buffer(f.size()).to_pybytes()
+                return data
         except (FileNotFoundError, OSError) as exc:
             raise LakeError(f"cannot read lake file: {_why(exc)}", file=rel) from exc
 

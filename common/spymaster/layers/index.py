@@ -20,8 +20,13 @@ Design (measured by ``bench/bench_gold_index.py``, figures in docs/BENCHMARKS.md
   second on its own). Raw vectors are kept only where a label is (what the learned similarity
   searches). A missing or stale snapshot is rewritten by the next writer; readers fall back to
   the table when there is none.
-* **No ANN index by default:** partitions stay small enough (≈ 1 M episodes / 60) that exact
-  search over an in-memory partition beats any index at recall 1.0; see the benchmark.
+* **An ANN index once a partition is too large for memory** (``settings.ANN``; measured by
+  ``bench/bench_scale.py``, chosen in docs/ARCHITECTURE.md "Scale"): while every partition has at
+  most ``ANN.min_rows`` rows the API searches them exactly in memory and no vector index exists.
+  When one crosses it, :func:`ensure_ann_index` builds one cosine index on the whole ``vector``
+  column (the API prefilters it on the partition and the as-of date); it is part of the table's
+  version like every Lance index, each compaction adds new rows to it, and it is retrained once
+  the table has grown ``ANN.retrain_growth`` times since (recorded in ``paths.VECTOR_ANN``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import math
 import time
 import warnings
 from collections.abc import Iterator
@@ -45,6 +51,7 @@ from spymaster.lake.paths import EPISODES_TABLE, VECTOR_TABLE, Layer
 from spymaster.layers import gold
 from spymaster.outcomes import HORIZONS_MIN
 from spymaster.partitions import partition_key
+from spymaster.settings import ANN, AnnSearch
 
 LOCK = "index"
 """The lake lock every writer of the vector table holds."""
@@ -214,7 +221,9 @@ def index_date(
     return IndexResult(date, rows.num_rows, version)
 
 
-def index(lake: Lake, dates: list[dt.date] | None = None, *, force: bool = False) -> list[IndexResult]:
+def index(
+    lake: Lake, dates: list[dt.date] | None = None, *, force: bool = False, ann: AnnSearch = ANN
+) -> list[IndexResult]:
     """Index committed gold dates (all by default), then make sure the scalar indexes exist.
 
     Holds the ``index`` lock throughout (a second indexer waits for it), and first repairs a
@@ -231,7 +240,7 @@ def index(lake: Lake, dates: list[dt.date] | None = None, *, force: bool = False
             if is_committed(lake, Layer.GOLD, EPISODES_TABLE, d)
         ]
         if any(not r.skipped for r in out):
-            ensure_indexes(lake, lease=lease)
+            ensure_indexes(lake, lease=lease, ann=ann)
         refresh_snapshot(lake)
     return out
 
@@ -280,14 +289,15 @@ def repair(lake: Lake, lease: Lease) -> list[dt.date]:
     return sorted(dates)
 
 
-def ensure_indexes(lake: Lake, *, lease: Lease | None = None) -> None:
-    """Bitmap indexes on the partition columns and a B-tree on date, created once; then compact.
+def ensure_indexes(lake: Lake, *, lease: Lease | None = None, ann: AnnSearch = ANN) -> None:
+    """Bitmap indexes on the partition columns and a B-tree on date, created once; the ANN index
+    when a partition needs it (:func:`ensure_ann_index`); then compact.
 
     A table write like any other: takes the ``index`` lock unless the caller holds it (``lease``).
     """
     if lease is None:
         with locked(lake, LOCK) as held:
-            ensure_indexes(lake, lease=held)
+            ensure_indexes(lake, lease=held, ann=ann)
             refresh_snapshot(lake)
         return
     table = open_table(lake)
@@ -308,7 +318,69 @@ def ensure_indexes(lake: Lake, *, lease: Lease | None = None) -> None:
         for col, kind in wanted.items():
             if (col,) not in have:
                 table.create_scalar_index(col, index_type=kind)
+    ensure_ann_index(lake, table, ann)
     _optimize(table, HOUSEKEEPING_GRACE)
+
+
+ANN_INDEX = "vector_ann"
+"""The name of the table's one vector index."""
+
+
+def ann_partitions(table: Any, min_rows: int | None) -> dict[str, int]:
+    """Partitions with more than ``min_rows`` rows (with their row counts): the ones served by ANN."""
+    if min_rows is None or table.count_rows() <= min_rows:
+        return {}  # no partition can be larger than the table: skip reading its partition column
+    keys = table.search().select(["partition"]).limit(None).to_arrow().column("partition")
+    counts = pc.value_counts(keys)
+    return {
+        str(r["values"]): int(r["counts"])
+        for r in counts.filter(pc.greater(counts.field("counts"), min_rows)).to_pylist()
+    }
+
+
+def ann_lists(rows: int) -> int:
+    """IVF lists for a table of ``rows``: √rows (LanceDB's rule of thumb), at most 4096."""
+    return max(1, min(4096, round(math.sqrt(rows))))
+
+
+def ann_sub_vectors() -> int:
+    """PQ sub-vectors of about 8 dimensions that divide the vector (PQ needs a divisor)."""
+    dim = int(vectors.VECTOR_DIM)
+    return min((d for d in range(1, dim + 1) if dim % d == 0), key=lambda d: abs(dim / d - 8))
+
+
+def ensure_ann_index(lake: Lake, table: Any, ann: AnnSearch = ANN) -> bool:
+    """Build (or retrain) the cosine vector index when a partition has more than ``ann.min_rows``
+    rows; True when it built. Idempotent: an index of the same type trained on at least
+    1 / ``ann.retrain_growth`` of today's rows is kept (compaction adds the new rows to it).
+    Call it holding the ``index`` lock."""
+    if not ann_partitions(table, ann.min_rows):
+        return False
+    rows = int(table.count_rows())
+    have = [i for i in table.list_indices() if tuple(i.columns) == ("vector",)]
+    marker = lake.read_json(paths.VECTOR_ANN) if lake.exists(paths.VECTOR_ANN) else None
+    if (
+        have
+        and marker is not None
+        and marker.get("index_type") == ann.index_type
+        and rows <= ann.retrain_growth * int(marker.get("rows", 0))
+    ):
+        return False
+    lists = ann_lists(rows)
+    from lancedb.index import IvfHnswSq, IvfPq
+
+    config: IvfPq | IvfHnswSq = (
+        IvfPq(distance_type="cosine", num_partitions=lists, num_sub_vectors=ann_sub_vectors())
+        if ann.index_type == "IVF_PQ"
+        else IvfHnswSq(distance_type="cosine", num_partitions=lists)
+    )
+    # the unified API: the first argument is the column (the old one named it the metric)
+    table.create_index("vector", replace=True, name=ANN_INDEX, config=config)
+    lake.write_json(
+        paths.VECTOR_ANN,
+        {"rows": rows, "index_type": ann.index_type, "lists": lists, "table_version": int(table.version)},
+    )
+    return True
 
 
 def _optimize(table: Any, older_than: dt.timedelta, tries: int = 4) -> None:

@@ -75,6 +75,7 @@ def fit_models(r: Rows, cfg: LearnedSimilarity = LEARNED) -> dict[dt.date, Setup
         k=cfg.k,
         c=cfg.c,
         interval_n=cfg.interval_evidence,
+        interval_logit=cfg.interval_logit,
         baselines=False,
     )
     return {sessions.from_day_number(d): m for d, m in f.models.items()}
@@ -97,6 +98,7 @@ def fit(lake: Lake, cfg: LearnedSimilarity = LEARNED) -> FitResult:
         "population": cfg.population,
         "k": cfg.k,
         "interval_evidence": cfg.interval_evidence,
+        "interval_logit": list(cfg.interval_logit) if cfg.interval_logit is not None else None,
         "models": {d.isoformat(): v for d, v in sorted(versions.items())},
     }
     lake.write_json(paths.MODELS_INDEX, index)

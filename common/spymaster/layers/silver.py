@@ -233,25 +233,36 @@ BOOK_COLUMNS: tuple[str, ...] = tuple(
     f"{side}_{kind}_{i:02d}" for i in range(10) for side in ("bid", "ask") for kind in ("px", "sz")
 )
 _SHAPE = ("imb_1", "imb_5", "imb_10", "micro_ticks", "spread_ticks", "depth_log")
-_MAX_BOOK_CHUNKS = 256
-"""The window's chunks before they are combined (a copy of the window, so rarely)."""
 _LEVEL_FEATURES_FROM_BOOK = 6  # ask/bid depth now, 60 s and 120 s ago
 
 
 class _Grow:
-    """A 1-D array that grows by appending (amortised doubling), so a stream never re-copies it."""
+    """A 1-D array that grows by appending and shrinks from the front, never re-copied per call.
+
+    Appends are amortised (doubling); :meth:`drop` only moves the start, and the rows kept are
+    moved to the front when an append runs out of room, so a trailing window costs no copy per
+    step (a copy of the whole window on the step's path was the live engine's latency spike).
+    """
 
     def __init__(self, dtype: Any) -> None:
         self._a = np.empty(1024, dtype=dtype)
+        self._lo = 0
         self.n = 0
 
     def extend(self, v: npt.NDArray[Any]) -> None:
-        if self.n + v.size > self._a.size:
-            bigger = np.empty(max(2 * self._a.size, self.n + v.size), dtype=self._a.dtype)
-            bigger[: self.n] = self._a[: self.n]
-            self._a = bigger
-        self._a[self.n : self.n + v.size] = v
+        if self._lo + self.n + v.size > self._a.size:
+            cap = self._a.size if 2 * (self.n + v.size) <= self._a.size else 2 * (self.n + v.size)
+            room = np.empty(cap, dtype=self._a.dtype) if cap != self._a.size else self._a
+            room[: self.n] = self._a[self._lo : self._lo + self.n]
+            self._a, self._lo = room, 0
+        self._a[self._lo + self.n : self._lo + self.n + v.size] = v
         self.n += v.size
+
+    def drop(self, k: int) -> None:
+        """Forget the first ``k`` values."""
+        k = min(k, self.n)
+        self._lo += k
+        self.n -= k
 
     @classmethod
     def of(cls, v: npt.NDArray[Any]) -> _Grow:
@@ -260,7 +271,7 @@ class _Grow:
         return g
 
     def view(self, n: int | None = None) -> npt.NDArray[Any]:
-        return self._a[: self.n if n is None else n]
+        return self._a[self._lo : self._lo + (self.n if n is None else n)]
 
 
 @dataclass
@@ -301,9 +312,13 @@ class SilverEngine:
         """Steps completed so far (``steps[:done]``)."""
         self._t_ts, self._t_px = _Grow(np.int64), _Grow(np.float64)
         self._t_sz, self._t_side = _Grow(np.float64), _Grow(np.uint8)
-        self._book: pa.Table | None = None  # the trailing window of raw book states
+        # The trailing window of raw book states, one growable column each (nulls held as NaN):
+        # a step reads only a few of its rows (:meth:`_book_rows`), and trimming it copies nothing.
+        self._book: dict[str, _Grow] = {}
+        self._book_schema: pa.Schema | None = None
         self._book_ts = _Grow(np.int64)  # the window's stamps, same rows as _book
         self._series: dict[str, _Grow] = {}  # per-state OFI terms and shape, same rows as _book
+        self._trim_due = False
         self._opt_def = opt_definition
         self._opt_stats = opt_statistics
         self._opt_quotes: list[pa.Table] = []
@@ -336,14 +351,15 @@ class SilverEngine:
 
     def add_book(self, book: pa.Table) -> None:
         """MBP-10 states (``ts_recv``, ``instrument_id`` and the 40 level columns) in arrival order."""
+        self._trim_if_due()
         mb = _only(book, self.front_id).select(["ts_recv", *BOOK_COLUMNS])
         if mb.num_rows == 0:
             return
-        prev = (
-            self._book.slice(self._book.num_rows - 1)
-            if self._book is not None and self._book.num_rows
-            else None
-        )
+        n_book = self._book_ts.n
+        if self._book_schema is None:
+            self._book_schema = mb.schema
+        mb = mb.cast(self._book_schema)
+        prev = self._book_rows(np.array([n_book - 1], dtype=np.int64)) if n_book else None
         with_prev = pa.concat_tables([prev, mb]) if prev is not None else mb
         new = flow.ofi_series(with_prev)
         if prev is not None:
@@ -351,17 +367,19 @@ class SilverEngine:
         shape = flow.book_shape(mb)
         shape.pop("ts")
         new.update(shape)
-        # Appends are amortised (a live feed adds a few hundred states at a time): the book keeps
-        # its chunks (rows are read by slicing, :meth:`_book_rows`), the series grow in place.
-        self._book = pa.concat_tables([self._book, mb]) if self._book is not None else mb
-        if self._book.column(0).num_chunks > _MAX_BOOK_CHUNKS:
-            self._book = self._book.combine_chunks()
+        # Appends are amortised (a live feed adds a few hundred states at a time): the book's
+        # columns and the series grow in place.
+        for name in BOOK_COLUMNS:
+            col = mb.column(name)
+            v = bars.as_float(col) if pa.types.is_floating(col.type) else col.to_numpy()
+            self._book.setdefault(name, _Grow(v.dtype)).extend(v)
         self._book_ts.extend(bars.as_ns(mb.column("ts_recv")))
         for k, v in new.items():
             self._series.setdefault(k, _Grow(v.dtype)).extend(v)
 
     def add_option_quotes(self, quotes: pa.Table) -> None:
         """Options MBP-1 (``ts_recv``, ``instrument_id``, ``bid_px_00``, ``ask_px_00``)."""
+        self._trim_if_due()
         if quotes.num_rows:
             self._opt_quotes.append(quotes.select(["ts_recv", "instrument_id", "bid_px_00", "ask_px_00"]))
 
@@ -383,25 +401,29 @@ class SilverEngine:
 
     def _complete(self, upto: int) -> list[StepOutput]:
         if upto <= self.done:
-            self._trim()
             return []
+        self._trim_if_due()
         q = self.steps[self.done : upto]
         out = self._compute(q)
         self.done = upto
-        self._trim()
+        # Trimmed at the next input, not now: the step's caller (live: its answer) waits for this.
+        self._trim_due = True
         if self.keep_outputs:
             self.outputs.extend(out)
         return out
 
+    def _trim_if_due(self) -> None:
+        if self._trim_due:
+            self._trim_due = False
+            self._trim()
+
     def _trim(self) -> None:
         """Drop book states no later step can read and option quotes superseded before the next step."""
         nxt = int(self.steps[self.done]) if self.done < self.steps.size else int(self.steps[-1]) + 1
-        if self._book is not None and self._book.num_rows:
+        if self._book_ts.n:
             cut = int(np.searchsorted(self._book_ts.view(), nxt - BOOK_WINDOW_NS, side="left"))
-            if cut > max(4096, self._book.num_rows // 2):  # amortised: copy rarely, hold < 2 windows
-                self._book = self._book.slice(cut).combine_chunks()
-                self._book_ts = _Grow.of(self._book_ts.view()[cut:])
-                self._series = {k: _Grow.of(v.view()[cut:]) for k, v in self._series.items()}
+            for g in (self._book_ts, *self._book.values(), *self._series.values()):
+                g.drop(cut)
         n_quotes = sum(t.num_rows for t in self._opt_quotes)
         if n_quotes > max(4096, 2 * self._quotes_kept):
             qt = pa.concat_tables(self._opt_quotes)
@@ -565,6 +587,7 @@ class SilverEngine:
             depth = np.where(up, book["ask_depth"][:, li], book["bid_depth"][:, li])
             opposite = np.where(up, book["bid_band"], book["ask_band"])
             wall = np.where(up, book["ask_wall"][:, li], book["bid_wall"][:, li])
+            own_tick = np.where(up, book["ask_tick"][:, li], book["bid_tick"][:, li])
             past = {
                 lag: np.log1p(np.where(up, book[f"ask_depth_{lag}"][:, li], book[f"bid_depth_{lag}"][:, li]))
                 for lag in (60, 120)
@@ -594,6 +617,7 @@ class SilverEngine:
                 "barrier_log": np.log1p(depth),
                 "barrier_change_60s": np.log1p(depth) - past[60],
                 "barrier_change_120s": np.log1p(depth) - past[120],
+                "barrier_tick_prominence": own_tick,
                 **{k: (sgn * book[k] if k in _BOOK_SIGNED else book[k]) for k in _BOOK_FEATURES},
                 "book_level_vs_opposite": np.log1p(depth) - np.log1p(opposite),
                 "book_wall_prominence": wall,
@@ -646,11 +670,11 @@ class SilverEngine:
         out: dict[str, FloatArray] = {
             k: np.full(n, np.nan) for k in [*names, *_BOOK_FEATURES, "ask_band", "bid_band"]
         }
-        per_level = ["ask_depth", "bid_depth", "ask_wall", "bid_wall"] + [
+        per_level = ["ask_depth", "bid_depth", "ask_wall", "bid_wall", "ask_tick", "bid_tick"] + [
             f"{sd}_depth_{lag}" for lag in (60, 120) for sd in ("ask", "bid")
         ]
         out.update({k: np.full((n, n_lv), np.nan) for k in per_level})
-        if self._book is None or self._book.num_rows == 0:
+        if self._book_ts.n == 0:
             return out
         ts_all = self._book_ts.view()
         s = self.s
@@ -691,16 +715,21 @@ class SilverEngine:
                 if lag == 0:
                     wall = flow.wall_prominence(mb, tl, lv, side, s.barrier_ticks).reshape(n, n_lv)
                     out[f"{sd}_wall"] = np.where(ok, wall, np.nan)
+                    own = flow.level_tick_prominence(mb, tl, lv, side).reshape(n, n_lv)
+                    out[f"{sd}_tick"] = np.where(ok, own, np.nan)
                     band = flow.book_side_band(mb, q, side, 2 * s.barrier_ticks + 1)
                     out[f"{sd}_band"] = np.where(ok[:, 0], band, np.nan)
         return out
 
     def _book_rows(self, rows: npt.NDArray[np.int64]) -> pa.Table:
-        """The window's states at ``rows`` (sorted), one chunk: zero-copy slices, since a take across
-        the window's many chunks would cost more than the whole step."""
-        assert self._book is not None
-        parts = [self._book.slice(int(r), 1) for r in rows.tolist()]
-        return pa.concat_tables(parts).combine_chunks()
+        """The window's states at ``rows`` (sorted) as bronze's columns (NaN prices back to null)."""
+        schema = self._book_schema
+        assert schema is not None
+        cols = [pa.array(self._book_ts.view()[rows], schema.field("ts_recv").type)]
+        for name in BOOK_COLUMNS:
+            typ = schema.field(name).type
+            cols.append(pa.array(self._book[name].view()[rows], typ, from_pandas=pa.types.is_floating(typ)))
+        return pa.Table.from_arrays(cols, schema=schema)
 
     def _chain(self, q: npt.NDArray[np.int64]) -> _Chain | None:
         upto = int(q[-1])
@@ -713,6 +742,18 @@ class SilverEngine:
         if stats is not None:
             stats = stats.filter(pc.less_equal(stats.column("ts_recv").cast(pa.int64()), upto))
         return _chain(self.date, self._opt_def, stats, quotes, q)
+
+    def closed_bar(self, close_ns: int, seconds: int) -> pa.Table:
+        """The bar of ``seconds`` closing at ``close_ns``, one row: from the bars the steps already
+        built when they reach it (a bar closed is final), else rebuilt from the session's trades."""
+        hit = self._bar_cache.get(seconds)
+        if hit is not None and hit[1] >= close_ns:
+            ts = bars.as_ns(hit[0].column("ts"))
+            k = int(np.searchsorted(ts, close_ns, side="left"))
+            if k < ts.size and ts[k] == close_ns:
+                return hit[0].slice(k, 1)
+        b = self.bars_until(close_ns, seconds)
+        return b.slice(b.num_rows - 1) if b.num_rows else b
 
     def bars_until(self, close_ns: int, seconds: int) -> pa.Table:
         """Bars of ``seconds`` from the Globex open up to the one closing at ``close_ns`` (trades before it)."""

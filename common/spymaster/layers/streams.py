@@ -59,12 +59,20 @@ def _history(lake: Lake, date: dt.date) -> list[dt.date]:
     ]
 
 
+def history_runs(lake: Lake, date: dt.date) -> dict[str, str]:
+    """The silver runs ``date``'s scaling is fitted on (date → run id): a change means a new scaling
+    (the live engine checks this, cheaply, before refitting)."""
+    return _runs(lake, _history(lake, date))
+
+
+def _runs(lake: Lake, days: Sequence[dt.date]) -> dict[str, str]:
+    return {d.isoformat(): read_manifest(lake, Layer.SILVER, paths.STATE_TABLE, d).run_id for d in days}
+
+
 def _inputs(lake: Lake, date: dt.date, days: Sequence[dt.date]) -> dict[str, Any]:
     return {
         "silver_state_run": read_manifest(lake, Layer.SILVER, paths.STATE_TABLE, date).run_id,
-        "history": {
-            d.isoformat(): read_manifest(lake, Layer.SILVER, paths.STATE_TABLE, d).run_id for d in days
-        },
+        "history": _runs(lake, days),
     }
 
 

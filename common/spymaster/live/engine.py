@@ -30,6 +30,7 @@ from spymaster.indicators import bars
 from spymaster.layers import gold
 from spymaster.layers.silver import SilverEngine, StepOutput
 from spymaster.levels import LEVEL_KINDS
+from spymaster.live.streams import LiveStreams, bar_close
 from spymaster.live.types import Update
 from spymaster.raw import dbnread
 from spymaster.serving import Service
@@ -78,11 +79,13 @@ class Engine:
         settings: PipelineSettings | None = None,
         clock: Callable[[], int] = time.time_ns,
         answers: bool = True,
+        streams: LiveStreams | None = None,
     ) -> None:
         self.date = date
         self.s = settings or PipelineSettings()
         self.service = service
         self.answers = answers and service is not None
+        self.streams = streams
         self.clock = clock
         self.silver: SilverEngine | None = None
         self._pending: dict[str, list[Any]] = {k: [] for k in _SCHEMA_OF.values()}
@@ -98,6 +101,8 @@ class Engine:
         self._next = int(min(self._steps[0], self._bar_closes[0]))
         self.last_ts = 0
         self._state_tbl: pa.Table = STATE_SCHEMA.empty_table()
+        if self.answers:
+            self.warm()
         self._levels: list[StepOutput] = []
         self.episodes: list[dict[str, Any]] = []
         """Every anchor the engine answered: its gold anchor row and raw vector (for parity)."""
@@ -172,13 +177,15 @@ class Engine:
         if eng is None:
             return []
         out: list[Update] = []
+        # Steps first: an anchor's answer is what the trader waits for; a bar closing at the same
+        # time then reads the bars the step already built (:meth:`SilverEngine.closed_bar`).
+        steps = eng.finish() if final else eng.advance(ts)
+        for st in steps:
+            out.extend(self._step(st))
         while self._bars_done < self._bar_closes.size and self._bar_closes[self._bars_done] < ts:
             close = int(self._bar_closes[self._bars_done])
             out.append(self._bar(eng, close))
             self._bars_done += 1
-        steps = eng.finish() if final else eng.advance(ts)
-        for st in steps:
-            out.extend(self._step(st))
         nxt = [int(self._steps[eng.done])] if eng.done < self._steps.size else []
         if self._bars_done < self._bar_closes.size:
             nxt.append(int(self._bar_closes[self._bars_done]))
@@ -190,7 +197,7 @@ class Engine:
 
     def _bar(self, eng: SilverEngine, close: int) -> Update:
         """The 2-minute bar closing at ``close``, as a row of ``/v1/days/{date}/bars``."""
-        b2 = eng.bars_until(close, BAR_S)
+        b2 = eng.closed_bar(close, BAR_S)
         row = {c: float(bars.as_float(b2.column(c))[-1]) for c in ("open", "high", "low", "close")}
         vol = int(b2.column("volume")[-1].as_py()) if b2.num_rows else 0
         payload = {"t": iso_z(close), "time": et_time(close), **{k: _finite(v) for k, v in row.items()}}
@@ -198,6 +205,7 @@ class Engine:
         return self._update("bar", None, payload)
 
     def _step(self, st: StepOutput) -> list[Update]:
+        """The step's levels row, its answers (first: what the trader waits for), then its state rows."""
         out = [
             self._update(
                 "levels",
@@ -213,14 +221,17 @@ class Engine:
         # One chunk, not one per step: gold's filters and takes cost per chunk.
         self._state_tbl = pa.concat_tables([self._state_tbl, st.state]).combine_chunks()
         self._levels.append(st)
-        for row in st.state.to_pylist():
-            out.append(self._update("state", str(row["level_kind"]), _json_row(row)))
         # Every anchor is in its level's zone at its own step: without a row in the zone, no anchor.
         inz = np.nan_to_num(
             np.asarray(st.state.column("in_zone").to_numpy(zero_copy_only=False), dtype=np.float64)
         )
         if st.state.num_rows and inz.max() >= 0.5:
             out.extend(self._anchors(st.ts))
+        for row in st.state.to_pylist():
+            out.append(self._update("state", str(row["level_kind"]), _json_row(row)))
+        if self.streams is not None and st.state.num_rows and bar_close(st.ts, self.date):
+            for level, payload in self.streams.at_bar(self._state_tbl, st.ts):
+                out.append(self._update("streams", level, payload))
         return out
 
     def _anchors(self, ts: int) -> list[Update]:
@@ -268,6 +279,18 @@ class Engine:
                 )
             out.append(self._update("answer", str(row["level_kind"]), payload))
         return out
+
+    def warm(self) -> None:
+        """Load what the first answer would otherwise load on the stream's path (the date's
+        scaling statistics, the learned model): before the stream, and after each reload."""
+        svc = self.service
+        if svc is None:
+            return
+        try:
+            svc.stats(self.date)
+            svc.setup_answer(np.zeros(vectors.VECTOR_DIM), LEVEL_KINDS[0], "UP", self.date)
+        except Exception:  # nothing to warm yet (no history): the answers will say so
+            log.info("nothing to warm for %s", self.date, exc_info=True)
 
     def answer(self, raw: Any, level_kind: str, direction: str, time_bucket: int) -> dict[str, Any] | None:
         """The ``/v1/similar`` answer for a raw vector: served neighbours and distribution, and the

@@ -29,8 +29,9 @@ RUNNER = "runner"
 """The ``level`` of the runner's own ``status`` updates (the engine may publish status of its own)."""
 Key = tuple[str, str | None, str | None]
 """(kind, level, payload ``t``): what an event is about."""
-_LATEST_ONLY = frozenset({"state", "status"})
-"""Kinds where only the newest event of a level matters (keyed without time)."""
+_LATEST_ONLY = frozenset({"state", "streams", "status"})
+"""Kinds where only the newest event of a level matters (keyed without time; a ``streams`` event
+carries the level's bars so far)."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
 from spymaster.live.engine import Engine
+from spymaster.live.streams import LiveStreams
 from spymaster.live.types import Update
 from spymaster.serving import Service
 
@@ -49,9 +50,19 @@ class Refresher:
     never waits for a reload: the engine keeps answering from the version in memory until the
     new one is loaded, then answers from it (the answer's ``table_version`` says which)."""
 
-    def __init__(self, service: Service, every_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        service: Service | None,
+        every_s: float = 10.0,
+        on_reload: Callable[[], None] | None = None,
+        streams: LiveStreams | None = None,
+    ) -> None:
         self.service = service
         self.every_s = every_s
+        self.on_reload = on_reload
+        """Called (on this thread) after a new table version loads: the engine's :meth:`Engine.warm`."""
+        self.streams = streams
+        """Its scaling and projection model are reloaded too when a new version is committed."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="live-refresher", daemon=True)
 
@@ -64,5 +75,12 @@ class Refresher:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
+        version = None
         while not self._stop.wait(self.every_s):
-            self.service.refresh()
+            if self.service is not None:
+                now = self.service.refresh()
+                if now != version and version is not None and self.on_reload is not None:
+                    self.on_reload()
+                version = now
+            if self.streams is not None:
+                self.streams.refresh()

@@ -12,10 +12,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-UpdateKind = Literal["bar", "levels", "state", "answer", "status"]
+UpdateKind = Literal["bar", "levels", "state", "answer", "streams", "status"]
 """``bar``: one 2-minute bar as a row of ``/v1/days/{date}/bars``; ``levels``: one 30-s step as
 a row of ``/v1/days/{date}/levels``; ``state``: one state-table row (a level at a 30-s step);
 ``answer``: a ``/v1/similar`` answer (at an approach, a bar close in the zone, or on request);
+``streams``: a level's ``/v1/days/{date}/streams`` answer as of a 2-minute bar close (its bars so far);
 ``status``: the engine's own health (lag, drops, model/table version, reconnects)."""
 
 

@@ -10,6 +10,7 @@ from spymaster.retrieval.answer import (
     Distribution,
     Neighbour,
     Params,
+    answer,
     beta_interval,
     distribution,
     ema,
@@ -21,7 +22,7 @@ from spymaster.retrieval.answer import (
     query,
 )
 from spymaster.retrieval.index import Index, Partition, unit_rows
-from spymaster.retrieval.similarity import Hits, search, weighted_similarity
+from spymaster.retrieval.similarity import Hits, rank, search, weighted_similarity
 
 __all__ = [
     "DEFAULT_EMA_ALPHA",
@@ -32,6 +33,7 @@ __all__ = [
     "Neighbour",
     "Params",
     "Partition",
+    "answer",
     "beta_interval",
     "distribution",
     "ema",
@@ -41,6 +43,7 @@ __all__ = [
     "posterior",
     "prior_mean",
     "query",
+    "rank",
     "search",
     "unit_rows",
     "weighted_similarity",

@@ -282,6 +282,21 @@ def query(
         horizon=horizon,
         dim_weights=dim_weights,
     )
+    return answer(
+        part, hits, as_of_day=as_of_day, horizon=horizon, params=params, pooled_counts=pooled_counts
+    )
+
+
+def answer(
+    part: Partition,
+    hits: Hits,
+    *,
+    as_of_day: int,
+    horizon: int = PRIMARY_HORIZON_MIN,
+    params: Params = Params(),
+    pooled_counts: npt.ArrayLike | None = None,
+) -> Answer:
+    """Neighbours and outcome distribution of hits found by either search (exact or ANN)."""
     dist, w = distribution(
         part, hits, as_of_day=as_of_day, horizon=horizon, params=params, pooled_counts=pooled_counts
     )

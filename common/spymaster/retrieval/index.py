@@ -4,6 +4,9 @@
   matrix ``[n, D]`` of *unit-normalised* rows sorted by (date, ts, episode_id), plus its metadata
   arrays (dates, stamps, ids, labels and excursions per horizon, cumulative label counts). The
   service builds them once per table version; a query never touches storage.
+* **Large partitions leave memory.** With ``ann_min_rows`` a partition of more rows keeps only its
+  metadata (``Partition.in_memory`` False): its vectors stay in the LanceDB table and it is
+  searched through the table's ANN index (``settings.ANN``, ``serving.ann``).
 * **As-of cut.** Rows are sorted by date, so "strictly before ``as_of``" is the prefix
   ``[0, searchsorted(day, as_of, "left"))``: a row of the query date or later is outside the
   slice the similarity is even computed on, so it cannot be returned.
@@ -47,6 +50,9 @@ class Partition:
     """[len(HORIZONS_MIN), n] outcome codes, −1 where null."""
     mfe: F64
     mae: F64
+    in_memory: bool = True
+    """False: the vectors are not held (``unit`` has no rows); the partition is searched through
+    the table's ANN index (``serving.ann``), and only its metadata is here for the answer."""
     cum: npt.NDArray[np.int32] = field(init=False)
     """[len(HORIZONS_MIN), n + 1, 3] label counts of rows [0, i)."""
     _norms: dict[bytes, F32] = field(init=False, default_factory=dict)
@@ -54,7 +60,10 @@ class Partition:
 
     def __post_init__(self) -> None:
         n = self.day.shape[0]
-        if self.unit.shape[0] != n or self.labels.shape != (len(HORIZONS_MIN), n):
+        if (self.unit.shape[0] != (n if self.in_memory else 0)) or self.labels.shape != (
+            len(HORIZONS_MIN),
+            n,
+        ):
             raise ValueError("partition arrays disagree in length")
         if n and np.any(np.diff(self.day) < 0):
             raise ValueError("partition rows must be sorted by day")
@@ -198,8 +207,10 @@ class Index:
         labels: npt.ArrayLike,
         mfe: npt.ArrayLike,
         mae: npt.ArrayLike,
+        ann_min_rows: int | None = None,
     ) -> Index:
-        """Group rows into partitions (labels / mfe / mae are [len(HORIZONS_MIN), n])."""
+        """Group rows into partitions (labels / mfe / mae are [len(HORIZONS_MIN), n]); a partition
+        of more than ``ann_min_rows`` rows does not keep its vectors (see the module doc)."""
         ids = np.asarray(episode_id, dtype=np.str_)
         n = ids.shape[0]
         if n == 0:
@@ -223,18 +234,20 @@ class Index:
             rows = np.flatnonzero(code == ci)
             rows = rows[np.lexsort((ids[rows], t[rows], d[rows]))]
             kind, direc, bucket = key.split("|")
+            held = ann_min_rows is None or rows.size <= ann_min_rows
             parts[key] = Partition(
                 key=key,
                 level_kind=kind,
                 direction=direc,
                 time_bucket=int(bucket),
-                unit=unit_rows(vec[rows]),
+                unit=unit_rows(vec[rows]) if held else np.zeros((0, vec.shape[1]), np.float32),
                 day=d[rows],
                 ts=t[rows],
                 episode_id=ids[rows],
                 labels=lab[:, rows],
                 mfe=fe[:, rows],
                 mae=ae[:, rows],
+                in_memory=held,
             )
             id_part[rows] = ci
             id_row[rows] = np.arange(rows.size)

@@ -28,6 +28,7 @@ import numpy.typing as npt
 from scipy.special import expit, logit
 
 from spymaster.levels import DIRECTIONS, LEVEL_KINDS
+from spymaster.settings import LEARNED
 
 __all__ = [
     "METHODS",
@@ -41,9 +42,9 @@ __all__ = [
 F64 = npt.NDArray[np.float64]
 Strs = Sequence[str] | npt.NDArray[np.str_]
 METHODS: tuple[str, ...] = ("diag", "proj")
-DEFAULT_K = 100
-DEFAULT_C = 0.01
-"""L2 strength of the metric's logistic regression (inverse; chosen on lake A, checked on lake B)."""
+DEFAULT_K = LEARNED.k
+DEFAULT_C = LEARNED.c
+"""L2 strength of the metric's logistic regression (inverse); the one home is ``settings.LEARNED``."""
 PRIOR_STRENGTH = 2.0
 CLIP = 5.0
 MIN_PLATT_ROWS = 200

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from spymaster.outcomes import PRIMARY_HORIZON_MIN, horizon_index
-from spymaster.retrieval.index import F32, F64, I64, Partition
+from spymaster.retrieval.index import F32, F64, I64, Partition, unit_rows
 
 # -- similarity and top-k --------------------------------------------------------------------------
 
@@ -95,6 +95,8 @@ def search(
     """Exact top-``k`` rows dated strictly before ``as_of_day`` with at most ``max_per_day`` per date."""
     if k < 1 or max_per_day < 1:
         raise ValueError("k and max_per_day must be at least 1")
+    if not part.in_memory:
+        raise ValueError(f"partition {part.key} is not in memory: search it through its ANN index")
     h = horizon_index(horizon)
     cut = part.rows_before(as_of_day)
     unit = part.unit[:cut]
@@ -119,3 +121,47 @@ def search(
         if kept.size == k or m >= n_valid:
             return Hits(kept.astype(np.int64), sims[kept], n_valid)
         m = min(n_valid, m * 4)
+
+
+def rank(
+    part: Partition,
+    rows: npt.ArrayLike,
+    vectors: npt.ArrayLike,
+    query_vec: npt.ArrayLike,
+    *,
+    as_of_day: int,
+    k: int,
+    max_per_day: int,
+    horizon: int = PRIMARY_HORIZON_MIN,
+    dim_weights: F32 | None = None,
+) -> Hits:
+    """Exact top-``k`` among candidate rows of a partition (an ANN index's answer), with their
+    vectors: the same similarity, order and day cap as :func:`search`.
+
+    A candidate dated on or after ``as_of_day``, or unlabelled at ``horizon``, is dropped here too,
+    whatever the index's filter did: no lookahead depends on the index.
+    """
+    if k < 1 or max_per_day < 1:
+        raise ValueError("k and max_per_day must be at least 1")
+    h = horizon_index(horizon)
+    cut = part.rows_before(as_of_day)
+    n_valid = int(part.cum[h, cut].sum())
+    r = np.asarray(rows, dtype=np.int64).reshape(-1)
+    v = np.asarray(vectors, dtype=np.float32).reshape(r.size, -1)
+    keep = (r >= 0) & (r < cut)
+    keep[keep] = part.labels[h, r[keep]] >= 0
+    r, v = r[keep], v[keep]
+    r, first = np.unique(r, return_index=True)
+    v = v[first]
+    if r.size == 0:
+        return Hits(np.zeros(0, np.int64), np.zeros(0), n_valid)
+    unit = unit_rows(v)
+    norms = None
+    if dim_weights is not None:
+        norms = np.sqrt(np.einsum("ij,ij,j->i", unit, unit, dim_weights)).astype(np.float32)
+    sims = weighted_similarity(unit, query_vec, dim_weights, norms)
+    order = np.lexsort((r, -sims))
+    kept = _capped(r[order], part.day, max_per_day)[:k]
+    at = {int(x): i for i, x in enumerate(r[order].tolist())}
+    sim_of = sims[order]
+    return Hits(kept.astype(np.int64), np.asarray([sim_of[at[int(x)]] for x in kept.tolist()]), n_valid)

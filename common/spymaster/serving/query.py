@@ -28,6 +28,7 @@ from spymaster.levels import DIRECTIONS, LEVEL_KINDS
 from spymaster.outcomes import HORIZONS_MIN, OUTCOMES, PRIMARY_HORIZON_MIN
 from spymaster.partitions import TIME_BUCKETS, all_partitions, partition_key
 from spymaster.retrieval import Index, Params, Partition, finite_or_none
+from spymaster.serving.ann import AnnSearcher
 from spymaster.serving.days import DayCache, DayData, et_time, iso_z
 from spymaster.serving.setups import LearnedAnswers
 from spymaster.serving.snapshot import _floats, _ns
@@ -117,6 +118,7 @@ SIGNAL_CACHE = 32
 class Queries(DayCache, LearnedAnswers):
     """Partitions, statistics, query vectors, the similarity answer and the per-bar signals."""
 
+    _ann_search: AnnSearcher | None
     params: Params
     default_weights: dict[str, float]
     _cache_lock: threading.Lock
@@ -273,7 +275,7 @@ class Queries(DayCache, LearnedAnswers):
             part, row = hit
             q_date = from_day_number(int(part.day[row]))
             q_ts: int | None = int(part.ts[row])
-            qvec = part.unit[row]
+            qvec = part.unit[row] if part.in_memory else self._ann().vector(idx, part, episode_id)
             ep_id = episode_id
             stats_version = self._snapshot().stats_by_day.get(int(part.day[row]))
             q_raw = self.learned_raw(episode_id)
@@ -306,14 +308,14 @@ class Queries(DayCache, LearnedAnswers):
             as_of = q_date
         elif q_date is not None:
             _check_as_of(as_of, q_date)
-        ans = retrieval.query(
+        hits, path = self._search(
+            idx, part, qvec, as_of_day=day_number(as_of), k=k, max_per_day=max_per_day, horizon=horizon, g=g
+        )
+        ans = retrieval.answer(
             part,
-            qvec,
+            hits,
             as_of_day=day_number(as_of),
-            k=k,
-            max_per_day=max_per_day,
             horizon=horizon,
-            dim_weights=g,
             params=self.params,
             pooled_counts=idx.pooled_counts(day_number(as_of), horizon),
         )
@@ -330,6 +332,7 @@ class Queries(DayCache, LearnedAnswers):
                 "stats_version": stats_version,
                 "episode_id": ep_id,
                 "table_version": idx.version,
+                "search": path,
             },
             "neighbours": [
                 {
@@ -354,6 +357,35 @@ class Queries(DayCache, LearnedAnswers):
                 else None
             ),
         }
+
+    def _ann(self) -> AnnSearcher:
+        if self._ann_search is None:
+            raise NotFoundError("no lake: a partition outside memory cannot be searched")
+        return self._ann_search
+
+    def _search(
+        self,
+        idx: Index,
+        part: Partition,
+        qvec: npt.ArrayLike,
+        *,
+        as_of_day: int,
+        k: int,
+        max_per_day: int,
+        horizon: int,
+        g: npt.NDArray[np.float32] | None,
+    ) -> tuple[retrieval.Hits, str]:
+        """The top-k hits and which search found them: exact in memory, or the table's ANN index
+        for a partition too large for memory (``settings.ANN``)."""
+        if part.in_memory:
+            hits = retrieval.search(
+                part, qvec, as_of_day=as_of_day, k=k, max_per_day=max_per_day, horizon=horizon, dim_weights=g
+            )
+            return hits, "exact"
+        hits = self._ann().hits(
+            idx, part, qvec, as_of_day=as_of_day, k=k, max_per_day=max_per_day, horizon=horizon, dim_weights=g
+        )
+        return hits, "ann"
 
     def _weights(self, weights: Mapping[str, float] | None) -> npt.NDArray[np.float32] | None:
         """Per-dimension weights: the service's default group weights, overridden group by group
@@ -427,14 +459,15 @@ class Queries(DayCache, LearnedAnswers):
         for pt in points:
             key = partition_key(pt.level_kind, pt.direction, pt.time_bucket)
             part = idx.partitions.get(key) or _empty_partition(key)
-            hits = retrieval.search(
+            hits, _ = self._search(
+                idx,
                 part,
                 pt.vector,
                 as_of_day=as_of,
                 k=k,
                 max_per_day=SERVED.max_per_day,
                 horizon=horizon,
-                dim_weights=g,
+                g=g,
             )
             dist, _ = retrieval.distribution(
                 part, hits, as_of_day=as_of, horizon=horizon, params=self.params, pooled_counts=pooled

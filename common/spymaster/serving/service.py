@@ -9,7 +9,9 @@ similarity answer and signals (:mod:`.query`), and the evaluation report (:mod:`
   only on a lake without one). The version is checked at most every ``table_check_seconds``
   (default 10 s; a HEAD of the snapshot, else ``checkout_latest`` on the open table); a changed
   version is reloaded by one thread while the others keep answering from the previous version.
-  The API never writes.
+  The API never writes. A partition of more than ``ANN.min_rows`` rows keeps only its metadata in
+  memory and is searched through the table's ANN index at the served version (:mod:`.ann`); the
+  answer says which search answered (``query.search``: ``exact`` or ``ann``).
 * **A date's silver** (state, levels, 2-minute bars) is read through the lake into a small LRU
   cache keyed by date; an entry is revalidated against its ``state`` manifest's run id at most
   every ``table_check_seconds``, so a re-run silver date is picked up.
@@ -49,6 +51,7 @@ from typing import Any
 from spymaster import vectors
 from spymaster.lake import Lake
 from spymaster.retrieval import Index, Params, calibration
+from spymaster.serving.ann import AnnSearcher
 from spymaster.serving.days import DayData
 from spymaster.serving.query import (
     Queries,
@@ -57,7 +60,7 @@ from spymaster.serving.reports import (
     Reports,
 )
 from spymaster.serving.snapshot import _Snapshot
-from spymaster.settings import SERVED
+from spymaster.settings import ANN, SERVED, AnnSearch
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +79,11 @@ class Service(Queries, Reports):
         index: Index | None = None,
         stats_by_day: Mapping[int, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        ann: AnnSearch = ANN,
     ) -> None:
         self.lake = lake
+        self.ann = ann
+        self._ann_search = AnnSearcher(lake, ann) if lake is not None else None
         self.check_s = float(table_check_seconds)
         self.params = params or calibration.SERVED_PARAMS
         self.default_weights: dict[str, float] = dict(SERVED.weights if weights is None else weights)

@@ -27,6 +27,7 @@ from spymaster.lake import Lake, paths
 from spymaster.layers.index import open_table, read_snapshot
 from spymaster.outcomes import HORIZONS_MIN, label_codes
 from spymaster.retrieval import Index
+from spymaster.settings import AnnSearch
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,11 @@ def _ns(col: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.int64]:
     return np.asarray(col.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
-def index_from_arrow(table: pa.Table, version: int | None) -> tuple[Index, dict[int, str]]:
-    """The in-memory index of the vector table's rows, and each date's statistics version."""
+def index_from_arrow(
+    table: pa.Table, version: int | None, ann_min_rows: int | None = None
+) -> tuple[Index, dict[int, str]]:
+    """The in-memory index of the vector table's rows, and each date's statistics version; the
+    vectors of partitions of more than ``ann_min_rows`` rows are dropped (served by ANN)."""
     if table.num_rows == 0:
         return Index.empty(version), {}
     # Whole arrays, not chunked ones: ChunkedArray.to_numpy goes through pandas (an import of
@@ -75,6 +79,7 @@ def index_from_arrow(table: pa.Table, version: int | None) -> tuple[Index, dict[
         labels=np.stack([label_codes(col(f"label_{h}m")) for h in HORIZONS_MIN]),
         mfe=np.stack([_floats(col(f"mfe_{h}m")) for h in HORIZONS_MIN]),
         mae=np.stack([_floats(col(f"mae_{h}m")) for h in HORIZONS_MIN]),
+        ann_min_rows=ann_min_rows,
     )
     pairs = (
         pa.table({"d": pa.array(days), "v": table.column("stats_version")}).group_by(["d", "v"]).aggregate([])
@@ -97,6 +102,7 @@ class TableSnapshots:
     """The vector table's in-memory snapshot, reloaded when the table's version changes."""
 
     lake: Lake | None
+    ann: AnnSearch
     check_s: float
     _clock: Callable[[], float]
     _fixed: bool
@@ -156,7 +162,7 @@ class TableSnapshots:
             return snap
         t0 = time.perf_counter()
         data = self._table.search().select(INDEX_COLUMNS).limit(None).to_arrow()
-        index, stats_by_day = index_from_arrow(data, version)
+        index, stats_by_day = index_from_arrow(data, version, self.ann.min_rows)
         log.info(
             "loaded vector table version %s: %d episodes in %d partitions (%.0f ms)",
             version,
@@ -182,7 +188,7 @@ class TableSnapshots:
         data, version = got
         if snap is not None and snap.index.version == version and snap.history is not None:
             return _Snapshot(snap.index, snap.stats_by_day, snap.history, fp)
-        index, stats_by_day = index_from_arrow(data, version)
+        index, stats_by_day = index_from_arrow(data, version, self.ann.min_rows)
         history = data.filter(pc.is_valid(data.column("label")))
         log.info(
             "loaded vector table version %s from its snapshot: %d episodes in %d partitions (%.0f ms)",

@@ -89,114 +89,108 @@ class StreamsView:
         rows = rows.filter(pa.array(ts <= cut))
         if rows.num_rows == 0:
             raise InvalidQueryError(f"{level} has no 2-minute bar closed by {at} on {date}")
-        return self._render(date, level, rows, model, position, p_break, p_reject)
+        return render(date, level, rows, model, position, p_break, p_reject)
 
-    def _render(
-        self,
-        date: dt.date,
-        level: str,
-        rows: pa.Table,
-        model: ProjectionModel | None,
-        position: str | None,
-        p_break: float | None,
-        p_reject: float | None,
-    ) -> dict[str, Any]:
-        ts = rows.column("ts").cast(pa.int64()).to_numpy()
-        last = rows.num_rows - 1
-        cols = {s.name: rows.column(s.name).to_pylist() for s in STREAMS}
-        bars = [
-            {
-                "t": iso_z(int(t)),
-                "time": et_time(int(t)),
-                "direction": rows.column("direction")[i].as_py(),
-                "values": {s.name: _num(cols[s.name][i]) for s in STREAMS},
-            }
-            for i, t in enumerate(ts)
-        ]
-        latest = {
-            s.name: {
-                "value": _num(cols[s.name][last]),
-                **{d: _num(rows.column(f"{s.name}_{d}")[last].as_py()) for d in DERIVATIVES},
-            }
-            for s in STREAMS
-        }
-        alerts = run_alerts(rows)
-        raised = alerts.column("ts").cast(pa.int64()).to_pylist()
-        cleared = alerts.column("cleared_ts").cast(pa.int64()).to_pylist()
-        out_alerts = [
-            {
-                "alert": a["alert"],
-                "t": iso_z(r),
-                "time": et_time(r),
-                "cleared": None if c is None else et_time(c),
-                "active": c is None,
-                "confidence": a["confidence"],
-                "severity": a["severity"],
-                "expects": a["expects"],
-            }
-            for a, r, c in zip(
-                alerts.select(["alert", "confidence", "severity", "expects"]).to_pylist(),
-                raised,
-                cleared,
-                strict=True,
-            )
-        ]
-        direction = str(rows.column("direction")[last].as_py())
-        exit_out = None
-        if position is not None:
-            net = cols["net"][last]
-            score = exit_score(
-                position, direction, math.nan if net is None else float(net), p_break, p_reject
-            )
-            exit_out = {"position": position, "direction": direction, "score": score}
-        return {
-            "date": date.isoformat(),
-            "level_kind": level,
-            "as_of": iso_z(int(ts[last])),
-            "as_of_time": et_time(int(ts[last])),
-            "direction": direction,
-            "scaling_days": int(rows.column("scaling_days")[last].as_py()),
-            "scaling_version": rows.column("scaling_version")[last].as_py(),
-            "streams": [
-                {"name": s.name, "symbol": s.symbol, "kind": s.kind, "definition": s.definition}
-                for s in STREAMS
-            ],
-            "bars": bars,
-            "latest": latest,
-            "projection": self._projection(rows, last, int(ts[last]), model),
-            "alerts": out_alerts,
-            "exit": exit_out,
-        }
 
-    @staticmethod
-    def _projection(
-        rows: pa.Table, last: int, t0: int, model: ProjectionModel | None
-    ) -> dict[str, Any] | None:
-        if model is None:
-            return None
-        curves: dict[str, Any] = {}
-        for s in STREAMS:
-            v = rows.column(s.name)[last].as_py()
-            if v is None:
-                continue
-            x = design(
-                np.array([v], dtype=np.float64),
-                *(
-                    np.array([rows.column(f"{s.name}_{d}")[last].as_py()], dtype=np.float64)
-                    for d in DERIVATIVES
-                ),
-            )
-            c = model.project(s.name, x)
-            if c is None:
-                continue
-            curves[s.name] = {
-                f"q{round(q * 100)}": [round(float(y), 6) for y in c[0, i]] for i, q in enumerate(QUANTILES)
-            }
-        times = [t0 + h * BAR_CLOSE_NS for h in range(1, HORIZON_BARS + 1)]
-        return {
-            "model_version": model.version,
-            "trained_on": [d.isoformat() for d in (model.days[0], model.days[-1])] if model.days else [],
-            "t": [iso_z(t) for t in times],
-            "time": [et_time(t) for t in times],
-            "curves": curves,
+def render(
+    date: dt.date,
+    level: str,
+    rows: pa.Table,
+    model: ProjectionModel | None,
+    position: str | None = None,
+    p_break: float | None = None,
+    p_reject: float | None = None,
+) -> dict[str, Any]:
+    """One level's streams answer from its rows up to the as-of bar (the last row): the API's
+    answer for a committed day and the live engine's pushed one alike."""
+    ts = rows.column("ts").cast(pa.int64()).to_numpy()
+    last = rows.num_rows - 1
+    cols = {s.name: rows.column(s.name).to_pylist() for s in STREAMS}
+    bars = [
+        {
+            "t": iso_z(int(t)),
+            "time": et_time(int(t)),
+            "direction": rows.column("direction")[i].as_py(),
+            "values": {s.name: _num(cols[s.name][i]) for s in STREAMS},
         }
+        for i, t in enumerate(ts)
+    ]
+    latest = {
+        s.name: {
+            "value": _num(cols[s.name][last]),
+            **{d: _num(rows.column(f"{s.name}_{d}")[last].as_py()) for d in DERIVATIVES},
+        }
+        for s in STREAMS
+    }
+    alerts = run_alerts(rows)
+    raised = alerts.column("ts").cast(pa.int64()).to_pylist()
+    cleared = alerts.column("cleared_ts").cast(pa.int64()).to_pylist()
+    out_alerts = [
+        {
+            "alert": a["alert"],
+            "t": iso_z(r),
+            "time": et_time(r),
+            "cleared": None if c is None else et_time(c),
+            "active": c is None,
+            "confidence": a["confidence"],
+            "severity": a["severity"],
+            "expects": a["expects"],
+        }
+        for a, r, c in zip(
+            alerts.select(["alert", "confidence", "severity", "expects"]).to_pylist(),
+            raised,
+            cleared,
+            strict=True,
+        )
+    ]
+    direction = str(rows.column("direction")[last].as_py())
+    exit_out = None
+    if position is not None:
+        net = cols["net"][last]
+        score = exit_score(position, direction, math.nan if net is None else float(net), p_break, p_reject)
+        exit_out = {"position": position, "direction": direction, "score": score}
+    return {
+        "date": date.isoformat(),
+        "level_kind": level,
+        "as_of": iso_z(int(ts[last])),
+        "as_of_time": et_time(int(ts[last])),
+        "direction": direction,
+        "scaling_days": int(rows.column("scaling_days")[last].as_py()),
+        "scaling_version": rows.column("scaling_version")[last].as_py(),
+        "streams": [
+            {"name": s.name, "symbol": s.symbol, "kind": s.kind, "definition": s.definition} for s in STREAMS
+        ],
+        "bars": bars,
+        "latest": latest,
+        "projection": _projection(rows, last, int(ts[last]), model),
+        "alerts": out_alerts,
+        "exit": exit_out,
+    }
+
+
+def _projection(rows: pa.Table, last: int, t0: int, model: ProjectionModel | None) -> dict[str, Any] | None:
+    if model is None:
+        return None
+    curves: dict[str, Any] = {}
+    for s in STREAMS:
+        v = rows.column(s.name)[last].as_py()
+        if v is None:
+            continue
+        x = design(
+            np.array([v], dtype=np.float64),
+            *(np.array([rows.column(f"{s.name}_{d}")[last].as_py()], dtype=np.float64) for d in DERIVATIVES),
+        )
+        c = model.project(s.name, x)
+        if c is None:
+            continue
+        curves[s.name] = {
+            f"q{round(q * 100)}": [round(float(y), 6) for y in c[0, i]] for i, q in enumerate(QUANTILES)
+        }
+    times = [t0 + h * BAR_CLOSE_NS for h in range(1, HORIZON_BARS + 1)]
+    return {
+        "model_version": model.version,
+        "trained_on": [d.isoformat() for d in (model.days[0], model.days[-1])] if model.days else [],
+        "t": [iso_z(t) for t in times],
+        "time": [et_time(t) for t in times],
+        "curves": curves,
+    }

@@ -67,9 +67,8 @@ def build_vectors(state: pa.Table, anchors: pa.Table) -> F32Array:
     for need in ("date", "ts", "level_kind"):
         if need not in anchors.column_names:
             raise ValueError(f"anchors need a {need!r} column")
-    missing = [
-        c for c in ("date", "ts", "level_kind", "direction", *FEATURE_NAMES) if c not in state.column_names
-    ]
+    have = set(state.column_names)  # once: the property builds a new list at each call
+    missing = [c for c in ("date", "ts", "level_kind", "direction", *FEATURE_NAMES) if c not in have]
     if missing:
         raise ValueError(f"state lacks columns {missing}")
     out = np.full((anchors.num_rows, VECTOR_DIM), np.nan, dtype=np.float32)

@@ -377,7 +377,7 @@ async function startLive() {
   }
   const ctl = new AbortController();
   ++state.loadToken; // a day still loading must not overwrite the live state
-  state.live = { ctl, date: st.date, lag: null, dropped: 0, coalesced: 0, recordTs: null, status: st.engine };
+  state.live = { ctl, date: st.date, lag: null, dropped: 0, coalesced: 0, recordTs: null, status: st.engine, streams: {} };
   state.date = st.date;
   state.bars = [];
   state.levels = {};
@@ -502,6 +502,8 @@ function applyLive(ev) {
         state.signals.sort((a, b) => a.min - b.min);
       }
     }
+  } else if (ev.kind === "streams" && ev.level) {
+    live.streams[ev.level] = p; // the level's /v1/days/{date}/streams answer as of this bar close
   } else if (ev.kind === "status") {
     live.status = { ...live.status, ...p }; // a quiet-stream status carries the push counters only
   }
@@ -1554,6 +1556,7 @@ function streamsLevel() {
 }
 
 async function renderStreams() {
+  if (state.live) return renderLiveStreams();
   if (!state.date) return;
   const level = streamsLevel();
   $("streams-level").value = level;
@@ -1583,6 +1586,31 @@ async function renderStreams() {
     $("streams-alerts").replaceChildren();
     if (window.Plotly) window.Plotly.purge($("streams-chart"));
   }
+}
+
+/** Live mode: the level's streams as the engine pushed them at the last bar close (no fetch). */
+function renderLiveStreams() {
+  const level = streamsLevel();
+  $("streams-level").value = level;
+  const data = state.live.streams[level] || null;
+  const key = `live|${state.live.date}|${level}|${data ? data.as_of : ""}`;
+  if (key === streams.key) return;
+  streams.key = key;
+  streams.token++; // a fetch still in flight from replay mode must not draw over this
+  const card = $("streams-card");
+  card.dataset.level = level;
+  card.dataset.asOf = data ? data.as_of_time : "";
+  streams.data = data;
+  if (data) {
+    drawStreams(data);
+    $("streams-exit").textContent = streams.position ? "exit score: replay mode only" : "";
+    return;
+  }
+  $("streams-meta").textContent = `${level}: waiting for the engine's first 2-minute bar close with the level active`;
+  $("streams-exit").textContent = "";
+  $("streams-latest").replaceChildren();
+  $("streams-alerts").replaceChildren();
+  if (window.Plotly) window.Plotly.purge($("streams-chart"));
 }
 
 function drawStreams(d) {
