@@ -31,10 +31,13 @@ BENCHES: dict[str, tuple[list[str], str]] = {
         "that process's VmHWM), imports outside the clock. Goals (issue 16): ≥ 3× for MBP-10, ≥ 2× for "
         "trades, peak RSS ≤ 1.5 GB. Beside the total, decode alone and write alone (one writer) show "
         "where the time goes; the levers table writes the same MBP-10 batches with one option changed. "
-        "Shipped: the decode splits records into columns a cache-sized block at a time, the reference "
-        "pass keeps only the medians (duplicates are found during the decode), and two writers encode "
-        "consecutive files of 4 row groups at once while a third thread decodes; memory is bounded by "
-        "the chunk (131 072 records = one row group), not by the file.",
+        "Shipped: one pass over the file (the screen gathers the session medians during the decode and "
+        "confirms after it that none would have dropped a record; only a file with a price off its "
+        "median is decoded again, medians first), the decode splits records into columns once, a "
+        "cache-sized block at a time, for the screen and the batch alike; zstd decompresses on a thread "
+        "of its own, a second thread screens and converts, and two writers encode consecutive files of "
+        "4 row groups at once (floats byte-stream-split); memory is bounded by the chunk (131 072 "
+        "records = one row group), not by the file.",
     ),
     "silver": (
         ["bench/bench_silver.py", "--scale", "1.0"],
@@ -55,7 +58,9 @@ BENCHES: dict[str, tuple[list[str], str]] = {
         "(goal: ≥ 1.8×); the API Lambda's cold start with the lake on S3 (moto over HTTP), median of "
         "three fresh processes, from the indexer's snapshot (shipped) and, on the same lake without it, "
         "from the LanceDB table (before). Goal: imports + first answer ≤ 1.5 s. CPU seconds are printed "
-        "beside wall seconds because other jobs share the two cores.",
+        "beside wall seconds because other jobs share the two cores; the backfill's CPU-seconds give its "
+        "ceiling on two cores (one worker's wall over half its CPU-seconds: a worker's bronze already "
+        "runs several threads).",
     ),
     "query": (
         ["bench/bench_query.py"],

@@ -9,7 +9,9 @@ UTC offset follows US DST; no offset is hard-coded anywhere.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.metadata
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -76,8 +78,19 @@ def _calendars() -> tuple[Any, Any]:
     return pmc.get_calendar(_CME), pmc.get_calendar("NYSE")
 
 
-@cache
+_YEARS: dict[int, dict[dt.date, TradingDay]] = {}
+"""The years asked about so far, from the calendars or :func:`seed_calendar`."""
+
+
 def _year(year: int) -> dict[dt.date, TradingDay]:
+    """Every trading date of a year (the calendars are asked once per year)."""
+    got = _YEARS.get(year)
+    if got is None:
+        got = _YEARS[year] = _schedule(year)
+    return got
+
+
+def _schedule(year: int) -> dict[dt.date, TradingDay]:
     """Every trading date of a year: a CME Globex equity session that is also an NYSE session.
 
     The NYSE condition drops the days CME trades an abbreviated holiday session (Thanksgiving,
@@ -100,6 +113,43 @@ def _year(year: int) -> dict[dt.date, TradingDay]:
         if d in rth:
             out[d] = TradingDay(globex_close=close.tz_convert(str(ET)).time(), rth_close=rth[d])
     return out
+
+
+def _calendar_version() -> str:
+    """The installed calendar library's version (package metadata: no import)."""
+    return importlib.metadata.version("pandas-market-calendars")
+
+
+def calendar_years(years: Iterable[int]) -> dict[str, Any]:
+    """The trading days of ``years`` as plain JSON data, for :func:`seed_calendar` elsewhere.
+
+    The indexer stores this beside the vector-table snapshot: the API's cold start then skips
+    importing the calendar library and building its schedules (≈ 1 s of CPU)."""
+    out: dict[str, Any] = {"library": _calendar_version(), "years": {}}
+    for y in sorted(set(years)):
+        if CALENDAR_FIRST.year <= y <= CALENDAR_LAST.year:
+            out["years"][str(y)] = [
+                [d.isoformat(), td.globex_close.isoformat(), td.rth_close.isoformat()]
+                for d, td in sorted(_year(y).items())
+            ]
+    return out
+
+
+def seed_calendar(data: dict[str, Any]) -> bool:
+    """Take the years of :func:`calendar_years` data as this process's calendar, unless it was
+    built by another version of the calendar library (then the library answers, as without it).
+    True when seeded."""
+    if data.get("library") != _calendar_version():
+        return False
+    for y, rows in data.get("years", {}).items():
+        _YEARS.setdefault(
+            int(y),
+            {
+                dt.date.fromisoformat(d): TradingDay(dt.time.fromisoformat(g), dt.time.fromisoformat(r))
+                for d, g, r in rows
+            },
+        )
+    return True
 
 
 def trading_day(d: dt.date) -> TradingDay | None:

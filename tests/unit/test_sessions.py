@@ -4,6 +4,9 @@ early closes given, and every session long enough for the query window and the l
 from __future__ import annotations
 
 import datetime as dt
+import json
+import subprocess
+import sys
 
 import pytest
 
@@ -87,3 +90,39 @@ def test_every_session_holds_the_query_window_and_the_longest_horizon() -> None:
 def test_dates_outside_the_calendar_are_refused() -> None:
     with pytest.raises(sessions.CalendarRangeError, match="outside the exchange calendar"):
         sessions.is_trading_day(D(1989, 12, 29))
+
+
+_SEEDED_CHILD = """
+import datetime as dt, json, sys
+from spymaster import sessions
+assert sessions.seed_calendar(json.loads(sys.stdin.read()))
+days = [d.isoformat() for d in sessions.trading_days_between(dt.date(2025, 1, 1), dt.date(2026, 12, 31))]
+closes = [sessions.globex_close(dt.date(2025, 11, 28)).isoformat(), sessions.rth_close(dt.date(2025, 11, 28)).isoformat()]
+print(json.dumps({"days": days, "closes": closes, "library": "pandas_market_calendars" in sys.modules}))
+"""
+
+
+def test_a_seeded_calendar_answers_as_the_library_does_without_importing_it() -> None:
+    # Given the trading days of two years exported from the library
+    data = sessions.calendar_years([2025, 2026])
+    # When a fresh process takes them as its calendar
+    out = subprocess.run(
+        [sys.executable, "-c", _SEEDED_CHILD],
+        input=json.dumps(data),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    got = json.loads(out.stdout)
+    # Then it gives the same days and early closes, and never imported the library
+    want = [d.isoformat() for d in sessions.trading_days_between(D(2025, 1, 1), D(2026, 12, 31))]
+    assert got["days"] == want
+    assert len(want) > 480
+    assert got["closes"] == [sessions.globex_close(D(2025, 11, 28)).isoformat(), "13:00:00"]
+    assert got["closes"][0] != "17:00:00"  # the day after Thanksgiving closes early
+    assert got["library"] is False
+
+
+def test_a_calendar_from_another_library_version_is_not_taken() -> None:
+    data = {**sessions.calendar_years([2026]), "library": "0.0-other"}
+    assert sessions.seed_calendar(data) is False

@@ -120,9 +120,15 @@ def discard(lake: Lake, files: list[str]) -> None:
 
 def read_manifest(lake: Lake, layer: Layer, table: str, date: dt.date) -> Manifest:
     rel = paths.manifest(layer, table, date)
-    if not lake.exists(rel):
-        raise NotCommittedError(f"{layer.value}/{table} is not committed for this date", date=date)
-    return Manifest(**lake.read_json(rel))
+    try:  # read first, ask after: a committed date (the common case) costs no HEAD of its own
+        data = lake.read_json(rel)
+    except LakeError:
+        if not lake.exists(rel):
+            raise NotCommittedError(
+                f"{layer.value}/{table} is not committed for this date", date=date
+            ) from None
+        raise
+    return Manifest(**data)
 
 
 def is_committed(lake: Lake, layer: Layer, table: str, date: dt.date) -> bool:

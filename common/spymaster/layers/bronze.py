@@ -1,7 +1,8 @@
 """Bronze: a date's raw DBN files decoded to Parquet, one table per (product, schema).
 
 Per (date, kind) job: copy the raw object locally if it lives on S3, check its metadata against
-its place, stream-decode in chunks into Parquet (one row group per chunk, so peak memory does not
+its place, stream-decode once (the screen's session medians are gathered on the way, see
+:mod:`spymaster.raw.quality`) in chunks into Parquet (one row group per chunk, so peak memory does not
 grow with the file; consecutive files of :data:`ROW_GROUPS_PER_FILE` row groups are encoded by
 parallel writers, the manifest lists them in the records' order), then commit. A bad file is quarantined with its reason and no
 bronze output of it ever becomes visible.
@@ -40,14 +41,17 @@ _PRUNED = ("ts_recv", "ts_event", "instrument_id")
 
 def PARQUET_OPTIONS(schema: pa.Schema) -> dict[str, Any]:  # noqa: N802  # reads as a constant
     """zstd level 1; dictionaries only for string columns (faster and smaller than dictionary-encoding
-    every numeric column of MBP-10); min/max statistics only where readers prune (figures in
+    every numeric column of MBP-10); floats byte-stream-split (the 20 book prices: both faster to
+    compress and smaller); min/max statistics only where readers prune (figures in
     docs/BENCHMARKS.md)."""
     strings = [f.name for f in schema if pa.types.is_string(f.type)]
+    floats = [f.name for f in schema if pa.types.is_floating(f.type)]
     stats = [f.name for f in schema if f.name in _PRUNED]
     return {
         "compression": "zstd",
         "compression_level": 1,
         "use_dictionary": strings,
+        "use_byte_stream_split": floats or False,
         "write_statistics": stats,
     }
 
@@ -59,45 +63,9 @@ WRITERS = 2
 """Files written at once (one per core: encoding releases the GIL)."""
 
 
+prefetch = dbnread.prefetch
+"""Decode on a second thread while the caller writes (see :func:`spymaster.raw.dbnread.prefetch`)."""
 _DONE = object()
-
-
-def prefetch(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:
-    """Decode on a second thread while the caller writes: zstd and Parquet both release the GIL,
-    so on two cores the slower stage sets the pace instead of the sum of both. At most ``depth``
-    chunks wait in memory."""
-    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        """Hand over one item unless the consumer has gone (then never block)."""
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def run() -> None:
-        try:
-            for b in batches:
-                if not put(b):
-                    return
-            put(_DONE)
-        except BaseException as exc:  # handed to the consumer, re-raised there
-            put(exc)
-
-    t = threading.Thread(target=run, name="bronze-decode", daemon=True)
-    t.start()
-    try:
-        while (item := q.get()) is not _DONE:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        t.join()
 
 
 _ABORT = object()
@@ -224,10 +192,23 @@ def build(
             info = dbnread.inspect(local, label=key)
             dbnread.check_placement(info, kind, date)
             schema = dbnread.arrow_schema(kind.schema)
-            screen = quality.screen(local, info, kind, label=key)
+            # One decode: the screen gathers the session medians as it goes and says after it
+            # whether they would have dropped anything; only then decode again, medians first.
+            screen = quality.screen(local, info, kind, label=key, deferred=True)
             files, rows = write_parts(
-                lake, out, schema, prefetch(dbnread.decode(local, label=key, screen=screen)), writers=writers
+                lake, out, schema, prefetch(_decode(local, key, screen)), writers=writers
             )
+            if screen.medians is None and not screen.confirm():
+                discard(lake, written)
+                written.clear()
+                screen = quality.screen(local, info, kind, label=key)
+                files, rows = write_parts(
+                    lake,
+                    out,
+                    schema,
+                    prefetch(_decode(local, key, screen)),
+                    writers=writers,
+                )
             q = screen.quality
             if q.records == 0:
                 raise EmptyInputError(
@@ -266,6 +247,12 @@ def build(
         raise
     quarantine.resolve(lake, kind, date, run_id)
     return BronzeResult(date=date, kind=kind, rows=rows, manifest=manifest)
+
+
+def _decode(local: Any, key: str, screen: quality.Screen) -> Iterator[pa.RecordBatch]:
+    """The screened batches, the file decompressed on a thread of its own (zstd releases the GIL):
+    decompressing, screening and converting, and the writers, then share both cores."""
+    return dbnread.decode(local, label=key, screen=screen, ahead=True)
 
 
 def _record_quality(

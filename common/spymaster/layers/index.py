@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import math
 import time
 import warnings
@@ -43,7 +44,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from spymaster import vectors
+from spymaster import sessions, vectors
 from spymaster.errors import LakeError
 from spymaster.lake import Lake, Lease, committed_dates, is_committed, locked, paths, read_manifest
 from spymaster.lake.paths import EPISODES_TABLE, VECTOR_TABLE, Layer
@@ -75,6 +76,9 @@ SNAPSHOT_COLUMNS = [
 ]
 """What the API holds in memory: the partitions' columns and the learned similarity's history."""
 _SNAPSHOT_VERSION = b"table_version"
+_SNAPSHOT_CALENDAR = b"calendar"
+"""The trading days of the lake's years (``sessions.calendar_years``): the API seeds its calendar
+from them instead of importing the exchange-calendar library on its first answer."""
 
 KEY_COLUMNS = ("episode_id", "date", "ts", "level_kind", "direction", "time_bucket", "partition")
 CARRIED = ("level_price", "price", "atr", "distance", "anchor_reason")
@@ -418,7 +422,12 @@ def refresh_snapshot(lake: Lake) -> bool:
     labelled = pc.is_valid(data.column("label"))
     raw = pc.if_else(labelled, data.column("raw"), pa.scalar(None, data.schema.field("raw").type))
     data = data.set_column(data.schema.get_field_index("raw"), "raw", raw)
-    data = data.replace_schema_metadata({_SNAPSHOT_VERSION: str(version).encode()})
+    years = {d.year for d in pc.unique(data.column("date")).to_pylist()}
+    # the lake's years and their neighbours (a previous trading day may fall in the year before)
+    cal = sessions.calendar_years(y + o for y in years for o in (-1, 0, 1))
+    data = data.replace_schema_metadata(
+        {_SNAPSHOT_VERSION: str(version).encode(), _SNAPSHOT_CALENDAR: json.dumps(cal).encode()}
+    )
     sink = pa.BufferOutputStream()
     # lz4: the vectors compress little and reading must stay fast; one object, one PUT
     options = pa.ipc.IpcWriteOptions(compression="lz4")
@@ -438,20 +447,25 @@ def snapshot_version(lake: Lake) -> int | None:
     return int(v) if v is not None else None
 
 
-def read_snapshot(lake: Lake) -> tuple[pa.Table, int] | None:
-    """The snapshot's rows and table version in one GET (None when there is none).
+def read_snapshot(lake: Lake, *, seen: bool = False) -> tuple[pa.Table, int] | None:
+    """The snapshot's rows and table version in one GET (None when there is none; ``seen``: the
+    caller has just seen it exist, so no second HEAD); seeds this
+    process's trading calendar with the days it carries (``sessions.seed_calendar``).
 
     Raises
     ------
     LakeError
         The object cannot be read or is not a snapshot.
     """
-    if not lake.exists(paths.VECTOR_SNAPSHOT):
+    if not seen and not lake.exists(paths.VECTOR_SNAPSHOT):
         return None
     data = lake.read_bytes(paths.VECTOR_SNAPSHOT)
     try:
         table = pa.ipc.open_file(pa.py_buffer(data)).read_all()
-        version = int((table.schema.metadata or {})[_SNAPSHOT_VERSION])
+        meta = table.schema.metadata or {}
+        version = int(meta[_SNAPSHOT_VERSION])
+        if _SNAPSHOT_CALENDAR in meta:
+            sessions.seed_calendar(json.loads(meta[_SNAPSHOT_CALENDAR]))
     except (pa.ArrowInvalid, KeyError, ValueError) as exc:
         raise LakeError(f"unreadable vector-table snapshot: {exc}", file=paths.VECTOR_SNAPSHOT) from exc
     return table.replace_schema_metadata(None), version

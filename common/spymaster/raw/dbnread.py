@@ -9,13 +9,15 @@ gives: prices as float (``UNDEF_PRICE`` → null), timestamps as UTC nanoseconds
 from __future__ import annotations
 
 import datetime as dt
+import queue
 import re
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import databento as db
 import databento_dbn as dbn
@@ -208,8 +210,10 @@ def _arrow_type(cls: Any, name: str, np_dtype: str) -> pa.DataType:
 class RecordFilter(Protocol):
     """Decides, per chunk of raw records, which to keep (see :mod:`spymaster.quality`)."""
 
-    def keep(self, arr: np.ndarray[Any, Any]) -> np.ndarray[Any, Any] | None:
-        """A boolean mask over ``arr`` (``None``: keep all)."""
+    def keep(
+        self, arr: np.ndarray[Any, Any], cols: dict[str, np.ndarray[Any, Any]]
+    ) -> np.ndarray[Any, Any] | None:
+        """A boolean mask over ``arr`` (``None``: keep all); ``cols`` are its fields, already split."""
         ...
 
     def keep_symbols(self, symbols: pa.Array) -> pa.Array | None:
@@ -217,10 +221,53 @@ class RecordFilter(Protocol):
         ...
 
 
+_DONE = object()
+T = TypeVar("T")
+
+
+def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """``items`` produced on a second thread while the caller consumes them: zstd, numpy and
+    Parquet release the GIL, so on two cores the slower side sets the pace instead of the sum of
+    both. At most ``depth`` items wait in memory; an error is re-raised in the consumer."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        """Hand over one item unless the consumer has gone (then never block)."""
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for b in items:
+                if not put(b):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer, re-raised there
+            put(exc)
+
+    t = threading.Thread(target=run, name="prefetch", daemon=True)
+    t.start()
+    try:
+        while (item := q.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join()
+
+
 def records(
-    path: str | Path, *, label: str | None = None, chunk: int = CHUNK_RECORDS
+    path: str | Path, *, label: str | None = None, chunk: int = CHUNK_RECORDS, ahead: bool = False
 ) -> Iterator[np.ndarray[Any, Any]]:
-    """The file's raw records as structured numpy arrays of at most ``chunk`` (current layout).
+    """The file's raw records as structured numpy arrays of at most ``chunk`` (current layout);
+    with ``ahead``, decompressed on a second thread (:func:`prefetch`).
 
     Raises
     ------
@@ -238,6 +285,8 @@ def records(
                 arrays: Iterator[np.ndarray[Any, Any]] = _upgraded(db.DBNStore.from_file(path), cls, chunk)
             else:
                 arrays = _stream(Path(path), np.dtype(cls._dtypes), chunk, info.file)
+                if ahead:
+                    arrays = prefetch(arrays)
             for arr in arrays:
                 if len(arr) == 0:
                     continue
@@ -255,8 +304,10 @@ def decode(
     label: str | None = None,
     chunk: int = CHUNK_RECORDS,
     screen: RecordFilter | None = None,
+    ahead: bool = False,
 ) -> Iterator[pa.RecordBatch]:
-    """Decode a homogeneous DBN file into Arrow record batches of at most ``chunk`` rows.
+    """Decode a homogeneous DBN file into Arrow record batches of at most ``chunk`` rows
+    (``ahead``: decompressed on a second thread).
 
     ``screen`` drops records before they are converted (implausible values, duplicates, records
     outside the file's window) and after symbol mapping (unknown instruments), and counts them.
@@ -274,13 +325,15 @@ def decode(
     symbols = InstrumentMap()
     symbols.insert_metadata(info.metadata)
     ts_name = cls._ordered_fields[0]
-    for arr in records(path, label=label, chunk=chunk):
+    names = [f.name for f in schema if f.name != "symbol"]
+    for arr in records(path, label=label, chunk=chunk, ahead=ahead):
         try:
-            if screen is not None and (mask := screen.keep(arr)) is not None:
-                arr = arr[mask]
-                if len(arr) == 0:
+            cols = columns(arr, names)  # split once, for the screen and the batch alike
+            if screen is not None and (mask := screen.keep(arr, cols)) is not None:
+                if not mask.any():
                     continue
-            batch = _to_batch(arr, cls, schema, symbols, ts_name)
+                cols = {n: c[mask] for n, c in cols.items()}
+            batch = _batch_of(cols, cls, schema, symbols, ts_name)
             if screen is not None and (smask := screen.keep_symbols(batch.column("symbol"))) is not None:
                 batch = batch.filter(smask)
         except BadInputError:
@@ -398,11 +451,12 @@ def columns(arr: np.ndarray[Any, Any], names: list[str]) -> dict[str, np.ndarray
     return out
 
 
-def _to_batch(
-    arr: np.ndarray[Any, Any], cls: Any, schema: pa.Schema, symbols: InstrumentMap, ts_name: str
+def _batch_of(
+    fields: dict[str, np.ndarray[Any, Any]], cls: Any, schema: pa.Schema, symbols: InstrumentMap, ts_name: str
 ) -> pa.RecordBatch:
-    cols = _columns(arr, cls, schema)
-    cols.append(_symbols(arr, ts_name, symbols))
+    sym = _symbols(fields[ts_name], fields["instrument_id"], symbols)
+    cols = _converted(fields, cls, schema)
+    cols.append(sym)
     return pa.RecordBatch.from_arrays(cols, schema=schema)
 
 
@@ -421,13 +475,16 @@ def record_batch(records: Sequence[Any], schema: str) -> pa.RecordBatch:
 
 
 def _columns(arr: np.ndarray[Any, Any], cls: Any, schema: pa.Schema) -> list[pa.Array]:
-    names = [f.name for f in schema if f.name != "symbol"]
-    fields = columns(arr, names)
+    return _converted(columns(arr, [f.name for f in schema if f.name != "symbol"]), cls, schema)
+
+
+def _converted(fields: dict[str, np.ndarray[Any, Any]], cls: Any, schema: pa.Schema) -> list[pa.Array]:
+    """Bronze's Arrow columns of a chunk's split fields (prices as float, sentinels as nulls)."""
     cols: list[pa.Array] = []
     for field in schema:
         if field.name == "symbol":
             continue
-        raw = fields.pop(field.name)
+        raw = fields[field.name]
         if field.type == _TS:
             mask = raw == _UNDEF_TS
             cols.append(pa.array(raw.view(np.int64), type=_TS, mask=mask if mask.any() else None))
@@ -442,14 +499,16 @@ def _columns(arr: np.ndarray[Any, Any], cls: Any, schema: pa.Schema) -> list[pa.
     return cols
 
 
-def _symbols(arr: np.ndarray[Any, Any], ts_name: str, symbols: InstrumentMap) -> pa.Array:
+def _symbols(
+    ts: np.ndarray[Any, Any], instrument_id: np.ndarray[Any, Any], symbols: InstrumentMap
+) -> pa.Array:
     """The mapped symbol per record, resolved once per distinct (instrument, UTC day) pair.
 
     ``InstrumentMap.resolve_many`` sorts every row; a chunk holds a handful of distinct pairs, so
     hashing them (``pd.factorize``) and resolving each pair once is ~20x faster.
     """
-    day = np.ascontiguousarray(arr[ts_name]).view(np.int64) // (86_400 * NS)
-    iid = np.ascontiguousarray(arr["instrument_id"]).astype(np.int64)
+    day = np.ascontiguousarray(ts).view(np.int64) // (86_400 * NS)
+    iid = np.ascontiguousarray(instrument_id).astype(np.int64)
     codes, uniq = pd.factorize(iid * 1_000_000 + (day - int(day.min())) if day.size else iid)
     d0 = int(day.min()) if day.size else 0
     resolved = [

@@ -120,22 +120,40 @@ class DayCache(TableSnapshots):
                 self._days.move_to_end(date)
                 if now - hit.checked < self.check_s:
                     return hit
+        lake = self.lake
         try:
-            run_id = read_manifest(self.lake, Layer.SILVER, paths.STATE_TABLE, date).run_id
+            # a cached date is revalidated by its state manifest alone; a new one reads it with the rest
+            m = read_manifest(lake, Layer.SILVER, paths.STATE_TABLE, date) if hit is not None else None
         except NotCommittedError:
             with self._day_lock:
                 self._days.pop(date, None)
             raise NotFoundError(f"no silver data for {date.isoformat()}") from None
-        if hit is not None and hit.run_id == run_id:
+        if hit is not None and m is not None and hit.run_id == m.run_id:
             hit.checked = now
             return hit
+
+        def state() -> tuple[str, pa.Table]:
+            sm = m or read_manifest(lake, Layer.SILVER, paths.STATE_TABLE, date)
+            return sm.run_id, lake.read_parquet(sm.files)
+
         # The three tables at once: each is a few sequential round trips to S3 (manifest, footer,
-        # data), and a cold start's first answer waits for all of them
-        lake = self.lake
-        tables = (paths.STATE_TABLE, paths.LEVELS_TABLE, paths.BARS_2M_TABLE)
-        with ThreadPoolExecutor(max_workers=len(tables), thread_name_prefix="silver-read") as pool:
-            state, levels, bars_2m = pool.map(lambda t: read_committed(lake, Layer.SILVER, t, date), tables)
-        data = DayData(date=date, run_id=run_id, state=state, levels=levels, bars_2m=bars_2m, checked=now)
+        # data), and a cold start's first answer waits for the slowest, not their sum
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="silver-read") as pool:
+            got = pool.submit(state)
+            rest = [
+                pool.submit(read_committed, lake, Layer.SILVER, t, date)
+                for t in (paths.LEVELS_TABLE, paths.BARS_2M_TABLE)
+            ]
+            try:  # no state: no silver for the date, whatever the other two say
+                run_id, state_table = got.result()
+            except NotCommittedError:
+                with self._day_lock:
+                    self._days.pop(date, None)
+                raise NotFoundError(f"no silver data for {date.isoformat()}") from None
+            levels, bars_2m = (f.result() for f in rest)
+        data = DayData(
+            date=date, run_id=run_id, state=state_table, levels=levels, bars_2m=bars_2m, checked=now
+        )
         with self._day_lock:
             self._days[date] = data
             self._days.move_to_end(date)

@@ -182,7 +182,7 @@ class TableSnapshots:
         if snap is not None and snap.fingerprint == fp:
             return snap
         t0 = time.perf_counter()
-        got = read_snapshot(self.lake)
+        got = read_snapshot(self.lake, seen=True)
         if got is None:
             return None
         data, version = got
