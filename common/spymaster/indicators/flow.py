@@ -410,6 +410,24 @@ def book_side_band(
     return np.where(idx >= 0, total, np.nan)
 
 
+def _side_view(
+    mbp10: pa.Table, query_ts: Any, price_level: npt.ArrayLike, side: str, ts_column: str
+) -> tuple[IntArray, FloatArray, FloatArray, FloatArray] | None:
+    """(state index, level, [n, 10] prices, [n, 10] sizes) of one side in force at each query; None
+    without a book. The level-relative reads below share it."""
+    book = _book(mbp10, None)
+    if not book.num_rows:
+        return None
+    ts = _times(book, ts_column)
+    q = as_ns(query_ts)
+    level = np.broadcast_to(np.asarray(price_level, dtype=np.float64), q.shape)
+    idx = np.searchsorted(ts, q, side="right") - 1
+    rows = np.maximum(idx, 0)
+    px = np.stack([as_float(book.column(f"{side}_px_{m:02d}"))[rows] for m in range(MAX_LEVELS)], axis=1)
+    sz = np.stack([_sizes(book, f"{side}_sz_{m:02d}")[rows] for m in range(MAX_LEVELS)], axis=1)
+    return idx, level, px, sz
+
+
 def wall_prominence(
     mbp10: pa.Table,
     query_ts: Any,
@@ -425,16 +443,10 @@ def wall_prominence(
     A wall is a level much larger than its neighbours; 0 where no visible level is near the level
     (nothing to compare), NaN without a book.
     """
-    book = _book(mbp10, None)
-    ts = _times(book, ts_column)
-    q = as_ns(query_ts)
-    level = np.broadcast_to(np.asarray(price_level, dtype=np.float64), q.shape)
-    idx = np.searchsorted(ts, q, side="right") - 1
-    rows = np.maximum(idx, 0)
-    if not book.num_rows:
-        return np.full(q.shape, np.nan)
-    px = np.stack([as_float(book.column(f"{side}_px_{m:02d}"))[rows] for m in range(MAX_LEVELS)], axis=1)
-    sz = np.stack([_sizes(book, f"{side}_sz_{m:02d}")[rows] for m in range(MAX_LEVELS)], axis=1)
+    view = _side_view(mbp10, query_ts, price_level, side, ts_column)
+    if view is None:
+        return np.full(as_ns(query_ts).shape, np.nan)
+    idx, level, px, sz = view
     near = np.abs(px - level[:, None]) <= ticks * tick + 1e-9 * tick
     biggest = np.where(near, sz, 0.0).max(axis=1)
     med = np.median(np.where(np.isfinite(px), sz, 0.0), axis=1)
@@ -462,18 +474,12 @@ def level_tick_prominence(
     """
     if side not in ("ask", "bid"):
         raise ValueError("side must be 'ask' or 'bid'")
-    book = _book(mbp10, None)
-    ts = _times(book, ts_column)
-    q = as_ns(query_ts)
-    level = np.broadcast_to(np.asarray(price_level, dtype=np.float64), q.shape)
-    idx = np.searchsorted(ts, q, side="right") - 1
-    rows = np.maximum(idx, 0)
-    if not book.num_rows:
-        return np.full(q.shape, np.nan)
+    view = _side_view(mbp10, query_ts, price_level, side, ts_column)
+    if view is None:
+        return np.full(as_ns(query_ts).shape, np.nan)
+    idx, level, px, sz = view
     with np.errstate(invalid="ignore"):
         own = np.ceil(level / tick - 1e-9) if side == "ask" else np.floor(level / tick + 1e-9)
-    px = np.stack([as_float(book.column(f"{side}_px_{m:02d}"))[rows] for m in range(MAX_LEVELS)], axis=1)
-    sz = np.stack([_sizes(book, f"{side}_sz_{m:02d}")[rows] for m in range(MAX_LEVELS)], axis=1)
     at = np.abs(px / tick - own[:, None]) < 1e-6  # NaN prices / levels compare False
     size_at = np.where(at, sz, 0.0).max(axis=1)
     med = np.median(np.where(np.isfinite(px), sz, 0.0), axis=1)
