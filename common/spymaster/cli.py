@@ -503,8 +503,9 @@ def query(
     _check_query(store, date.date(), at, level, horizon, as_of.date() if as_of else None)
 
     from spymaster.layers import index as vector_index
+    from spymaster.layers.index import INDEX_COLUMNS
     from spymaster.serving import Service
-    from spymaster.serving.snapshot import INDEX_COLUMNS, index_from_arrow
+    from spymaster.serving.snapshot import index_from_arrow
 
     rows = vector_index.read_from_markers(store, INDEX_COLUMNS)
     if rows is None:  # the table is mid-change: ask it (LanceDB) directly

@@ -16,9 +16,9 @@ import pytest
 from spymaster.lake import Lake, read_committed
 from spymaster.lake.paths import Layer
 from spymaster.layers import index
+from spymaster.layers.index import INDEX_COLUMNS
 from spymaster.serving import Service
 from spymaster.serving.days import et_time
-from spymaster.serving.snapshot import INDEX_COLUMNS
 from tests.functional.conftest import BUILT_DATES
 
 QUERY_CPU_S = 3.0

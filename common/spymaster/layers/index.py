@@ -58,7 +58,7 @@ LOCK = "index"
 HOUSEKEEPING_GRACE = dt.timedelta(hours=24)
 """Table versions and unreferenced files younger than this are kept (a reader or a job may use them)."""
 
-SNAPSHOT_COLUMNS = [
+INDEX_COLUMNS = [
     "episode_id",
     "date",
     "ts",
@@ -70,6 +70,10 @@ SNAPSHOT_COLUMNS = [
     *(f"label_{h}m" for h in HORIZONS_MIN),
     *(f"mfe_{h}m" for h in HORIZONS_MIN),
     *(f"mae_{h}m" for h in HORIZONS_MIN),
+]
+"""The columns a partition of the served index is built from (``serving.snapshot.index_from_arrow``)."""
+SNAPSHOT_COLUMNS = [
+    *INDEX_COLUMNS,
     "anchor_reason",
     "label",
     "raw",

@@ -24,27 +24,12 @@ import pyarrow.compute as pc
 from spymaster import vectors
 from spymaster.errors import LakeError
 from spymaster.lake import Lake, paths
-from spymaster.layers.index import open_table, read_snapshot
+from spymaster.layers.index import INDEX_COLUMNS, open_table, read_snapshot
 from spymaster.outcomes import HORIZONS_MIN, label_codes
 from spymaster.retrieval import Index
 from spymaster.settings import AnnSearch
 
 log = logging.getLogger(__name__)
-
-
-INDEX_COLUMNS = [
-    "episode_id",
-    "date",
-    "ts",
-    "level_kind",
-    "direction",
-    "time_bucket",
-    "stats_version",
-    "vector",
-    *(f"label_{h}m" for h in HORIZONS_MIN),
-    *(f"mfe_{h}m" for h in HORIZONS_MIN),
-    *(f"mae_{h}m" for h in HORIZONS_MIN),
-]
 
 
 def _floats(col: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.float64]:
