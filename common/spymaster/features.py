@@ -161,6 +161,12 @@ FEATURES: tuple[Feature, ...] = (
     _f("dealer", "dealer_gex_total", "net 0DTE gamma exposure of the whole chain, $bn per 1 % move"),
     _f("dealer", "dealer_call_wall_atr", "(strike of the largest call |GEX| − level) / ATR"),
     _f("dealer", "dealer_put_wall_atr", "(strike of the largest put |GEX| − level) / ATR"),
+    _f(
+        "dealer",
+        "dealer_gex_level_z",
+        "net GEX of strikes within ±10 points of the level with the future placed at the level (every line"
+        " at the ATM vol), as a z-score against the same profile at every listed 0DTE strike",
+    ),
     _f("dealer", "dealer_missing", "1 if the day's options files are missing (dealer features are then NaN)"),
     _f("context", "ctx_minutes", "minutes since 09:30 ET"),
     _f("context", "ctx_atr_points", "ATR in index points"),

@@ -224,6 +224,11 @@ class LearnedSimilarity:
     population: str = "APPROACH"
     """Rows the model is fitted on and searches: the approach episodes (the moment of the question)."""
     min_train_days: int = 10
+    platt_min_days: int = 10
+    """Earlier test days of out-of-sample answers before the Platt map is fitted (identity until then):
+    outcomes within a day move together, so a map fitted on a few days' hundreds of answers
+    overfits them (lake A, all episodes, first 5 test days: served null kNN −11.5 % skill with the
+    map after one day against −0.3 % without it)."""
     interval_evidence: float = 2.5
     """Episodes' worth of evidence behind a Beta 80 % interval (used when ``interval_logit`` is None)."""
     interval_logit: tuple[float, float] | None = (-3.6, 2.05)

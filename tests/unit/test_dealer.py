@@ -83,3 +83,43 @@ def test_by_strike() -> None:
     k, v = by_strike([5.0, 1.0, 5.0, np.nan], [1.0, 2.0, np.nan, 4.0])
     assert k.tolist() == [1.0, 5.0]
     assert v.tolist() == [2.0, 1.0]
+
+
+# -- the level's gamma profile z-score --------------------------------------------------------------
+
+
+def _profile_by_hand(strikes: list[float], calls: list[bool], oi: list[float], tau: float, vol: float, s: float) -> float:
+    """Σ over lines within ±10 of S of sign·Γ(S, K)·OI·50·S²·0.01, Γ = φ(d1)/(S σ √T) written out."""
+    from math import exp, log, pi, sqrt
+
+    total = 0.0
+    for k, c, o in zip(strikes, calls, oi, strict=True):
+        if abs(k - s) > 10.0:
+            continue
+        sd = vol * sqrt(tau)
+        d1 = (log(s / k) + 0.5 * sd * sd) / sd
+        gamma = exp(-0.5 * d1 * d1) / sqrt(2 * pi) / (s * sd)
+        total += (1.0 if c else -1.0) * gamma * o * 50.0 * s * s * 0.01
+    return total
+
+
+def test_gex_level_z_matches_the_profile_by_hand() -> None:
+    from spymaster.indicators.dealer import atm_vol, gex_level_z
+
+    strikes = [4980.0, 4990.0, 5000.0, 5010.0, 5020.0, 4990.0, 5000.0]
+    calls = [False, False, True, True, True, False, False]
+    oi = [400.0, 900.0, 700.0, 1200.0, 300.0, 500.0, 650.0]
+    tau, vol = 3.0 / (365 * 24), 0.16
+    levels = np.array([[5004.0, 4987.5, np.nan]])
+    got = gex_level_z(strikes, calls, oi, np.full((len(strikes), 1), tau), np.array([vol]), levels)
+    grid = sorted(set(strikes))
+    prof = np.array([_profile_by_hand(strikes, calls, oi, tau, vol, g) for g in grid])
+    for j in range(2):
+        want = (_profile_by_hand(strikes, calls, oi, tau, vol, float(levels[0, j])) - prof.mean()) / prof.std()
+        assert got[0, j] == pytest.approx(want, rel=1e-12)
+    assert np.isnan(got[0, 2])  # an inactive level
+    assert np.isnan(gex_level_z(strikes, calls, oi, np.full((7, 1), tau), np.array([np.nan]), levels)).all()
+    # the ATM vol is the median over the lines within ±10 points of the future only
+    iv = np.array([[0.30], [0.20], [0.15], [0.17], [0.90], [np.nan], [0.16]])
+    assert atm_vol(iv, strikes, np.array([5000.0]))[0] == pytest.approx(np.median([0.20, 0.15, 0.17, 0.16]))
+    assert np.isnan(atm_vol(iv, strikes, np.array([5100.0]))[0])

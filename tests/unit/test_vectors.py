@@ -36,8 +36,8 @@ def _dim(name: str) -> int:
 # -- layout ----------------------------------------------------------------------------------------
 
 
-def test_layout_has_163_named_dims_in_groups() -> None:
-    assert D == 163
+def test_layout_has_164_named_dims_in_groups() -> None:
+    assert D == 164
     assert len(set(vectors.VECTOR_NAMES)) == D
     groups = {g for _, g in vectors.VECTOR_LAYOUT}
     assert set(GROUPS) | {"trajectory"} <= groups

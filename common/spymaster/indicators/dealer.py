@@ -17,9 +17,10 @@ from typing import Literal, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from spymaster.indicators import black76
 from spymaster.indicators.bars import FloatArray
 
-__all__ = ["GexConvention", "Walls", "by_strike", "gex", "net_gex_near", "walls"]
+__all__ = ["GexConvention", "Walls", "atm_vol", "by_strike", "gex", "gex_level_z", "net_gex_near", "walls"]
 
 GexConvention = Literal["calls_long", "dealer_short"]
 ES_OPTION_MULTIPLIER = 50.0
@@ -113,3 +114,71 @@ def walls(strikes: npt.ArrayLike, gex_values: npt.ArrayLike, is_call: npt.ArrayL
         return float(uniq[int(np.argmax(np.abs(total)))])
 
     return Walls(call_wall=wall(c), put_wall=wall(~c))
+
+
+def atm_vol(iv: npt.ArrayLike, strikes: npt.ArrayLike, F: npt.ArrayLike, width_points: float = 10.0) -> FloatArray:
+    """Per step: the median implied vol of the lines struck within ±``width_points`` of the future.
+
+    Why one vol: 0DTE quotes away from the money are a few ticks wide, so per-strike implied vols
+    there are noise that a gamma sum over strikes would carry (the level's GEX read the planted
+    dealer condition at 0.69 with per-strike vols against 0.94 with this one, docs/EVALUATION.md).
+    ``iv`` is [n_lines, n_steps]; NaN where no line near the money has a finite vol.
+    """
+    v = np.asarray(iv, dtype=np.float64)
+    k = np.asarray(strikes, dtype=np.float64)[:, None]
+    f = np.asarray(F, dtype=np.float64)[None, :]
+    near = (np.abs(k - f) <= width_points + 1e-9) & np.isfinite(v)
+    masked = np.where(near, v, np.nan)
+    out = np.full(v.shape[1], np.nan)
+    ok = near.any(axis=0)
+    if ok.any():
+        out[ok] = np.nanmedian(masked[:, ok], axis=0)
+    return out
+
+
+def gex_level_z(
+    strikes: npt.ArrayLike,
+    is_call: npt.ArrayLike,
+    oi: npt.ArrayLike,
+    tau: npt.ArrayLike,
+    vol: npt.ArrayLike,
+    levels: npt.ArrayLike,
+    width_points: float = 10.0,
+    *,
+    r: float = 0.0,
+    multiplier: float = ES_OPTION_MULTIPLIER,
+    convention: GexConvention = "calls_long",
+) -> FloatArray:
+    """Per (step, level): the day's gamma profile at the level as a z-score across the chain.
+
+    The profile at a price S is the net GEX of the strikes within ±``width_points`` of S with the
+    future placed at S (what dealers' hedging will be when price gets there, not what it is now),
+    every line at the step's one ``vol``; the z-score is against the same profile at every listed
+    strike, so days with more or less open interest are comparable. ``tau`` is [n_lines, n_steps]
+    (NaN once expired), ``vol`` [n_steps], ``levels`` [n_steps, n_levels]; NaN where a level, the
+    vol or the spread of the profile is missing.
+    """
+    k = np.asarray(strikes, dtype=np.float64)
+    c = np.asarray(is_call).astype(bool)
+    o = np.nan_to_num(np.asarray(oi, dtype=np.float64))
+    t = np.asarray(tau, dtype=np.float64)
+    sig = np.asarray(vol, dtype=np.float64)
+    lv = np.asarray(levels, dtype=np.float64)
+    n_steps, n_lv = lv.shape
+    grid = np.unique(k[np.isfinite(k)])
+    spots = np.concatenate([np.nan_to_num(lv), np.broadcast_to(grid, (n_steps, grid.size))], axis=1)
+    s3 = spots[:, :, None]  # [n_steps, n_spots, 1] against the lines on the last axis
+    near = np.abs(k[None, None, :] - s3) <= width_points + 1e-9
+    with np.errstate(all="ignore"):
+        g = black76.gamma(s3, k[None, None, :], t.T[:, None, :], sig[:, None, None], r)
+    sign = np.where(c, 1.0, -1.0) if convention == "calls_long" else np.full(c.shape, -1.0)
+    contrib = np.where(near & np.isfinite(g), g * (o * sign)[None, None, :], 0.0)
+    prof = contrib.sum(axis=2) * multiplier * spots * spots * 0.01
+    at, over = prof[:, :n_lv], prof[:, n_lv:]
+    mu = over.mean(axis=1, keepdims=True) if grid.size else np.full((n_steps, 1), np.nan)
+    sd = over.std(axis=1, keepdims=True) if grid.size else np.full((n_steps, 1), np.nan)
+    with np.errstate(all="ignore"):
+        z = (at - mu) / sd
+    bad = ~np.isfinite(lv) | ~np.isfinite(sig)[:, None] | ~(sd > 0)
+    out: FloatArray = np.where(bad, np.nan, z)
+    return out

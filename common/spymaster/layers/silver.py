@@ -198,6 +198,7 @@ def _dealer_features(
         "dealer_gex_total",
         "dealer_call_wall_atr",
         "dealer_put_wall_atr",
+        "dealer_gex_level_z",
     ]
     out = {k: np.full((n_steps, n_lv), np.nan) for k in names}
     if chain is None:
@@ -209,6 +210,10 @@ def _dealer_features(
     iv = black76.implied_vol(chain.mid, fwd, strike, tau, s.risk_free_rate, is_call)
     g = black76.gamma(fwd, strike, tau, iv, s.risk_free_rate)
     gx = dealer.gex(g, chain.oi[:, None], fwd, is_call, convention=s.gex_convention)  # [n_opt, n_steps]
+    atm = dealer.atm_vol(iv, chain.strikes, fut_px)
+    out["dealer_gex_level_z"] = dealer.gex_level_z(
+        chain.strikes, chain.is_call, chain.oi, tau, atm, levels, r=s.risk_free_rate, convention=s.gex_convention
+    )
     scale = 1e9  # report in $bn of dollar gamma per 1 % move
     for j in range(n_steps):
         if not np.isfinite(fut_px[j]):

@@ -124,11 +124,13 @@ def walk_forward(
     shuffle_seed: int | None = None,
     min_train_rows: int = 50,
     train_window_days: int | None = None,
+    platt_min_days: int = LEARNED.platt_min_days,
 ) -> Forecasts:
     """Out-of-sample forecasts of every test row (``test_filter`` rows of ``test_days``).
 
     For day T everything is fitted on rows dated before ``cutoff(T)``: scaling, metric, the
-    neighbours, and the Platt map (on the answers issued for earlier test days before the cutoff).
+    neighbours, and the Platt map (on the answers issued for ≥ ``platt_min_days`` earlier test days
+    before the cutoff; the identity until then).
     ``Forecasts.models`` keeps the first method's model per test day (also for a day without test
     rows, e.g. the day after the last: the model to serve then). ``shuffle_seed`` shuffles the
     training labels (the null kNN, which must have ≈ 0 skill).
@@ -169,10 +171,11 @@ def walk_forward(
                 r.raw[tr], r.kind[tr], r.direction[tr], lab_tr, method=m, k=k, c=c, fitted_on=fitted_on
             )
             hist = [h for h in past.get(m, []) if h[0] < cut]
-            if hist:
+            if len(hist) >= platt_min_days:
                 model.platt = metric.Platt.fit(
                     np.concatenate([h[1] for h in hist]), np.concatenate([h[2] for h in hist])
                 )
+            if hist:
                 model.evidence = metric.evidence(
                     np.concatenate([h[4] for h in hist]),
                     np.concatenate([h[2] for h in hist]),
