@@ -149,6 +149,15 @@ FEATURES: tuple[Feature, ...] = (
         "tape_imbalance_300s",
         "(buy − sell aggressor volume) / total over the last 300 s, signed into the level",
     ),
+    *(
+        _f(
+            "tape",
+            f"tape_count_imb_{w}s",
+            f"(buy − sell aggressor trades) / trades over the last {w} s, counting trades not contracts,"
+            " signed into the level",
+        )
+        for w in (60, 120)
+    ),
     _f("tape", "tape_rate_60s", "front-month trades per second over the last 60 s"),
     *[
         _f(

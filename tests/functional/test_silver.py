@@ -210,6 +210,36 @@ def test_levels_match_an_independent_pandas_computation() -> None:
     assert lv.loc[at_1000, "EMA_20"] == pytest.approx(e, rel=1e-9)
 
 
+def test_tape_count_imbalance_matches_an_independent_count() -> None:
+    """tape_count_imb_{60,120}s: front-month aggressor trades in (t − w, t], counted, signed into the level."""
+    inp = _inputs(DAY)
+    out = _silver(DAY)
+    defs = dict(
+        zip(
+            inp.fut_definition.column("raw_symbol").to_pylist(),
+            inp.fut_definition.column("instrument_id").to_pylist(),
+            strict=True,
+        )
+    )
+    tr = inp.fut_trades.to_pandas()
+    tr = tr[tr.instrument_id == defs[out.front_month]]
+    ts = tr.ts_recv.astype("int64").to_numpy()
+    side = tr.side.to_numpy()
+    st = out.state.to_pandas()
+    rows = st.iloc[:: max(1, len(st) // 40)]
+    checked = 0
+    for _, r in rows.iterrows():
+        t = pd.Timestamp(r.ts).value
+        into = 1.0 if r.direction == "UP" else -1.0
+        for w in (60, 120):
+            m = (ts > t - w * NS) & (ts <= t)
+            buys, sells = int((side[m] == "B").sum()), int((side[m] == "A").sum())
+            want = into * (buys - sells) / (buys + sells) if buys + sells else 0.0
+            assert r[f"tape_count_imb_{w}s"] == pytest.approx(want, abs=1e-12)
+            checked += buys + sells > 0
+    assert checked > 20
+
+
 def test_planted_levels_agree_with_the_generator_truth() -> None:
     day = generate_day(DAY, scale=0.02, seed=11)
     out = _silver(DAY).levels.to_pandas()

@@ -524,6 +524,9 @@ class SilverEngine:
         buy_vol = {w: flow.rolling_sum_at(r_ts, r_sz * is_buy[w0:], q, w) for w in (60, 300)}
         sell_vol = {w: flow.rolling_sum_at(r_ts, r_sz * is_sell[w0:], q, w) for w in (60, 300)}
         n_trades_60 = flow.rolling_sum_at(r_ts, np.ones_like(r_sz), q, 60)
+        # Counts of aggressor trades: the tilt of who trades without the noise of how much each trade is.
+        buy_n = {w: flow.rolling_sum_at(r_ts, is_buy[w0:].astype(np.float64), q, w) for w in (60, 120)}
+        sell_n = {w: flow.rolling_sum_at(r_ts, is_sell[w0:].astype(np.float64), q, w) for w in (60, 120)}
         open_ns = sessions.et_ns(date, sessions.RTH_OPEN)
         i_open = int(np.searchsorted(t_ts, open_ns, side="left"))
         # The RTH open price is known once its trade is (at a step stamped at or after it).
@@ -631,6 +634,10 @@ class SilverEngine:
                 **{
                     f"tape_imbalance_{w}s": sgn * _ratio(buy_vol[w] - sell_vol[w], buy_vol[w] + sell_vol[w])
                     for w in (60, 300)
+                },
+                **{
+                    f"tape_count_imb_{w}s": sgn * _ratio(buy_n[w] - sell_n[w], buy_n[w] + sell_n[w])
+                    for w in (60, 120)
                 },
                 "tape_rate_60s": n_trades_60 / 60.0,
                 **{k: v[:, li] for k, v in dealer_f.items()},

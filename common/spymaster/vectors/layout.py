@@ -105,7 +105,7 @@ LAYOUT_VERSION = hashlib.blake2b(
 ).hexdigest()
 """Changes whenever a dimension is added, removed, renamed, regrouped or reordered."""
 
-if VECTOR_DIM != 164 or len(set(VECTOR_NAMES)) != VECTOR_DIM:  # pragma: no cover - layout invariant
+if VECTOR_DIM != 166 or len(set(VECTOR_NAMES)) != VECTOR_DIM:  # pragma: no cover - layout invariant
     raise RuntimeError(f"vector layout has {VECTOR_DIM} dims (names unique: {len(set(VECTOR_NAMES))})")
 
 
