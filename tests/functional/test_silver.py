@@ -172,10 +172,10 @@ def test_missing_options_mark_dealer_features_missing_not_zero() -> None:
     assert out.state.select(others).equals(full.select(others))
 
 
-def test_levels_match_an_independent_pandas_computation() -> None:
-    inp = _inputs(DAY)
-    out = _silver(DAY)
-    defs = dict(
+def _front_trades(date: dt.date) -> pd.DataFrame:
+    """The day's trades of the contract silver names as the front month."""
+    inp = _inputs(date)
+    ids = dict(
         zip(
             inp.fut_definition.column("raw_symbol").to_pylist(),
             inp.fut_definition.column("instrument_id").to_pylist(),
@@ -183,7 +183,13 @@ def test_levels_match_an_independent_pandas_computation() -> None:
         )
     )
     tr = inp.fut_trades.to_pandas()
-    tr = tr[tr.instrument_id == defs[out.front_month]].set_index("ts_recv").sort_index()
+    out: pd.DataFrame = tr[tr.instrument_id == ids[_silver(date).front_month]]
+    return out
+
+
+def test_levels_match_an_independent_pandas_computation() -> None:
+    out = _silver(DAY)
+    tr = _front_trades(DAY).set_index("ts_recv").sort_index()
     et = tr.tz_convert("America/New_York")
     pm = et.between_time("04:00", "09:30", inclusive="left").price
     orng = et.between_time("09:30", "09:45", inclusive="left").price
@@ -212,17 +218,8 @@ def test_levels_match_an_independent_pandas_computation() -> None:
 
 def test_tape_count_imbalance_matches_an_independent_count() -> None:
     """tape_count_imb_{60,120}s: front-month aggressor trades in (t − w, t], counted, signed into the level."""
-    inp = _inputs(DAY)
     out = _silver(DAY)
-    defs = dict(
-        zip(
-            inp.fut_definition.column("raw_symbol").to_pylist(),
-            inp.fut_definition.column("instrument_id").to_pylist(),
-            strict=True,
-        )
-    )
-    tr = inp.fut_trades.to_pandas()
-    tr = tr[tr.instrument_id == defs[out.front_month]]
+    tr = _front_trades(DAY)
     ts = tr.ts_recv.astype("int64").to_numpy()
     side = tr.side.to_numpy()
     st = out.state.to_pandas()

@@ -88,7 +88,9 @@ def test_by_strike() -> None:
 # -- the level's gamma profile z-score --------------------------------------------------------------
 
 
-def _profile_by_hand(strikes: list[float], calls: list[bool], oi: list[float], tau: float, vol: float, s: float) -> float:
+def _profile_by_hand(
+    strikes: list[float], calls: list[bool], oi: list[float], tau: float, vol: float, s: float
+) -> float:
     """Σ over lines within ±10 of S of sign·Γ(S, K)·OI·50·S²·0.01, Γ = φ(d1)/(S σ √T) written out."""
     from math import exp, log, pi, sqrt
 
@@ -115,7 +117,9 @@ def test_gex_level_z_matches_the_profile_by_hand() -> None:
     grid = sorted(set(strikes))
     prof = np.array([_profile_by_hand(strikes, calls, oi, tau, vol, g) for g in grid])
     for j in range(2):
-        want = (_profile_by_hand(strikes, calls, oi, tau, vol, float(levels[0, j])) - prof.mean()) / prof.std()
+        want = (
+            _profile_by_hand(strikes, calls, oi, tau, vol, float(levels[0, j])) - prof.mean()
+        ) / prof.std()
         assert got[0, j] == pytest.approx(want, rel=1e-12)
     assert np.isnan(got[0, 2])  # an inactive level
     assert np.isnan(gex_level_z(strikes, calls, oi, np.full((7, 1), tau), np.array([np.nan]), levels)).all()

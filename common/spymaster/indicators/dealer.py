@@ -116,7 +116,9 @@ def walls(strikes: npt.ArrayLike, gex_values: npt.ArrayLike, is_call: npt.ArrayL
     return Walls(call_wall=wall(c), put_wall=wall(~c))
 
 
-def atm_vol(iv: npt.ArrayLike, strikes: npt.ArrayLike, F: npt.ArrayLike, width_points: float = 10.0) -> FloatArray:
+def atm_vol(
+    iv: npt.ArrayLike, strikes: npt.ArrayLike, F: npt.ArrayLike, width_points: float = 10.0
+) -> FloatArray:
     """Per step: the median implied vol of the lines struck within ±``width_points`` of the future.
 
     Why one vol: 0DTE quotes away from the money are a few ticks wide, so per-strike implied vols

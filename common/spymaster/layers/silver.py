@@ -212,7 +212,14 @@ def _dealer_features(
     gx = dealer.gex(g, chain.oi[:, None], fwd, is_call, convention=s.gex_convention)  # [n_opt, n_steps]
     atm = dealer.atm_vol(iv, chain.strikes, fut_px)
     out["dealer_gex_level_z"] = dealer.gex_level_z(
-        chain.strikes, chain.is_call, chain.oi, tau, atm, levels, r=s.risk_free_rate, convention=s.gex_convention
+        chain.strikes,
+        chain.is_call,
+        chain.oi,
+        tau,
+        atm,
+        levels,
+        r=s.risk_free_rate,
+        convention=s.gex_convention,
     )
     scale = 1e9  # report in $bn of dollar gamma per 1 % move
     for j in range(n_steps):
