@@ -36,8 +36,8 @@ def _dim(name: str) -> int:
 # -- layout ----------------------------------------------------------------------------------------
 
 
-def test_layout_has_166_named_dims_in_groups() -> None:
-    assert D == 166
+def test_layout_has_168_named_dims_in_groups() -> None:
+    assert D == 168
     assert len(set(vectors.VECTOR_NAMES)) == D
     groups = {g for _, g in vectors.VECTOR_LAYOUT}
     assert set(GROUPS) | {"trajectory"} <= groups

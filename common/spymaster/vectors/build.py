@@ -177,6 +177,8 @@ def _vector_from_window(w: FloatArray, sign: FloatArray, zone_steps: float, visi
     parts.append(np.array([series[n][-1 - lag] for n, _ in MICRO_SERIES for lag in range(1, MICRO_LAGS + 1)]))
     # dynamics over trailing windows (m minutes = 2m steps, anchor included)
     ofi, tape, bar = col("flow_ofi_30s"), col("tape_imbalance_60s"), col("barrier_log")
+    # the level's own tick is often out of the ten visible levels or noisy in one state: its recent peak
+    prom = col("barrier_tick_prominence")
     dyn = [
         *(_nanmax(x[-2 * m :]) for m in (5, 10, 20)),
         *(_nanmin(x[-2 * m :]) for m in (5, 10, 20)),
@@ -187,6 +189,8 @@ def _vector_from_window(w: FloatArray, sign: FloatArray, zone_steps: float, visi
         _nanmean(tape[-40:]),
         bar[-1] - bar[-11],
         bar[-1] - bar[-21],
+        _nanmax(prom[-4:]),
+        _nanmean(prom[-2:]),
         max(zone_steps - 1.0, 0.0) * STEP_S / 60.0,  # minutes since the zone entry
         visits,
         float(np.isfinite(sign).sum()) / TRAJ_WINDOW,

@@ -67,6 +67,8 @@ DYNAMICS: tuple[tuple[str, str], ...] = (
     ("dyn_tape_imb_mean_20m", "tape"),
     ("dyn_barrier_change_5m", "barrier"),
     ("dyn_barrier_change_10m", "barrier"),
+    ("dyn_tick_prom_max_2m", "barrier"),
+    ("dyn_tick_prom_mean_1m", "barrier"),
     ("ctx_zone_minutes", "context"),
     ("ctx_zone_visits", "context"),
     ("ctx_history_frac", "context"),
@@ -105,7 +107,7 @@ LAYOUT_VERSION = hashlib.blake2b(
 ).hexdigest()
 """Changes whenever a dimension is added, removed, renamed, regrouped or reordered."""
 
-if VECTOR_DIM != 166 or len(set(VECTOR_NAMES)) != VECTOR_DIM:  # pragma: no cover - layout invariant
+if VECTOR_DIM != 168 or len(set(VECTOR_NAMES)) != VECTOR_DIM:  # pragma: no cover - layout invariant
     raise RuntimeError(f"vector layout has {VECTOR_DIM} dims (names unique: {len(set(VECTOR_NAMES))})")
 
 
@@ -139,6 +141,8 @@ _DEFINITIONS: dict[str, str] = {
     "dyn_tape_imb_mean_20m": "mean of `tape_imbalance_60s` over the last 20 min",
     "dyn_barrier_change_5m": "`barrier_log` now − 5 min ago",
     "dyn_barrier_change_10m": "`barrier_log` now − 10 min ago",
+    "dyn_tick_prom_max_2m": "max of `barrier_tick_prominence` over the last 2 min (4 steps, the anchor's included)",
+    "dyn_tick_prom_mean_1m": "mean of `barrier_tick_prominence` over the last minute (2 steps)",
     "ctx_zone_minutes": "minutes since this zone visit began (0 at the entry)",
     "ctx_zone_visits": "zone entries of this level so far today (this one included)",
     "ctx_history_frac": "share of the 40-step window with a state row (1/40 at 09:30)",
