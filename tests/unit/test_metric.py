@@ -92,26 +92,44 @@ def test_walk_forward_never_sees_the_cutoff_day_or_later() -> None:
     def cut(d: int) -> int:
         return d - 1
 
-    base = walk_forward(r, days[8:16], cut, train_filter=every, test_filter=every, methods=("diag",))
+    kw = {"train_filter": every, "test_filter": every, "methods": ("diag",), "platt_min_days": 3}
+    base = walk_forward(r, days[8:16], cut, **kw)  # type: ignore[arg-type]
     # When the labels of the cutoff day and everything later, and the vectors of days after T, change
     rng = np.random.default_rng(9)
     future = r.day >= cut(t)
     altered = Rows(**{**r.__dict__})
     altered.label = np.where(future, rng.choice(["BREAK", "REJECT", "CHOP"], r.day.size), r.label)
     altered.raw = np.where((r.day > t)[:, None], rng.normal(size=r.raw.shape), r.raw)
-    alt = walk_forward(altered, days[8:16], cut, train_filter=every, test_filter=every, methods=("diag",))
+    alt = walk_forward(altered, days[8:16], cut, **kw)  # type: ignore[arg-type]
+    assert base.models[t].platt.n > 0  # the Platt map was fitted (and so is covered)
     # Then T's model (scaling, metric, Platt map, evidence) and T's forecasts are bit-identical
     assert alt.models[t].version == base.models[t].version
     sel = r.day[base.rows] == t
     np.testing.assert_array_equal(alt.p["knn_diag"][r.day[alt.rows] == t], base.p["knn_diag"][sel])
     # and a planted leak (a cutoff after T) is caught by the same comparison
-    leak = walk_forward(
-        r, days[8:16], lambda d: d + 1, train_filter=every, test_filter=every, methods=("diag",)
-    )
-    leak_alt = walk_forward(
-        altered, days[8:16], lambda d: d + 1, train_filter=every, test_filter=every, methods=("diag",)
-    )
+    leak = walk_forward(r, days[8:16], lambda d: d + 1, **kw)  # type: ignore[arg-type]
+    leak_alt = walk_forward(altered, days[8:16], lambda d: d + 1, **kw)  # type: ignore[arg-type]
     assert leak.models[t].version != leak_alt.models[t].version
+
+
+def test_platt_map_waits_for_enough_days_of_answers() -> None:
+    r = _rows(n_days=24, per_day=120)
+    days = sorted(set(r.day.tolist()))
+    every = np.ones(r.day.size, bool)
+    f = walk_forward(
+        r,
+        days[6:],
+        lambda d: d,
+        train_filter=every,
+        test_filter=every,
+        methods=("diag",),
+        platt_min_days=5,
+        baselines=False,
+    )
+    fitted = [d for d in days[6:] if f.models[d].platt.n > 0]
+    # the map is the identity for the first 5 test days (≥ 200 answers after two), then fitted
+    assert fitted == days[11:]
+    assert all(f.models[d].platt == metric.Platt() for d in days[6:11])
 
 
 def test_null_knn_with_shuffled_labels_has_no_skill() -> None:
