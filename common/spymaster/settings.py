@@ -214,10 +214,14 @@ class LearnedSimilarity:
     method: str = "diag"
     """``diag``: per-dimension weights |β| of an L2 logistic regression (``proj``: its 3-class
     coefficient directions); measured side by side in the evaluation."""
-    k: int = 50
-    """Neighbours behind an answer at an approach. Chosen with ``c`` on lake A's first 25 test days
-    (approach skill: k 50 / C 0.005 17.9 %, k 70 / C 0.01 17.9 %, k 100 / C 0.01 17.5 %, k 150 16.8 %,
-    k 200 16.7 %, k 30 16.4 %), checked on lake B (docs/EVALUATION.md)."""
+    k: int = 100
+    """Neighbours behind an answer at an approach, weighed by ``kernel``. Chosen with it on lake A's
+    first 30 test days (approach skill, session 5: Gaussian k 100 18.5 %, k 70 18.3 %, k 150 18.2 %,
+    k 200 17.6 %; uniform k 50 17.7 %), checked on lake B (docs/EVALUATION.md). Session 4, uniform,
+    first 25 days: k 50 / C 0.005 17.9 %, k 100 / C 0.01 17.5 %, k 150 16.8 %, k 30 16.4 %."""
+    kernel: str = "gaussian"
+    """``gaussian``: neighbour i weighs exp(−(d_i / d_k)²) (``metric.kernel_weights``); nearer setups
+    count more without the answer resting on a handful of them (``uniform``: all k alike)."""
     c: float = 0.005
     """L2 strength (inverse) of the metric's logistic regression: a flat optimum at 0.005–0.01 (lake A's
     first 25 test days; earlier sweep at k = 100: 17.0 % at 0.01, 14.7 % at 0.05, 11.5 % at 0.2)."""

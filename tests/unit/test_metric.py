@@ -55,6 +55,30 @@ def test_search_is_exact_and_nearest_first() -> None:
     np.testing.assert_allclose(ans.p_raw, expect)
 
 
+def test_gaussian_kernel_weighs_nearer_neighbours_more() -> None:
+    # Given one query and training rows at distances 1, 2, 3, 4 (the k-th sets the bandwidth)
+    z_tr = np.array([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0], [0.0, -4.0], [9.0, 9.0]])
+    y = np.array([1.0, 0.0, 1.0, 0.0, 1.0])
+    m = metric.SetupModel("diag", np.zeros(2), np.ones(2), np.ones(2), k=4, prior=0.3, kernel="gaussian")
+    ans = m.search(z_tr, y, np.zeros((1, 2)))
+    # Then weight_i = exp(−(d_i / d_4)²) and p_raw = (4 · Σw·y / Σw + 2 · prior) / (4 + 2)
+    w = np.exp(-((np.array([1.0, 2.0, 3.0, 4.0]) / 4.0) ** 2))
+    assert ans.weight is not None
+    np.testing.assert_allclose(ans.weight[0], w, rtol=1e-12)
+    share = (w[0] + w[2]) / w.sum()
+    assert ans.p_raw[0] == pytest.approx((4 * share + 2 * 0.3) / 6, rel=1e-12)
+    # uniform: every neighbour counts 1 (the same rows, 2 of 4 BREAK)
+    uni = metric.SetupModel("diag", np.zeros(2), np.ones(2), np.ones(2), k=4, prior=0.3)
+    u = uni.search(z_tr, y, np.zeros((1, 2)))
+    assert u.weight is None and u.p_raw[0] == pytest.approx((2 + 0.6) / 6)
+    assert share > 0.5  # the nearer BREAK outweighs the farther REJECT
+    # the kernel is part of the model (its JSON and so its version)
+    assert metric.SetupModel.from_json(m.to_json()).kernel == "gaussian"
+    assert m.version != uni.version
+    with pytest.raises(ValueError, match="kernel"):
+        metric.kernel_weights(ans.distance, "box")
+
+
 def test_platt_is_identity_on_few_rows_and_fixes_overconfidence() -> None:
     assert metric.Platt.fit([0.2, 0.8], [0, 1]) == metric.Platt(n=2)
     rng = np.random.default_rng(2)

@@ -342,6 +342,7 @@ class DistributionOut(BaseModel):
 class SetupModelInfo(BaseModel):
     version: str = Field(description="content hash of the fitted model (models/similarity/<version>.json)")
     method: str
+    kernel: str = Field(default="uniform", description="how the neighbours are weighed: uniform or gaussian")
     population: str = Field(description="anchor reason of the rows the model fits on and searches")
     fitted_through: str | None = Field(description="last training date (always before as_of)")
     train_days: int
@@ -355,6 +356,10 @@ class SetupNeighbour(BaseModel):
     direction: str
     outcome: str = Field(description="first crossing at 1 ATR within 8 min")
     distance: float = Field(description="distance in the learned metric (smaller = more alike)")
+    weight: float = Field(
+        default=1.0,
+        description="this neighbour's weight in p_break_raw (the model's kernel; 1 = the nearest)",
+    )
 
 
 class SetupEvidence(BaseModel):
@@ -372,7 +377,7 @@ class SetupAnswer(BaseModel):
     p_break_raw: float
     interval: list[float] = Field(description="80 % interval of P(BREAK)")
     interval_level: float
-    n: int = Field(description="neighbours the probability is computed from")
+    n: int = Field(description="neighbours the probability is computed from (weighed by the model's kernel)")
     breaks: int
     neighbours: list[SetupNeighbour]
     evidence: SetupEvidence

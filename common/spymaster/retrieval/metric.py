@@ -11,7 +11,8 @@ metric fitted on earlier days' episodes, then plain exact kNN in that metric:
   3-dimensional projection; neighbours are setups with the same outcome log-odds profile.
 
 The answer stays retrieval: the probability is the (prior-smoothed) share of BREAK among the k
-nearest earlier episodes, then a Platt map fitted on earlier days' out-of-sample answers. Pure
+nearest earlier episodes, each weighed by a Gaussian kernel of its distance (``kernel_weights``),
+then a Platt map fitted on earlier days' out-of-sample answers. Pure
 numpy / scikit-learn; no I/O (the lake stores a model as JSON, see :func:`SetupModel.to_json`).
 """
 
@@ -149,6 +150,8 @@ class Answer:
     distance: F64
     """[n_query, k] metric distances, nearest first."""
     n_break: F64
+    weight: F64 | None = None
+    """[n_query, k] each neighbour's kernel weight in ``p_raw`` (None: all 1, the uniform kernel)."""
 
 
 @dataclass
@@ -169,6 +172,8 @@ class SetupModel:
     """[D, r] orthonormal basis of the weighted space's leading principal components (diag only):
     r ≤ ``MAX_RANK`` dimensions keep ``KEEP_VARIANCE`` of its variance, so the exact search reads a
     fraction of the bytes (docs/BENCHMARKS.md, learned similarity)."""
+    kernel: str = "uniform"
+    """How the k neighbours are weighed in the answer (``KERNELS``)."""
     evidence: dict[str, dict[str, float]] = field(default_factory=dict)
     """Per level kind (and "ALL"): n, AUC and Brier skill of this method's out-of-sample answers on
     days before the model's cutoff — what the trader is shown next to a probability."""
@@ -194,6 +199,7 @@ class SetupModel:
             "transform": np.round(self.transform, 10).tolist(),
             "basis": None if self.basis is None else np.round(self.basis, 10).tolist(),
             "k": self.k,
+            "kernel": self.kernel,
             "prior": self.prior,
             "platt": {"a": self.platt.a, "b": self.platt.b, "n": self.platt.n},
             "fitted_on": list(self.fitted_on),
@@ -210,6 +216,7 @@ class SetupModel:
             transform=np.asarray(obj["transform"], dtype=np.float64),
             basis=None if obj.get("basis") is None else np.asarray(obj["basis"], dtype=np.float64),
             k=int(obj["k"]),
+            kernel=str(obj.get("kernel", "uniform")),
             prior=float(obj["prior"]),
             platt=Platt(float(pl.get("a", 1.0)), float(pl.get("b", 0.0)), int(pl.get("n", 0))),
             fitted_on=tuple(obj.get("fitted_on", ())),
@@ -246,9 +253,31 @@ class SetupModel:
         order = np.argsort(dd, axis=1, kind="stable")
         idx = np.take_along_axis(idx, order, axis=1)
         dist = np.sqrt(np.take_along_axis(dd, order, axis=1))
-        nb = yv[idx].sum(axis=1)
-        p_raw = (nb + PRIOR_STRENGTH * self.prior) / (kk + PRIOR_STRENGTH)
-        return Answer(p_raw, idx.astype(np.int64), dist, nb)
+        yk = yv[idx]
+        nb = yk.sum(axis=1)
+        w = kernel_weights(dist, self.kernel)
+        # the kernel-weighted BREAK share counts as k neighbours' worth against the prior's 2
+        votes = nb if w is None else kk * (w * yk).sum(axis=1) / w.sum(axis=1)
+        p_raw = (votes + PRIOR_STRENGTH * self.prior) / (kk + PRIOR_STRENGTH)
+        return Answer(p_raw, idx.astype(np.int64), dist, nb, w)
+
+
+KERNELS: tuple[str, ...] = ("uniform", "gaussian")
+
+
+def kernel_weights(distance: F64, kernel: str) -> F64 | None:
+    """Neighbour weights for ``distance`` [n_query, k] (nearest first); None for the uniform kernel.
+
+    ``gaussian``: exp(−(d / d_k)²) with d_k the k-th neighbour's distance, so the bandwidth follows
+    the local density and the farthest neighbour still counts e^−1 ≈ 0.37 of the nearest.
+    """
+    if kernel == "uniform" or distance.shape[1] == 0:
+        return None
+    if kernel != "gaussian":
+        raise ValueError(f"kernel must be one of {KERNELS}")
+    dk = np.maximum(distance[:, -1:], 1e-12)
+    out: F64 = np.exp(-((distance / dk) ** 2))
+    return out
 
 
 def fit(
@@ -260,11 +289,14 @@ def fit(
     method: str = "diag",
     k: int = DEFAULT_K,
     c: float = DEFAULT_C,
+    kernel: str = LEARNED.kernel,
     fitted_on: Sequence[str] = (),
 ) -> SetupModel:
     """Fit scaling and metric on training rows (labels BREAK / REJECT / CHOP) of earlier days."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}")
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}")
     rv = np.asarray(raw, dtype=np.float64)
     center, scale = robust_scale(rv) if rv.shape[0] else (np.zeros(rv.shape[1]), np.ones(rv.shape[1]))
     xv = design(rv, level_kind, direction, center, scale)
@@ -292,6 +324,7 @@ def fit(
         prior,
         fitted_on=tuple(fitted_on),
         basis=basis,
+        kernel=kernel,
     )
 
 

@@ -145,10 +145,13 @@ class LearnedAnswers(TableSnapshots):
         )
         nb = keep[ans.neighbours[0]] if ans.neighbours.size else np.zeros(0, np.int64)
         dist = ans.distance[0] if ans.distance.size else np.zeros(0)
+        wts = ans.weight[0] if ans.weight is not None and ans.weight.size else np.ones(dist.size)
         ev = model.evidence.get(level_kind)
         shown = []
         ids = st.rows.episode_id
-        for i, d in zip(nb[: LEARNED.neighbours_shown].tolist(), dist.tolist(), strict=False):
+        for i, d, w in zip(
+            nb[: LEARNED.neighbours_shown].tolist(), dist.tolist(), wts.tolist(), strict=False
+        ):
             shown.append(
                 {
                     "episode_id": str(ids[i]) if ids is not None else "",
@@ -158,12 +161,14 @@ class LearnedAnswers(TableSnapshots):
                     "direction": str(st.rows.direction[i]),
                     "outcome": str(st.rows.label[i]),
                     "distance": round(float(d), 4),
+                    "weight": round(float(w), 4),
                 }
             )
         return {
             "model": {
                 "version": model.version,
                 "method": model.method,
+                "kernel": model.kernel,
                 "population": LEARNED.population,
                 "fitted_through": model.fitted_on[-1] if model.fitted_on else None,
                 "train_days": len(model.fitted_on),
