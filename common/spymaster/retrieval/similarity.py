@@ -82,6 +82,15 @@ def _capped(order: I64, day: npt.NDArray[np.int32], max_per_day: int) -> I64:
     return out
 
 
+def _horizon_and_cut(
+    part: Partition, as_of_day: int, k: int, max_per_day: int, horizon: int
+) -> tuple[int, int]:
+    """The label row of ``horizon`` and the number of rows dated before ``as_of_day`` (the as-of cut)."""
+    if k < 1 or max_per_day < 1:
+        raise ValueError("k and max_per_day must be at least 1")
+    return horizon_index(horizon), part.rows_before(as_of_day)
+
+
 def search(
     part: Partition,
     query_vec: npt.ArrayLike,
@@ -93,12 +102,9 @@ def search(
     dim_weights: F32 | None = None,
 ) -> Hits:
     """Exact top-``k`` rows dated strictly before ``as_of_day`` with at most ``max_per_day`` per date."""
-    if k < 1 or max_per_day < 1:
-        raise ValueError("k and max_per_day must be at least 1")
     if not part.in_memory:
         raise ValueError(f"partition {part.key} is not in memory: search it through its ANN index")
-    h = horizon_index(horizon)
-    cut = part.rows_before(as_of_day)
+    h, cut = _horizon_and_cut(part, as_of_day, k, max_per_day, horizon)
     unit = part.unit[:cut]
     norms = part.weighted_norms(dim_weights)[:cut] if dim_weights is not None else None
     sims = weighted_similarity(unit, query_vec, dim_weights, norms)
@@ -141,10 +147,7 @@ def rank(
     A candidate dated on or after ``as_of_day``, or unlabelled at ``horizon``, is dropped here too,
     whatever the index's filter did: no lookahead depends on the index.
     """
-    if k < 1 or max_per_day < 1:
-        raise ValueError("k and max_per_day must be at least 1")
-    h = horizon_index(horizon)
-    cut = part.rows_before(as_of_day)
+    h, cut = _horizon_and_cut(part, as_of_day, k, max_per_day, horizon)
     n_valid = int(part.cum[h, cut].sum())
     r = np.asarray(rows, dtype=np.int64).reshape(-1)
     v = np.asarray(vectors, dtype=np.float32).reshape(r.size, -1)
