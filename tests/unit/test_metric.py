@@ -70,7 +70,8 @@ def test_gaussian_kernel_weighs_nearer_neighbours_more() -> None:
     # uniform: every neighbour counts 1 (the same rows, 2 of 4 BREAK)
     uni = metric.SetupModel("diag", np.zeros(2), np.ones(2), np.ones(2), k=4, prior=0.3)
     u = uni.search(z_tr, y, np.zeros((1, 2)))
-    assert u.weight is None and u.p_raw[0] == pytest.approx((2 + 0.6) / 6)
+    assert u.weight is None
+    assert u.p_raw[0] == pytest.approx((2 + 0.6) / 6)
     assert share > 0.5  # the nearer BREAK outweighs the farther REJECT
     # the kernel is part of the model (its JSON and so its version)
     assert metric.SetupModel.from_json(m.to_json()).kernel == "gaussian"
