@@ -25,9 +25,18 @@ import pyarrow.compute as pc
 from spymaster import sessions
 from spymaster.errors import BadInputError, NotCommittedError
 from spymaster.features import FEATURES, STATE_SCHEMA
-from spymaster.indicators import bars, black76, dealer, flow
+from spymaster.indicators import bars, flow
 from spymaster.lake import Lake, check_shrink, commit, discard, is_committed, new_run_id, paths, read_manifest
 from spymaster.lake.paths import SILVER_TABLES, Layer, data_file
+from spymaster.layers import silver_dealer
+from spymaster.layers.silver_book import (
+    BOOK_COLUMNS,
+    BOOK_FEATURES,
+    BOOK_SIGNED,
+    FLOW_WINDOWS_S,
+    BookWindow,
+    Grow,
+)
 from spymaster.levels import LEVEL_KINDS
 from spymaster.partitions import time_bucket
 from spymaster.sessions import NS, STEP_S, step_times
@@ -35,11 +44,8 @@ from spymaster.settings import PipelineSettings
 
 FloatArray = npt.NDArray[np.float64]
 KINEMATIC_SCALES_MIN = (1, 2, 5, 10, 20)
-FLOW_WINDOWS_S = (30, 60, 120, 300)
-GEX_WIDTHS = (5, 10, 15)
 LOOKBACK_MIN = 3 * max(KINEMATIC_SCALES_MIN)
 """Jerk at the longest scale needs three spans of history before a step."""
-OPEN_INTEREST = 9  # databento_dbn.StatType.OPEN_INTEREST
 
 
 @dataclass(frozen=True)
@@ -116,162 +122,7 @@ def compute_levels(
     }
 
 
-# -- dealer ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Chain:
-    strikes: FloatArray
-    is_call: npt.NDArray[np.bool_]
-    expiry_ns: npt.NDArray[np.int64]
-    oi: FloatArray
-    mid: FloatArray  # [n_options, n_steps]
-
-
-def _chain(
-    date: dt.date,
-    definition: pa.Table | None,
-    statistics: pa.Table | None,
-    mbp1: pa.Table | None,
-    q: npt.NDArray[np.int64],
-) -> _Chain | None:
-    """0DTE lines with prior-day open interest and the last quote mid at or before each step."""
-    if definition is None or statistics is None or mbp1 is None:
-        return None
-    d = definition
-    if d.num_rows == 0:
-        return None
-    ids = np.asarray(d.column("instrument_id").to_numpy(zero_copy_only=False), dtype=np.int64)
-    strikes = bars.as_float(d.column("strike_price"))
-    cls = np.asarray(d.column("instrument_class").to_pylist())
-    expiry = bars.as_ns(d.column("expiration"))
-    close_ns = sessions.et_ns(date, dt.time(23, 59))
-    keep = np.isin(cls, ["C", "P"]) & (expiry <= close_ns) & (expiry >= sessions.et_ns(date, dt.time(0, 0)))
-    ids, strikes, cls, expiry = ids[keep], strikes[keep], cls[keep], expiry[keep]
-    order = np.argsort(ids)
-    ids, strikes, cls, expiry = ids[order], strikes[order], cls[order], expiry[order]
-    if ids.size == 0:
-        return None
-    # Prior-day open interest: the latest OI statistic published before the open.
-    st = statistics
-    st = st.filter(pc.equal(st.column("stat_type"), OPEN_INTEREST))
-    open_ns = sessions.et_ns(date, sessions.RTH_OPEN)
-    st_ts = bars.as_ns(st.column("ts_recv"))
-    st_ids = np.asarray(st.column("instrument_id").to_numpy(zero_copy_only=False), dtype=np.int64)
-    st_q = bars.as_float(st.column("quantity"))
-    ok = st_ts <= open_ns
-    oi = np.zeros(ids.size)
-    o = np.lexsort((st_ts[ok], st_ids[ok]))
-    sid, sq = st_ids[ok][o], st_q[ok][o]
-    last = np.r_[sid[1:] != sid[:-1], True] if sid.size else np.zeros(0, dtype=bool)
-    pos = np.searchsorted(ids, sid[last])
-    inside = (pos < ids.size) & (ids[np.minimum(pos, ids.size - 1)] == sid[last])
-    oi[pos[inside]] = np.nan_to_num(sq[last][inside])
-    # Quote mids as of each step.
-    m = mbp1
-    m_ts = bars.as_ns(m.column("ts_recv"))
-    m_ids = np.asarray(m.column("instrument_id").to_numpy(zero_copy_only=False), dtype=np.int64)
-    bid = bars.as_float(m.column("bid_px_00"))
-    ask = bars.as_float(m.column("ask_px_00"))
-    mid_q = np.where((bid > 0) & (ask >= bid), (bid + ask) / 2, np.nan)
-    mid = np.full((ids.size, q.size), np.nan)
-    o = np.lexsort((m_ts, m_ids))
-    m_ts, m_ids, mid_q = m_ts[o], m_ids[o], mid_q[o]
-    bounds = np.searchsorted(m_ids, ids, side="left"), np.searchsorted(m_ids, ids, side="right")
-    for i, (a, b) in enumerate(zip(*bounds, strict=True)):
-        if b > a:
-            mid[i] = bars.asof(m_ts[a:b], mid_q[a:b], q)
-    return _Chain(strikes=strikes, is_call=cls == "C", expiry_ns=expiry, oi=oi, mid=mid)
-
-
-def _dealer_features(
-    chain: _Chain | None,
-    q: npt.NDArray[np.int64],
-    fut_px: FloatArray,
-    levels: FloatArray,
-    atr: FloatArray,
-    s: PipelineSettings,
-) -> dict[str, FloatArray]:
-    """Per (step, level): net GEX near the level and wall distances; all NaN without a chain."""
-    n_steps, n_lv = levels.shape
-    names = [f"dealer_gex_{w}" for w in GEX_WIDTHS] + [
-        "dealer_gex_total",
-        "dealer_call_wall_atr",
-        "dealer_put_wall_atr",
-    ]
-    out = {k: np.full((n_steps, n_lv), np.nan) for k in names}
-    if chain is None:
-        return out
-    tau = black76.year_fraction(q[None, :], chain.expiry_ns[:, None])
-    fwd = np.broadcast_to(fut_px[None, :], chain.mid.shape)
-    strike = np.broadcast_to(chain.strikes[:, None], chain.mid.shape)
-    is_call = np.broadcast_to(chain.is_call[:, None], chain.mid.shape)
-    iv = black76.implied_vol(chain.mid, fwd, strike, tau, s.risk_free_rate, is_call)
-    g = black76.gamma(fwd, strike, tau, iv, s.risk_free_rate)
-    gx = dealer.gex(g, chain.oi[:, None], fwd, is_call, convention=s.gex_convention)  # [n_opt, n_steps]
-    scale = 1e9  # report in $bn of dollar gamma per 1 % move
-    for j in range(n_steps):
-        if not np.isfinite(fut_px[j]):
-            continue
-        col = gx[:, j]
-        total = np.nansum(col) / scale
-        w = dealer.walls(chain.strikes, col, chain.is_call)
-        for wd in GEX_WIDTHS:
-            out[f"dealer_gex_{wd}"][j] = dealer.net_gex_near(chain.strikes, col, levels[j], float(wd)) / scale
-        out["dealer_gex_total"][j] = total
-        out["dealer_call_wall_atr"][j] = (w.call_wall - levels[j]) / atr[j]
-        out["dealer_put_wall_atr"][j] = (w.put_wall - levels[j]) / atr[j]
-    return out
-
-
 # -- the state table: silver as an engine over steps ---------------------------------------------
-
-BOOK_WINDOW_NS = (max(FLOW_WINDOWS_S) + 120) * NS
-"""A step's book features read only the states stamped in [t − 420 s, t]: the 300-s flow window, the
-state prevailing at its start, and the 120-s barrier change. Batch and live cut the same window."""
-BOOK_COLUMNS: tuple[str, ...] = tuple(
-    f"{side}_{kind}_{i:02d}" for i in range(10) for side in ("bid", "ask") for kind in ("px", "sz")
-)
-_SHAPE = ("imb_1", "imb_5", "imb_10", "micro_ticks", "spread_ticks", "depth_log")
-_LEVEL_FEATURES_FROM_BOOK = 6  # ask/bid depth now, 60 s and 120 s ago
-
-
-class _Grow:
-    """A 1-D array that grows by appending and shrinks from the front, never re-copied per call.
-
-    Appends are amortised (doubling); :meth:`drop` only moves the start, and the rows kept are
-    moved to the front when an append runs out of room, so a trailing window costs no copy per
-    step (a copy of the whole window on the step's path was the live engine's latency spike).
-    """
-
-    def __init__(self, dtype: Any) -> None:
-        self._a = np.empty(1024, dtype=dtype)
-        self._lo = 0
-        self.n = 0
-
-    def extend(self, v: npt.NDArray[Any]) -> None:
-        if self._lo + self.n + v.size > self._a.size:
-            cap = self._a.size if 2 * (self.n + v.size) <= self._a.size else 2 * (self.n + v.size)
-            room = np.empty(cap, dtype=self._a.dtype) if cap != self._a.size else self._a
-            room[: self.n] = self._a[self._lo : self._lo + self.n]
-            self._a, self._lo = room, 0
-        self._a[self._lo + self.n : self._lo + self.n + v.size] = v
-        self.n += v.size
-
-    def drop(self, k: int) -> None:
-        """Forget the first ``k`` values."""
-        k = min(k, self.n)
-        self._lo += k
-        self.n -= k
-
-    @classmethod
-    def of(cls, v: npt.NDArray[Any]) -> _Grow:
-        g = cls(v.dtype)
-        g.extend(v)
-        return g
-
-    def view(self, n: int | None = None) -> npt.NDArray[Any]:
-        return self._a[self._lo : self._lo + (self.n if n is None else n)]
 
 
 @dataclass
@@ -310,16 +161,11 @@ class SilverEngine:
         self.steps = step_times(date)
         self.done = 0
         """Steps completed so far (``steps[:done]``)."""
-        self._t_ts, self._t_px = _Grow(np.int64), _Grow(np.float64)
-        self._t_sz, self._t_side = _Grow(np.float64), _Grow(np.uint8)
-        # The trailing window of raw book states, one growable column each (nulls held as NaN):
-        # a step reads only a few of its rows (:meth:`_book_rows`), and trimming it copies nothing.
-        self._book: dict[str, _Grow] = {}
-        self._book_schema: pa.Schema | None = None
-        self._book_ts = _Grow(np.int64)  # the window's stamps, same rows as _book
-        self._series: dict[str, _Grow] = {}  # per-state OFI terms and shape, same rows as _book
+        self._t_ts, self._t_px = Grow(np.int64), Grow(np.float64)
+        self._t_sz, self._t_side = Grow(np.float64), Grow(np.uint8)
+        self._book = BookWindow()
         self._trim_due = False
-        self._opt_def = opt_definition
+        self._chains = silver_dealer.Chains(date, opt_definition)
         self._opt_stats = opt_statistics
         self._opt_quotes: list[pa.Table] = []
         self._quotes_kept = 0
@@ -352,30 +198,7 @@ class SilverEngine:
     def add_book(self, book: pa.Table) -> None:
         """MBP-10 states (``ts_recv``, ``instrument_id`` and the 40 level columns) in arrival order."""
         self._trim_if_due()
-        mb = _only(book, self.front_id).select(["ts_recv", *BOOK_COLUMNS])
-        if mb.num_rows == 0:
-            return
-        n_book = self._book_ts.n
-        if self._book_schema is None:
-            self._book_schema = mb.schema
-        mb = mb.cast(self._book_schema)
-        prev = self._book_rows(np.array([n_book - 1], dtype=np.int64)) if n_book else None
-        with_prev = pa.concat_tables([prev, mb]) if prev is not None else mb
-        new = flow.ofi_series(with_prev)
-        if prev is not None:
-            new = {k: v[1:] for k, v in new.items()}
-        shape = flow.book_shape(mb)
-        shape.pop("ts")
-        new.update(shape)
-        # Appends are amortised (a live feed adds a few hundred states at a time): the book's
-        # columns and the series grow in place.
-        for name in BOOK_COLUMNS:
-            col = mb.column(name)
-            v = bars.as_float(col) if pa.types.is_floating(col.type) else col.to_numpy()
-            self._book.setdefault(name, _Grow(v.dtype)).extend(v)
-        self._book_ts.extend(bars.as_ns(mb.column("ts_recv")))
-        for k, v in new.items():
-            self._series.setdefault(k, _Grow(v.dtype)).extend(v)
+        self._book.add(_only(book, self.front_id).select(["ts_recv", *BOOK_COLUMNS]))
 
     def add_option_quotes(self, quotes: pa.Table) -> None:
         """Options MBP-1 (``ts_recv``, ``instrument_id``, ``bid_px_00``, ``ask_px_00``)."""
@@ -420,10 +243,7 @@ class SilverEngine:
     def _trim(self) -> None:
         """Drop book states no later step can read and option quotes superseded before the next step."""
         nxt = int(self.steps[self.done]) if self.done < self.steps.size else int(self.steps[-1]) + 1
-        if self._book_ts.n:
-            cut = int(np.searchsorted(self._book_ts.view(), nxt - BOOK_WINDOW_NS, side="left"))
-            for g in (self._book_ts, *self._book.values(), *self._series.values()):
-                g.drop(cut)
+        self._book.trim(nxt)
         n_quotes = sum(t.num_rows for t in self._opt_quotes)
         if n_quotes > max(4096, 2 * self._quotes_kept):
             qt = pa.concat_tables(self._opt_quotes)
@@ -507,9 +327,9 @@ class SilverEngine:
         # Per step: the book window's OFI, book shape and the resting size near each level.
         dist = (price[:, None] - level_mat) / atr[:, None]
         side_now = np.sign(dist)
-        book = self._book_steps(q, level_mat, side_now)
+        book = self._book.features(q, level_mat, s)
         chain = self._chain(q)
-        dealer_f = _dealer_features(chain, q, price, level_mat, atr, s)
+        dealer_f = silver_dealer.features(chain, q, price, level_mat, atr, s)
 
         is_buy = t_side == ord("B")
         is_sell = t_side == ord("A")
@@ -618,7 +438,7 @@ class SilverEngine:
                 "barrier_change_60s": np.log1p(depth) - past[60],
                 "barrier_change_120s": np.log1p(depth) - past[120],
                 "barrier_tick_prominence": own_tick,
-                **{k: (sgn * book[k] if k in _BOOK_SIGNED else book[k]) for k in _BOOK_FEATURES},
+                **{k: (sgn * book[k] if k in BOOK_SIGNED else book[k]) for k in BOOK_FEATURES},
                 "book_level_vs_opposite": np.log1p(depth) - np.log1p(opposite),
                 "book_wall_prominence": wall,
                 "tape_near_vol_60s": np.log1p(near_vol[60]),
@@ -661,87 +481,11 @@ class SilverEngine:
             out.append(StepOutput(ts=int(q[j]), levels=lv, state=state.slice(a, b - a)))
         return out
 
-    def _book_steps(
-        self, q: npt.NDArray[np.int64], level_mat: FloatArray, side_now: FloatArray
-    ) -> dict[str, FloatArray]:
-        """Book features at each step from that step's own window [t − 420 s, t]."""
-        n, n_lv = level_mat.shape
-        names = [f"{x}_{w}s" for w in FLOW_WINDOWS_S for x in ("ofi_norm", "mlofi_norm")]
-        out: dict[str, FloatArray] = {
-            k: np.full(n, np.nan) for k in [*names, *_BOOK_FEATURES, "ask_band", "bid_band"]
-        }
-        per_level = ["ask_depth", "bid_depth", "ask_wall", "bid_wall", "ask_tick", "bid_tick"] + [
-            f"{sd}_depth_{lag}" for lag in (60, 120) for sd in ("ask", "bid")
-        ]
-        out.update({k: np.full((n, n_lv), np.nan) for k in per_level})
-        if self._book_ts.n == 0:
-            return out
-        ts_all = self._book_ts.view()
-        s = self.s
-        lags = np.array([120, 60, 0], dtype=np.int64) * NS
-        picks = np.full((n, lags.size), -1, dtype=np.int64)  # the state in force at t − lag, in its window
-        for j in range(n):
-            t = int(q[j])
-            a = int(np.searchsorted(ts_all, t - BOOK_WINDOW_NS, side="left"))
-            b = int(np.searchsorted(ts_all, t, side="right"))
-            if b <= a:
-                continue
-            ts = ts_all[a:b]
-            ser = {k: v.view()[a:b] for k, v in self._series.items()}
-            tq = q[j : j + 1]
-            for k, v in flow.ofi_windows(ts, ser, tq, FLOW_WINDOWS_S).items():
-                if k in out:
-                    out[k][j] = v[0]
-            # The shape features look back 60 s: start at the state in force then.
-            f0 = max(int(np.searchsorted(ts, t - 60 * NS, side="right")) - 1, 0)
-            for k, v in _book_features(ts[f0:], {x: ser[x][f0:] for x in _SHAPE}, tq).items():
-                out[k][j] = v[0]
-            p = np.searchsorted(ts, t - lags, side="right") - 1
-            picks[j] = np.where(p >= 0, p + a, -1)
-        # The level-relative reads need only the states in force at t, t − 60 s and t − 120 s: read
-        # them all at once from those rows; a time whose window holds no state stays NaN.
-        rows = np.unique(picks[picks >= 0])
-        if rows.size == 0:
-            return out
-        mb = self._book_rows(rows)
-        tl = np.repeat(q, n_lv)
-        lv = level_mat.reshape(-1)
-        for li, lag in enumerate((120, 60, 0)):
-            ok = np.repeat(picks[:, li] >= 0, n_lv).reshape(n, n_lv)
-            for sd in ("ask", "bid"):
-                side: Any = sd
-                depth = flow.book_depth_near(mb, tl - lag * NS, lv, side, s.barrier_ticks).reshape(n, n_lv)
-                out[f"{sd}_depth_{lag}" if lag else f"{sd}_depth"] = np.where(ok, depth, np.nan)
-                if lag == 0:
-                    wall = flow.wall_prominence(mb, tl, lv, side, s.barrier_ticks).reshape(n, n_lv)
-                    out[f"{sd}_wall"] = np.where(ok, wall, np.nan)
-                    own = flow.level_tick_prominence(mb, tl, lv, side).reshape(n, n_lv)
-                    out[f"{sd}_tick"] = np.where(ok, own, np.nan)
-                    band = flow.book_side_band(mb, q, side, 2 * s.barrier_ticks + 1)
-                    out[f"{sd}_band"] = np.where(ok[:, 0], band, np.nan)
-        return out
-
-    def _book_rows(self, rows: npt.NDArray[np.int64]) -> pa.Table:
-        """The window's states at ``rows`` (sorted) as bronze's columns (NaN prices back to null)."""
-        schema = self._book_schema
-        assert schema is not None
-        cols = [pa.array(self._book_ts.view()[rows], schema.field("ts_recv").type)]
-        for name in BOOK_COLUMNS:
-            typ = schema.field(name).type
-            cols.append(pa.array(self._book[name].view()[rows], typ, from_pandas=pa.types.is_floating(typ)))
-        return pa.Table.from_arrays(cols, schema=schema)
-
-    def _chain(self, q: npt.NDArray[np.int64]) -> _Chain | None:
-        upto = int(q[-1])
+    def _chain(self, q: npt.NDArray[np.int64]) -> silver_dealer.Chain | None:
         quotes = pa.concat_tables(self._opt_quotes).combine_chunks() if self._opt_quotes else None
         if quotes is not None:
             self._opt_quotes = [quotes]  # a live feed appends small tables: keep one, not hundreds
-        if quotes is not None:
-            quotes = quotes.filter(pc.less_equal(quotes.column("ts_recv").cast(pa.int64()), upto))
-        stats = self._opt_stats
-        if stats is not None:
-            stats = stats.filter(pc.less_equal(stats.column("ts_recv").cast(pa.int64()), upto))
-        return _chain(self.date, self._opt_def, stats, quotes, q)
+        return self._chains.at(q, self._opt_stats, quotes)
 
     def closed_bar(self, close_ns: int, seconds: int) -> pa.Table:
         """The bar of ``seconds`` closing at ``close_ns``, one row: from the bars the steps already
@@ -835,38 +579,6 @@ def feed_book(eng: SilverEngine, batches: Iterable[pa.RecordBatch]) -> None:
         eng.add_book(pa.Table.from_batches([batch]))
         eng.advance(int(bars.as_ns(batch.column("ts_recv"))[-1]))
     eng.finish()
-
-
-_BOOK_SIGNED = frozenset(
-    [f"book_imb_{n}{x}" for n in flow.BOOK_IMBALANCE_LEVELS for x in ("", "_30s", "_60s", "_chg_60s")]
-    + ["book_micro_ticks", "book_micro_ticks_30s"]
-)
-_BOOK_FEATURES: tuple[str, ...] = (
-    *(f"book_imb_{n}{x}" for n in flow.BOOK_IMBALANCE_LEVELS for x in ("", "_30s", "_60s", "_chg_60s")),
-    "book_micro_ticks",
-    "book_micro_ticks_30s",
-    "book_spread_ticks",
-    "book_depth_log",
-)
-
-
-def _book_features(
-    ts: npt.NDArray[np.int64], shape: dict[str, FloatArray], q: npt.NDArray[np.int64]
-) -> dict[str, FloatArray]:
-    """Level-independent book-shape features at each step (unsigned; silver signs them per level)."""
-    out: dict[str, FloatArray] = {}
-    for n in flow.BOOK_IMBALANCE_LEVELS:
-        v = shape[f"imb_{n}"]
-        now = bars.asof(ts, v, q)
-        out[f"book_imb_{n}"] = now
-        out[f"book_imb_{n}_30s"] = flow.time_mean_at(ts, v, q, 30)
-        out[f"book_imb_{n}_60s"] = flow.time_mean_at(ts, v, q, 60)
-        out[f"book_imb_{n}_chg_60s"] = now - bars.asof(ts, v, q - 60 * NS)
-    out["book_micro_ticks"] = bars.asof(ts, shape["micro_ticks"], q)
-    out["book_micro_ticks_30s"] = flow.time_mean_at(ts, shape["micro_ticks"], q, 30)
-    out["book_spread_ticks"] = bars.asof(ts, shape["spread_ticks"], q)
-    out["book_depth_log"] = bars.asof(ts, shape["depth_log"], q)
-    return out
 
 
 def _nan_to_null(table: pa.Table) -> pa.Table:
