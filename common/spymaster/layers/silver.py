@@ -360,7 +360,7 @@ class SilverEngine:
         b30_used = b30_ts[(b30_ts >= touch_from) & (b30_ts <= q[-1])]
         lv_b30 = compute_levels(date, t_ts, t_px, b2, b30_used, s)
 
-        rows: dict[str, list[Any]] = {f.name: [] for f in STATE_SCHEMA}
+        made: dict[str, tuple[npt.NDArray[np.bool_], FloatArray, npt.NDArray[np.bool_], dict[str, Any]]] = {}
         minutes = (q - open_ns) / (60 * NS)
         or_width = (lv_grid["OR_HIGH"][back:] - lv_grid["OR_LOW"][back:]) / atr
         gap = (rth_open_px - globex_open_px) / atr
@@ -455,22 +455,8 @@ class SilverEngine:
                 "ctx_rth_range_atr": rth_range / atr,
                 "ctx_level_is_dynamic": np.full(n, kind in ("SMA_90", "EMA_20"), dtype=np.float64),
             }
-            sel = np.flatnonzero(active)
-            rows["date"].extend([date] * sel.size)
-            rows["ts"].extend(q[sel].tolist())
-            rows["level_kind"].extend([kind] * sel.size)
-            rows["direction"].extend(np.where(up[sel], "UP", "DOWN").tolist())
-            rows["time_bucket"].extend(time_bucket(minutes[sel]).tolist())
-            rows["level_price"].extend(lvl[sel].tolist())
-            rows["price"].extend(price[sel].tolist())
-            for f in FEATURES:
-                rows[f.name].extend(np.asarray(feats[f.name], dtype=np.float64)[sel].tolist())
-        # Missing is null, never NaN: nulls survive Parquet and compare equal, NaN does neither.
-        state = pa.table(
-            {f.name: pa.array(rows[f.name], type=f.type, from_pandas=True) for f in STATE_SCHEMA},
-            schema=STATE_SCHEMA,
-        )
-        state = state.sort_by([("ts", "ascending"), ("level_kind", "ascending")])
+            made[kind] = (active, lvl, up, feats)
+        state = _state_table(date, q, time_bucket(minutes), price, made)
         st_ts = bars.as_ns(state.column("ts"))
         bounds = np.searchsorted(st_ts, q, side="left"), np.searchsorted(st_ts, q, side="right")
         out = []
@@ -537,6 +523,47 @@ class SilverEngine:
             state=state,
             front_month=self.symbol,
         )
+
+
+def _state_table(
+    date: dt.date,
+    q: npt.NDArray[np.int64],
+    bucket: npt.NDArray[Any],
+    price: FloatArray,
+    made: dict[str, tuple[npt.NDArray[np.bool_], FloatArray, npt.NDArray[np.bool_], dict[str, Any]]],
+) -> pa.Table:
+    """The state rows (one per step and active level) in the table's order, ts then level kind.
+
+    Each column is a [step, level] matrix with the levels in name order, read row-major through the
+    active mask: that is the order ``sort_by([ts, level_kind])`` gives, without the sort.
+    """
+    kinds = sorted(made)
+    n = q.size
+    mask = np.stack([made[k][0] for k in kinds], axis=1) if kinds else np.zeros((n, 0), dtype=bool)
+
+    def pick(v: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        out: npt.NDArray[Any] = np.broadcast_to(v, mask.shape)[mask]
+        return out
+
+    def mat(i: int, name: str | None = None) -> npt.NDArray[Any]:
+        cols = [made[k][i] if name is None else made[k][3][name] for k in kinds]
+        return np.stack([np.asarray(c, dtype=np.float64) for c in cols], axis=1) if kinds else mask * 0.0
+
+    rows = int(mask.sum())
+    up = np.stack([made[k][2] for k in kinds], axis=1) if kinds else mask
+    cols: dict[str, pa.Array] = {
+        "date": pa.array([date] * rows, pa.date32()),
+        "ts": pa.array(pick(q[:, None]), pa.timestamp("ns", tz="UTC")),
+        "level_kind": pa.array(pick(np.array(kinds, dtype=object)[None, :]).tolist(), pa.string()),
+        "direction": pa.array(np.where(up[mask], "UP", "DOWN").tolist(), pa.string()),
+        "time_bucket": pa.array(pick(np.asarray(bucket)[:, None]), pa.int8()),
+        "level_price": pa.array(mat(1)[mask], pa.float64()),
+        "price": pa.array(pick(price[:, None]), pa.float64()),
+    }
+    for f in FEATURES:
+        # Missing is null, never NaN: nulls survive Parquet and compare equal, NaN does neither.
+        cols[f.name] = pa.array(mat(3, f.name)[mask], pa.float64(), from_pandas=True)
+    return pa.table([cols[f.name] for f in STATE_SCHEMA], schema=STATE_SCHEMA)
 
 
 def _with_atr(b2: pa.Table, s: PipelineSettings) -> pa.Table:

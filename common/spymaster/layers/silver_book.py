@@ -215,19 +215,20 @@ class BookWindow:
         mb = self.rows(rows)
         tl = np.repeat(q, n_lv)
         lv = level_mat.reshape(-1)
-        for li, lag in enumerate((120, 60, 0)):
-            ok = np.repeat(picks[:, li] >= 0, n_lv).reshape(n, n_lv)
-            for sd in ("ask", "bid"):
-                side: Any = sd
-                depth = flow.book_depth_near(mb, tl - lag * NS, lv, side, s.barrier_ticks).reshape(n, n_lv)
-                out[f"{sd}_depth_{lag}" if lag else f"{sd}_depth"] = np.where(ok, depth, np.nan)
-                if lag == 0:
-                    wall = flow.wall_prominence(mb, tl, lv, side, s.barrier_ticks).reshape(n, n_lv)
-                    out[f"{sd}_wall"] = np.where(ok, wall, np.nan)
-                    own = flow.level_tick_prominence(mb, tl, lv, side).reshape(n, n_lv)
-                    out[f"{sd}_tick"] = np.where(ok, own, np.nan)
-                    band = flow.book_side_band(mb, q, side, 2 * s.barrier_ticks + 1)
-                    out[f"{sd}_band"] = np.where(ok[:, 0], band, np.nan)
+        ok = {lag: np.repeat(picks[:, li] >= 0, n_lv).reshape(n, n_lv) for li, lag in enumerate((120, 60, 0))}
+        for sd in ("ask", "bid"):
+            side: Any = sd
+            # One read for the three times (each query is its own: the same values as three reads).
+            t3 = np.concatenate([tl - 120 * NS, tl - 60 * NS, tl])
+            depth = flow.book_depth_near(mb, t3, np.tile(lv, 3), side, s.barrier_ticks).reshape(3, n, n_lv)
+            for i, lag in enumerate((120, 60, 0)):
+                out[f"{sd}_depth_{lag}" if lag else f"{sd}_depth"] = np.where(ok[lag], depth[i], np.nan)
+            wall = flow.wall_prominence(mb, tl, lv, side, s.barrier_ticks).reshape(n, n_lv)
+            out[f"{sd}_wall"] = np.where(ok[0], wall, np.nan)
+            own = flow.level_tick_prominence(mb, tl, lv, side).reshape(n, n_lv)
+            out[f"{sd}_tick"] = np.where(ok[0], own, np.nan)
+            band = flow.book_side_band(mb, q, side, 2 * s.barrier_ticks + 1)
+            out[f"{sd}_band"] = np.where(ok[0][:, 0], band, np.nan)
         return out
 
 
