@@ -83,7 +83,12 @@ def front_month_id(definitions: pa.Table, date: dt.date) -> tuple[str, int]:
 
 
 def _only(table: pa.Table, instrument_id: int) -> pa.Table:
-    return table.filter(pc.equal(table.column("instrument_id"), pa.scalar(instrument_id, pa.uint32())))
+    ids = table.column("instrument_id")
+    if table.num_rows:
+        mm = pc.min_max(ids)
+        if mm["min"].as_py() == mm["max"].as_py() == instrument_id:
+            return table  # one instrument already (a live feed's usual batch): no copy
+    return table.filter(pc.equal(ids, pa.scalar(instrument_id, pa.uint32())))
 
 
 # -- levels ----------------------------------------------------------------------------------------

@@ -106,6 +106,8 @@ class BookWindow:
         self._sums: dict[str, Grow] = {}
         self._sums_before = dict.fromkeys(flow.OFI_SERIES, 0.0)
         """The OFI terms' running sums before the window's first state (the states trimmed)."""
+        self._last: pa.Table | None = None
+        """The last state added, as it came (one row), for the next states' OFI."""
 
     @property
     def n(self) -> int:
@@ -121,8 +123,11 @@ class BookWindow:
         n_book = self._ts.n
         if self.schema is None:
             self.schema = mb.schema
-        mb = mb.cast(self.schema)
-        prev = self.rows(np.array([n_book - 1], dtype=np.int64)) if n_book else None
+        if not mb.schema.equals(self.schema):
+            mb = mb.cast(self.schema)
+        # The state before these continues the OFI: the last one added, unless trimmed away.
+        last = self._last if self._last is not None and n_book else None
+        prev = last if last is not None else (self.rows(np.array([n_book - 1])) if n_book else None)
         with_prev = pa.concat_tables([prev, mb]) if prev is not None else mb
         new = flow.ofi_series(with_prev)
         if prev is not None:
@@ -143,6 +148,7 @@ class BookWindow:
             self._series.setdefault(k, Grow(v.dtype)).extend(v)
         for k, v in sums.items():
             self._sums.setdefault(k, Grow(v.dtype)).extend(v)
+        self._last = mb.slice(mb.num_rows - 1, 1)
 
     def trim(self, next_step_ns: int) -> None:
         """Drop the states no step at or after ``next_step_ns`` can read."""
