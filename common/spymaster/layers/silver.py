@@ -550,24 +550,30 @@ def _state_table(
         out: npt.NDArray[Any] = np.broadcast_to(v, mask.shape)[mask]
         return out
 
-    def mat(i: int, name: str | None = None) -> npt.NDArray[Any]:
-        cols = [made[k][i] if name is None else made[k][3][name] for k in kinds]
-        return np.stack([np.asarray(c, dtype=np.float64) for c in cols], axis=1) if kinds else mask * 0.0
-
     rows = int(mask.sum())
     up = np.stack([made[k][2] for k in kinds], axis=1) if kinds else mask
+    lvl = np.stack([made[k][1] for k in kinds], axis=1) if kinds else mask * 0.0
+    # [step, level, feature] in one array, read through the mask: [row, feature], then by feature.
+    names = [f.name for f in FEATURES]
+    if kinds:
+        cube = np.stack(
+            [np.column_stack([made[k][3][x] for x in names]).astype(np.float64) for k in kinds], axis=1
+        )
+    else:
+        cube = np.zeros((n, 0, len(names)))
+    by_feature = np.ascontiguousarray(cube[mask].T)
     cols: dict[str, pa.Array] = {
         "date": pa.array([date] * rows, pa.date32()),
         "ts": pa.array(pick(q[:, None]), pa.timestamp("ns", tz="UTC")),
         "level_kind": pa.array(pick(np.array(kinds, dtype=object)[None, :]).tolist(), pa.string()),
         "direction": pa.array(np.where(up[mask], "UP", "DOWN").tolist(), pa.string()),
         "time_bucket": pa.array(pick(np.asarray(bucket)[:, None]), pa.int8()),
-        "level_price": pa.array(mat(1)[mask], pa.float64()),
+        "level_price": pa.array(lvl[mask], pa.float64()),
         "price": pa.array(pick(price[:, None]), pa.float64()),
     }
-    for f in FEATURES:
+    for i, name in enumerate(names):
         # Missing is null, never NaN: nulls survive Parquet and compare equal, NaN does neither.
-        cols[f.name] = pa.array(mat(3, f.name)[mask], pa.float64(), from_pandas=True)
+        cols[name] = pa.array(by_feature[i], pa.float64(), from_pandas=True)
     return pa.table([cols[f.name] for f in STATE_SCHEMA], schema=STATE_SCHEMA)
 
 
