@@ -323,7 +323,13 @@ class SilverEngine:
         # A 30-second grid reaching back far enough for the slowest kinematics.
         back = LOOKBACK_MIN * 60 // STEP_S
         grid = np.concatenate([q[0] - np.arange(back, 0, -1, dtype=np.int64) * STEP_S * NS, q])
-        lv_grid = compute_levels(date, t_ts, t_px, b2, grid, s)
+        # The levels at the grid and at the 30-s bars the touches count, in one call (pointwise in time).
+        b30_ts = bars.as_ns(b30.column("ts"))
+        touch_from = int(self.steps[0]) - back * STEP_S * NS
+        b30_used = b30_ts[(b30_ts >= touch_from) & (b30_ts <= q[-1])]
+        lv_both = compute_levels(date, t_ts, t_px, b2, np.concatenate([grid, b30_used]), s)
+        lv_grid = {k: v[: grid.size] for k, v in lv_both.items()}
+        lv_b30 = {k: v[grid.size :] for k, v in lv_both.items()}
         px_grid = bars.asof(t_ts, t_px, grid)
         atr = bars.asof(bars.as_ns(b2.column("ts")), bars.as_float(b2.column("atr")), q)
         price = px_grid[back:]
@@ -357,13 +363,9 @@ class SilverEngine:
         with np.errstate(invalid="ignore"):
             rth_range = bars.asof(rth_ts, cum_hi, q) - bars.asof(rth_ts, cum_lo, q)
         rth_range = np.where(np.isfinite(rth_range), rth_range, np.nan)  # no RTH trade yet
-        b30_ts = bars.as_ns(b30.column("ts"))
         b30_hi, b30_lo = bars.as_float(b30.column("high")), bars.as_float(b30.column("low"))
         b30_at_q = np.searchsorted(b30_ts, q, side="right")  # bars with close <= t
-        # Touches count from the start of the kinematics grid of the first step (08:30 ET).
-        touch_from = int(self.steps[0]) - back * STEP_S * NS
-        b30_used = b30_ts[(b30_ts >= touch_from) & (b30_ts <= q[-1])]
-        lv_b30 = compute_levels(date, t_ts, t_px, b2, b30_used, s)
+        # Touches count from the start of the kinematics grid of the first step (08:30 ET): b30_used.
 
         made: dict[str, tuple[npt.NDArray[np.bool_], FloatArray, npt.NDArray[np.bool_], dict[str, Any]]] = {}
         minutes = (q - open_ns) / (60 * NS)
