@@ -210,6 +210,10 @@ class SilverEngine:
         self._trim_if_due()
         if quotes.num_rows:
             self._opt_quotes.append(quotes.select(["ts_recv", "instrument_id", "bid_px_00", "ask_px_00"]))
+            if (
+                len(self._opt_quotes) >= 64
+            ):  # a live feed's small tables: one, not thousands, by the first step
+                self._opt_quotes = [pa.concat_tables(self._opt_quotes).combine_chunks()]
 
     def add_option_statistics(self, stats: pa.Table) -> None:
         cols = ["ts_recv", "instrument_id", "stat_type", "quantity"]
@@ -482,21 +486,34 @@ class SilverEngine:
 
     def closed_bar(self, close_ns: int, seconds: int) -> pa.Table:
         """The bar of ``seconds`` closing at ``close_ns``, one row: from the bars the steps already
-        built when they reach it (a bar closed is final), else rebuilt from the session's trades."""
+        built when they reach it (a bar closed is final), else built the way a step builds them
+        (which keeps them for the steps)."""
         hit = self._bar_cache.get(seconds)
         if hit is not None and hit[1] >= close_ns:
             ts = bars.as_ns(hit[0].column("ts"))
             k = int(np.searchsorted(ts, close_ns, side="left"))
             if k < ts.size and ts[k] == close_ns:
                 return hit[0].slice(k, 1)
-        b = self.bars_until(close_ns, seconds)
-        return b.slice(b.num_rows - 1) if b.num_rows else b
+        b = self._session_bars(seconds, close_ns, *self._trades_upto(close_ns))
+        ts = bars.as_ns(b.column("ts"))
+        k = int(np.searchsorted(ts, close_ns, side="left"))
+        return b.slice(k, 1) if k < ts.size and ts[k] == close_ns else b.slice(b.num_rows)
 
-    def bars_until(self, close_ns: int, seconds: int) -> pa.Table:
-        """Bars of ``seconds`` from the Globex open up to the one closing at ``close_ns`` (trades before it)."""
-        t_ts, t_px, t_sz, t_side = self._trades_upto(close_ns - 1)
-        lo, _ = sessions.globex_session(self.date)
-        return bars.time_bars(t_ts, t_px, t_sz, t_side, start_ns=lo, end_ns=close_ns, seconds=seconds)
+    def rehearse(self, t_ns: int) -> None:
+        """Compute a step at ``t_ns`` (before the first) and discard it, leaving the state as it was:
+        the first real step then runs on warm paths (it ran ~2× the later ones: first touches of
+        its arrays' memory). Live calls it during the warm-up; nothing it computes is kept but the
+        bars closed by ``t_ns``, which are final."""
+        prev = self._prev_side.copy()
+        self._compute(np.array([t_ns], dtype=np.int64))
+        self._prev_side = prev
+
+    def prepare(self, now_ns: int) -> None:
+        """Build the bars closed by ``now_ns`` (final: every trade at or before it is in), so the
+        first step builds only the bars since, not the whole night's (live: during the warm-up)."""
+        trades = self._trades_upto(now_ns)
+        for seconds in (30, 120):
+            self._session_bars(seconds, now_ns, *trades)
 
     # -- the batch tables -------------------------------------------------------------------------
     def tables(self) -> SilverTables:
