@@ -286,15 +286,19 @@ class SilverEngine:
         t_sz: FloatArray,
         t_side: npt.NDArray[np.uint8],
     ) -> pa.Table:
-        """The session's bars from trades stamped <= ``upto``: bars closed by then are final, so
+        """The session's bars up to ``upto`` from trades stamped <= it: bars closed by then are final, so
         they are kept and only the bars after them are rebuilt (the same ``time_bars``, with the
         last close carried into leading empty bars exactly as a whole-session call carries it)."""
         lo, hi = sessions.globex_session(self.date)
         end, step = _bar_end(lo, hi, seconds), seconds * NS
         prefix, start, carry = self._bar_cache.get(seconds, (None, lo, np.nan))
+        closed = lo + (upto - lo) // step * step
+        # Up to the bar in progress: the later ones would be empty, and no read at or before
+        # ``upto`` reaches them (every series over bars is causal).
+        stop = min(end, closed + step)
         i = int(np.searchsorted(t_ts, start, side="left"))
         new = bars.time_bars(
-            t_ts[i:], t_px[i:], t_sz[i:], t_side[i:], start_ns=start, end_ns=end, seconds=seconds
+            t_ts[i:], t_px[i:], t_sz[i:], t_side[i:], start_ns=start, end_ns=stop, seconds=seconds
         )
         if prefix is not None and np.isfinite(carry):
             close = bars.as_float(new.column("close"))
@@ -306,7 +310,6 @@ class SilverEngine:
                 v[lead] = carry
                 new = new.set_column(new.schema.get_field_index(c), c, pa.array(v))
         table = pa.concat_tables([prefix, new]).combine_chunks() if prefix is not None else new
-        closed = lo + (upto - lo) // step * step
         ts = bars.as_ns(table.column("ts"))
         k = int(np.searchsorted(ts, closed, side="right"))
         if k:

@@ -242,15 +242,21 @@ def _book_features(
     ts: npt.NDArray[np.int64], shape: dict[str, FloatArray], q: npt.NDArray[np.int64]
 ) -> dict[str, FloatArray]:
     """Level-independent book-shape features at each step (unsigned; silver signs them per level)."""
+    n = q.size
+    # The shape in force at t and at t − 60 s, every series at once (the same rows as one read each).
+    both = bars.asof(ts, np.stack([shape[x] for x in _SHAPE], axis=1), np.concatenate([q, q - 60 * NS]))
+    now, then = both[:n], both[n:]
+    col = {x: i for i, x in enumerate(_SHAPE)}
     out: dict[str, FloatArray] = {}
-    for n in flow.BOOK_IMBALANCE_LEVELS:
-        v = shape[f"imb_{n}"]
-        now = bars.asof(ts, v, q)
-        out[f"book_imb_{n}"] = now
-        out[f"book_imb_{n}_30s"], out[f"book_imb_{n}_60s"] = flow.time_means_at(ts, v, q, (30, 60))
-        out[f"book_imb_{n}_chg_60s"] = now - bars.asof(ts, v, q - 60 * NS)
-    out["book_micro_ticks"] = bars.asof(ts, shape["micro_ticks"], q)
+    for lv in flow.BOOK_IMBALANCE_LEVELS:
+        i = col[f"imb_{lv}"]
+        out[f"book_imb_{lv}"] = now[:, i]
+        out[f"book_imb_{lv}_30s"], out[f"book_imb_{lv}_60s"] = flow.time_means_at(
+            ts, shape[f"imb_{lv}"], q, (30, 60)
+        )
+        out[f"book_imb_{lv}_chg_60s"] = now[:, i] - then[:, i]
+    out["book_micro_ticks"] = now[:, col["micro_ticks"]]
     out["book_micro_ticks_30s"] = flow.time_mean_at(ts, shape["micro_ticks"], q, 30)
-    out["book_spread_ticks"] = bars.asof(ts, shape["spread_ticks"], q)
-    out["book_depth_log"] = bars.asof(ts, shape["depth_log"], q)
+    out["book_spread_ticks"] = now[:, col["spread_ticks"]]
+    out["book_depth_log"] = now[:, col["depth_log"]]
     return out
