@@ -148,7 +148,7 @@ class BookWindow:
             self._series.setdefault(k, Grow(v.dtype)).extend(v)
         for k, v in sums.items():
             self._sums.setdefault(k, Grow(v.dtype)).extend(v)
-        self._last = mb.slice(mb.num_rows - 1, 1)
+        self._last = mb.take(pa.array([mb.num_rows - 1]))  # a copy: a slice would pin the whole batch
 
     def trim(self, next_step_ns: int) -> None:
         """Drop the states no step at or after ``next_step_ns`` can read."""
