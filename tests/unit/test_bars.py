@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from spymaster.indicators.bars import TS_TYPE, asof, ema, sma, time_bars, wilder_atr
+from spymaster.indicators.bars import TS_TYPE, asof, asof_by, ema, sma, time_bars, wilder_atr
 from spymaster.sessions import QUERY_END, RTH_OPEN, et_ns
 
 S = 1_000_000_000
@@ -277,3 +277,21 @@ def test_asof_no_lookahead(seed: int) -> None:
     ovals = np.concatenate([vals[keep], rng.normal(size=new_ts.size)])
     known = q <= cut
     np.testing.assert_array_equal(asof(vts, vals, q)[known], asof(ots, ovals, q)[known])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_asof_by_is_asof_per_key(seed: int) -> None:
+    """One search over (key, time) gives each key's own ``asof``, ties and foreign keys included."""
+    rng = np.random.default_rng(seed)
+    n = 3000
+    vk = rng.integers(0, 40, n)  # keys 0..39, of which only some are asked for
+    vts = rng.integers(0, 500, n).astype(np.int64) * 1_000_000 + 1_700_000_000 * 10**9  # many ties
+    vals = rng.normal(size=n)
+    keys = np.unique(rng.choice(45, 25, replace=False)).astype(np.int64)  # some without rows
+    q = np.sort(rng.integers(-10, 520, 60)).astype(np.int64) * 1_000_000 + 1_700_000_000 * 10**9
+    got = asof_by(keys, vk, vts, vals, q)
+    o = np.lexsort((vts, vk))
+    for i, k in enumerate(keys):
+        mine = o[vk[o] == k]
+        want = asof(vts[mine], vals[mine], q) if mine.size else np.full(q.size, np.nan)
+        np.testing.assert_array_equal(got[i], want)

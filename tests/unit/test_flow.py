@@ -8,6 +8,7 @@ import pytest
 
 from spymaster.indicators.bars import TS_TYPE, as_float
 from spymaster.indicators.flow import (
+    OFI_SERIES,
     book_depth_near,
     book_shape,
     book_side_band,
@@ -15,9 +16,13 @@ from spymaster.indicators.flow import (
     multi_level_ofi,
     ofi_at,
     ofi_events,
+    ofi_series,
+    ofi_windows,
     rolling_mean_at,
     rolling_sum_at,
+    running_sums,
     time_mean_at,
+    time_means_at,
     wall_prominence,
 )
 
@@ -291,3 +296,39 @@ def test_ofi_at_matches_brute_force() -> None:
     for i, t in enumerate(q):
         inside = (ts > t - 30 * S) & (ts <= t)
         assert out["ofi_30s"][i] == e[inside, 0].sum()
+
+
+def test_carried_running_sums_give_a_windows_own_bits() -> None:
+    """OFI windows from running sums carried from the day's first state equal those from sums
+    over the window alone, bit for bit (the terms are whole and half contracts: exact)."""
+    rng = np.random.default_rng(3)
+    ts = np.sort(rng.integers(0, 900, 20_000)).astype(np.int64) * (S // 20) + T0
+    book = _mbp10(ts, rng)
+    series = ofi_series(book)
+    sums = running_sums(series)
+    for t in T0 + S * np.array([400, 600, 899]):
+        a = int(np.searchsorted(ts, t - 420 * S, side="left"))
+        b = int(np.searchsorted(ts, t, side="right"))
+        part = {k: v[a:b] for k, v in series.items()}
+        own = ofi_windows(ts[a:b], part, [t], (30, 60, 120, 300))
+        before = {k: float(sums[k][a - 1]) for k in OFI_SERIES}
+        carried = ofi_windows(
+            ts[a:b],
+            part,
+            [t],
+            (30, 60, 120, 300),
+            sums={k: v[a:b] for k, v in sums.items()},
+            sums_before=before,
+        )
+        for k in own:
+            assert own[k].tobytes() == carried[k].tobytes(), k
+
+
+def test_time_means_share_one_integral() -> None:
+    rng = np.random.default_rng(4)
+    ts = np.sort(rng.integers(0, 120, 500)).astype(np.int64) * S + T0
+    v = rng.normal(size=ts.size)
+    q = T0 + S * np.array([10, 61, 90, 119])
+    both = time_means_at(ts, v, q, (30, 60))
+    assert both[0].tobytes() == time_mean_at(ts, v, q, 30).tobytes()
+    assert both[1].tobytes() == time_mean_at(ts, v, q, 60).tobytes()

@@ -298,6 +298,56 @@ def asof(values_ts: Any, values: npt.ArrayLike, query_ts: Any) -> FloatArray:
     return out
 
 
+def asof_by(
+    keys: npt.NDArray[np.int64],
+    values_key: npt.ArrayLike,
+    values_ts: Any,
+    values: npt.ArrayLike,
+    query_ts: Any,
+) -> FloatArray:
+    """[key, query]: :func:`asof` over each key's rows, for many keys in one search.
+
+    ``keys`` sorted and unique; rows of other keys are ignored. Rows need not be sorted: they are
+    ordered by (key, time) stably, so with ties the last row in input order wins, as in ``asof``.
+    One ``searchsorted`` over (key rank, time) replaces a loop of one ``asof`` per key.
+    """
+    k = np.asarray(keys, dtype=np.int64)
+    q = as_ns(query_ts)
+    vk = np.asarray(values_key, dtype=np.int64)
+    vts = as_ns(values_ts)
+    vals = np.asarray(values, dtype=np.float64)
+    if not vk.shape == vts.shape == vals.shape:
+        raise ValueError("values_key, values_ts and values must have the same length")
+    out = np.full((k.size, q.size), np.nan)
+    if k.size == 0 or vts.size == 0:
+        return out
+    rank = np.searchsorted(k, vk)
+    mine = (rank < k.size) & (k[np.minimum(rank, k.size - 1)] == vk)
+    rank, vts, vals = rank[mine], vts[mine], vals[mine]
+    if rank.size == 0:
+        return out
+    o = np.lexsort((vts, rank))
+    rank, vts, vals = rank[o], vts[o], vals[o]
+    base = int(vts.min())
+    span = int(vts.max()) - base + 2  # a time in [base, max] maps inside its key's band
+    if k.size * span >= 2**62:  # the bands would overflow int64: one search per key
+        bounds = (
+            np.searchsorted(rank, np.arange(k.size), "left"),
+            np.searchsorted(rank, np.arange(k.size), "right"),
+        )
+        for i, (a, b) in enumerate(zip(*bounds, strict=True)):
+            if b > a:
+                out[i] = asof(vts[a:b], vals[a:b], q)
+        return out
+    code = rank * span + (vts - base)
+    rel = np.clip(q - base, -1, span - 2)  # before every row: −1, the band's previous key
+    target = np.arange(k.size, dtype=np.int64)[:, None] * span + rel[None, :]
+    idx = np.searchsorted(code, target, side="right") - 1
+    ok = (idx >= 0) & (rank[np.maximum(idx, 0)] == np.arange(k.size)[:, None])
+    out[ok] = vals[idx[ok]]
+    return out
+
+
 def moving_average_levels(b2: pa.Table, q: npt.NDArray[np.int64]) -> dict[str, FloatArray]:
     """The SMA_90 and EMA_20 levels: SMA-90 and EMA-20 of the 2-minute closes as known at each
     time ``q`` (the last closed bar's value)."""

@@ -16,7 +16,6 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 from scipy.special import ndtr
-from scipy.stats import norm
 
 from spymaster.indicators.bars import FloatArray, as_ns
 
@@ -31,6 +30,14 @@ __all__ = [
 
 DAYS_PER_YEAR = 365.0
 _NS_PER_YEAR = DAYS_PER_YEAR * 86_400 * 1e9
+_SQRT_2PI = np.sqrt(2 * np.pi)
+
+
+def _phi(x: FloatArray) -> FloatArray:
+    """The standard normal density, the expression ``scipy.stats.norm.pdf`` evaluates (so the same
+    bits) without its argument checks, which cost ~0.1 ms a call inside the Newton loop."""
+    out: FloatArray = np.exp(-(x**2) / 2.0) / _SQRT_2PI
+    return out
 
 
 def _d1(F: FloatArray, K: FloatArray, T: FloatArray, sigma: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -75,7 +82,7 @@ def gamma(
     """Γ = ∂²V/∂F² = e^{−rT} φ(d1) / (F σ √T), identical for calls and puts (parity is linear in F)."""
     f, k, t, s, rr = _arrays(F, K, T, sigma, r)
     d1, sd = _d1(f, k, t, s)
-    out: FloatArray = np.exp(-rr * t) * norm.pdf(d1) / (f * sd)
+    out: FloatArray = np.exp(-rr * t) * _phi(d1) / (f * sd)
     return out
 
 
@@ -86,7 +93,7 @@ def vega(
     f, k, t, s, rr = _arrays(F, K, T, sigma, r)
     d1, _ = _d1(f, k, t, s)
     with np.errstate(invalid="ignore"):
-        out: FloatArray = np.exp(-rr * t) * f * norm.pdf(d1) * np.sqrt(t)
+        out: FloatArray = np.exp(-rr * t) * f * _phi(d1) * np.sqrt(t)
     return out
 
 

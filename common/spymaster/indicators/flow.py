@@ -33,6 +33,8 @@ __all__ = [
     "ofi_events",
     "rolling_mean_at",
     "rolling_sum_at",
+    "running_sums",
+    "time_means_at",
 ]
 
 MAX_LEVELS = 10
@@ -235,7 +237,7 @@ def ofi_at(
     """
     _check_levels(levels)
     book = _book(mbp10, instrument_id)
-    return ofi_windows(_times(book, ts_column), ofi_series(book, levels), query_ts, windows)
+    return ofi_windows(_times(book, ts_column), ofi_series(book, levels), query_ts, windows, levels=levels)
 
 
 OFI_SERIES: tuple[str, ...] = ("best", "ml", "best_depth", "ml_depth")
@@ -243,10 +245,12 @@ OFI_SERIES: tuple[str, ...] = ("best", "ml", "best_depth", "ml_depth")
 
 def ofi_series(book: pa.Table, levels: int = MAX_LEVELS) -> dict[str, FloatArray]:
     """Per book state: best-level OFI e_n, its sum over ``levels`` levels, best-level depth and the
-    mean depth across levels (the terms :func:`ofi_windows` sums). Row 0 is a zero OFI.
+    depth summed across levels (the terms :func:`ofi_windows` sums). Row 0 is a zero OFI.
 
     Split from the windowing so a stream can compute each state's terms once, as it arrives
-    (prepend the previous state and drop its row), and window them step by step.
+    (prepend the previous state and drop its row), and window them step by step. Every term is a
+    whole or half number of contracts (the mean across levels is taken after the window's sum), so
+    its sums are exact from any origin: a stream may carry running sums (:func:`running_sums`).
     """
     _check_levels(levels)
     best = ofi_events(*_level(book, 0))
@@ -257,31 +261,65 @@ def ofi_series(book: pa.Table, levels: int = MAX_LEVELS) -> dict[str, FloatArray
         bp, bs, ap, az = _level(book, m)
         ml_sum += ofi_events(bp, bs, ap, az)
         ml_depth += (np.where(np.isnan(bp), 0.0, bs) + np.where(np.isnan(ap), 0.0, az)) / 2.0
-    ml_depth /= levels
     return {"best": best, "ml": ml_sum, "best_depth": best_depth, "ml_depth": ml_depth}
 
 
-def ofi_windows(
-    ts: IntArray, series: dict[str, FloatArray], query_ts: Any, windows: Sequence[float]
+def running_sums(
+    series: dict[str, FloatArray], start: dict[str, float] | None = None
 ) -> dict[str, FloatArray]:
-    """The windowed OFI features of :func:`ofi_at` from per-state terms (:func:`ofi_series`)."""
+    """Each OFI term's running sum through each state (inclusive), continuing from ``start``.
+
+    Exact (whole and half contracts, far below 2**53), so a window's sum is a difference of two
+    running sums whatever the origin: carried from state to state it gives the bits a sum over the
+    window alone gives.
+    """
+    out: dict[str, FloatArray] = {}
+    for k in OFI_SERIES:
+        c = np.cumsum(series[k])
+        if start is not None:
+            c += start[k]
+        out[k] = c
+    return out
+
+
+def ofi_windows(
+    ts: IntArray,
+    series: dict[str, FloatArray],
+    query_ts: Any,
+    windows: Sequence[float],
+    *,
+    levels: int = MAX_LEVELS,
+    sums: dict[str, FloatArray] | None = None,
+    sums_before: dict[str, float] | None = None,
+) -> dict[str, FloatArray]:
+    """The windowed OFI features of :func:`ofi_at` from per-state terms (:func:`ofi_series`).
+
+    ``sums`` are the terms' running sums through each state (:func:`running_sums`) and
+    ``sums_before`` their values before the first state, when a stream carries them; else they
+    are computed here from zero. The sums being exact, the result does not depend on which.
+    """
     q = as_ns(query_ts)
-    best, ml_sum, best_depth, ml_depth = (series[k] for k in OFI_SERIES)
-    # Prefix sums once per series; each window is then two searchsorted calls and differences.
-    cs_best, cs_ml = _prefix(best), _prefix(ml_sum)
-    cs_depth, cs_ml_depth = _prefix(best_depth), _prefix(ml_depth)
+    best_depth, ml_depth = series["best_depth"], series["ml_depth"]
+    c = sums if sums is not None else running_sums(series)
+    c0 = sums_before or dict.fromkeys(OFI_SERIES, 0.0)
+
+    def through(k: str, i: IntArray) -> FloatArray:
+        """Σ of term k over the states before index i."""
+        out: FloatArray = np.where(i > 0, c[k][np.maximum(i - 1, 0)] if c[k].size else 0.0, c0[k])
+        return out
+
     out: dict[str, FloatArray] = {}
     with np.errstate(invalid="ignore", divide="ignore"):
         for w in windows:
             lab = _label(w)
             lo, hi = _window_bounds(ts, q, w)
             n_states = (hi - lo) + (lo > 0)
-            ofi = cs_best[hi] - cs_best[lo]
-            ml = cs_ml[hi] - cs_ml[lo]
-            depth_sum = cs_depth[hi] - cs_depth[lo] + _prevailing(best_depth, lo)
-            ml_depth_sum = cs_ml_depth[hi] - cs_ml_depth[lo] + _prevailing(ml_depth, lo)
+            ofi = through("best", hi) - through("best", lo)
+            ml = through("ml", hi) - through("ml", lo)
+            depth_sum = through("best_depth", hi) - through("best_depth", lo) + _prevailing(best_depth, lo)
+            ml_depth_sum = through("ml_depth", hi) - through("ml_depth", lo) + _prevailing(ml_depth, lo)
             depth = np.where(n_states > 0, depth_sum / n_states, np.nan)
-            ml_d = np.where(n_states > 0, ml_depth_sum / n_states, np.nan)
+            ml_d = np.where(n_states > 0, ml_depth_sum / n_states / levels, np.nan)
             out[f"ofi_{lab}"] = ofi
             out[f"ofi_norm_{lab}"] = np.where(depth > 0, ofi / depth, np.nan)
             out[f"mlofi_norm_{lab}"] = np.where(ml_d > 0, ml / ml_d, np.nan)
@@ -339,16 +377,23 @@ def time_mean_at(ts_ns: Any, values: npt.ArrayLike, query_ts: Any, window_s: flo
     how long it lasted (an event-weighted mean over-counts bursts). Causal: the integral up to t uses
     only states stamped <= t. NaN where the window starts before the first state.
     """
+    return time_means_at(ts_ns, values, query_ts, (window_s,))[0]
+
+
+def time_means_at(
+    ts_ns: Any, values: npt.ArrayLike, query_ts: Any, windows: Sequence[float]
+) -> list[FloatArray]:
+    """:func:`time_mean_at` for several windows from one integral (the same bits as one call each)."""
     ts = _sorted_ns(ts_ns)
     v = np.asarray(values, dtype=np.float64)
     if v.shape != ts.shape:
         raise ValueError("values and ts_ns must have the same length")
     q = as_ns(query_ts)
-    w = round(float(window_s) * NS)
-    if w <= 0:
+    ws = [round(float(w) * NS) for w in windows]
+    if any(w <= 0 for w in ws):
         raise ValueError("window_s must be positive")
     if ts.size == 0:
-        return np.full(q.shape, np.nan)
+        return [np.full(q.shape, np.nan) for _ in ws]
     vz = np.where(np.isfinite(v), v, 0.0)
     dur = np.diff(ts).astype(np.float64)
     area = np.zeros(ts.size)
@@ -361,9 +406,13 @@ def time_mean_at(ts_ns: Any, values: npt.ArrayLike, query_ts: Any, window_s: flo
         out: FloatArray = np.where(ok, area[j] + vz[j] * (t - ts[j]).astype(np.float64), np.nan)
         return out
 
-    with np.errstate(invalid="ignore"):
-        res: FloatArray = (integral(q) - integral(q - w)) / float(w)
-    return np.where(q - w >= ts[0], res, np.nan)
+    now = integral(q)
+    res = []
+    for w in ws:
+        with np.errstate(invalid="ignore"):
+            m: FloatArray = (now - integral(q - w)) / float(w)
+        res.append(np.where(q - w >= ts[0], m, np.nan))
+    return res
 
 
 def book_shape(mbp10: pa.Table, *, tick: float = 0.25, ts_column: str = "ts_recv") -> dict[str, FloatArray]:

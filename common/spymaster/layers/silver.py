@@ -25,9 +25,18 @@ import pyarrow.compute as pc
 from spymaster import sessions
 from spymaster.errors import BadInputError, NotCommittedError
 from spymaster.features import FEATURES, STATE_SCHEMA
-from spymaster.indicators import bars, black76, dealer, flow
+from spymaster.indicators import bars, flow
 from spymaster.lake import Lake, check_shrink, commit, discard, is_committed, new_run_id, paths, read_manifest
 from spymaster.lake.paths import SILVER_TABLES, Layer, data_file
+from spymaster.layers import silver_dealer
+from spymaster.layers.silver_book import (
+    BOOK_COLUMNS,
+    BOOK_FEATURES,
+    BOOK_SIGNED,
+    FLOW_WINDOWS_S,
+    BookWindow,
+    Grow,
+)
 from spymaster.levels import LEVEL_KINDS
 from spymaster.partitions import time_bucket
 from spymaster.sessions import NS, STEP_S, step_times
@@ -35,11 +44,8 @@ from spymaster.settings import PipelineSettings
 
 FloatArray = npt.NDArray[np.float64]
 KINEMATIC_SCALES_MIN = (1, 2, 5, 10, 20)
-FLOW_WINDOWS_S = (30, 60, 120, 300)
-GEX_WIDTHS = (5, 10, 15)
 LOOKBACK_MIN = 3 * max(KINEMATIC_SCALES_MIN)
 """Jerk at the longest scale needs three spans of history before a step."""
-OPEN_INTEREST = 9  # databento_dbn.StatType.OPEN_INTEREST
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,12 @@ def front_month_id(definitions: pa.Table, date: dt.date) -> tuple[str, int]:
 
 
 def _only(table: pa.Table, instrument_id: int) -> pa.Table:
-    return table.filter(pc.equal(table.column("instrument_id"), pa.scalar(instrument_id, pa.uint32())))
+    ids = table.column("instrument_id")
+    if table.num_rows:
+        mm = pc.min_max(ids)
+        if mm["min"].as_py() == mm["max"].as_py() == instrument_id:
+            return table  # one instrument already (a live feed's usual batch): no copy
+    return table.filter(pc.equal(ids, pa.scalar(instrument_id, pa.uint32())))
 
 
 # -- levels ----------------------------------------------------------------------------------------
@@ -116,174 +127,7 @@ def compute_levels(
     }
 
 
-# -- dealer ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Chain:
-    strikes: FloatArray
-    is_call: npt.NDArray[np.bool_]
-    expiry_ns: npt.NDArray[np.int64]
-    oi: FloatArray
-    mid: FloatArray  # [n_options, n_steps]
-
-
-def _chain(
-    date: dt.date,
-    definition: pa.Table | None,
-    statistics: pa.Table | None,
-    mbp1: pa.Table | None,
-    q: npt.NDArray[np.int64],
-) -> _Chain | None:
-    """0DTE lines with prior-day open interest and the last quote mid at or before each step."""
-    if definition is None or statistics is None or mbp1 is None:
-        return None
-    d = definition
-    if d.num_rows == 0:
-        return None
-    ids = np.asarray(d.column("instrument_id").to_numpy(zero_copy_only=False), dtype=np.int64)
-    strikes = bars.as_float(d.column("strike_price"))
-    cls = np.asarray(d.column("instrument_class").to_pylist())
-    expiry = bars.as_ns(d.column("expiration"))
-    close_ns = sessions.et_ns(date, dt.time(23, 59))
-    keep = np.isin(cls, ["C", "P"]) & (expiry <= close_ns) & (expiry >= sessions.et_ns(date, dt.time(0, 0)))
-    ids, strikes, cls, expiry = ids[keep], strikes[keep], cls[keep], expiry[keep]
-    order = np.argsort(ids)
-    ids, strikes, cls, expiry = ids[order], strikes[order], cls[order], expiry[order]
-    if ids.size == 0:
-        return None
-    # Prior-day open interest: the latest OI statistic published before the open.
-    st = statistics
-    st = st.filter(pc.equal(st.column("stat_type"), OPEN_INTEREST))
-    open_ns = sessions.et_ns(date, sessions.RTH_OPEN)
-    st_ts = bars.as_ns(st.column("ts_recv"))
-    st_ids = np.asarray(st.column("instrument_id").to_numpy(zero_copy_only=False), dtype=np.int64)
-    st_q = bars.as_float(st.column("quantity"))
-    ok = st_ts <= open_ns
-    oi = np.zeros(ids.size)
-    o = np.lexsort((st_ts[ok], st_ids[ok]))
-    sid, sq = st_ids[ok][o], st_q[ok][o]
-    last = np.r_[sid[1:] != sid[:-1], True] if sid.size else np.zeros(0, dtype=bool)
-    pos = np.searchsorted(ids, sid[last])
-    inside = (pos < ids.size) & (ids[np.minimum(pos, ids.size - 1)] == sid[last])
-    oi[pos[inside]] = np.nan_to_num(sq[last][inside])
-    # Quote mids as of each step.
-    m = mbp1
-    m_ts = bars.as_ns(m.column("ts_recv"))
-    m_ids = np.asarray(m.column("instrument_id").to_numpy(zero_copy_only=False), dtype=np.int64)
-    bid = bars.as_float(m.column("bid_px_00"))
-    ask = bars.as_float(m.column("ask_px_00"))
-    mid_q = np.where((bid > 0) & (ask >= bid), (bid + ask) / 2, np.nan)
-    mid = np.full((ids.size, q.size), np.nan)
-    o = np.lexsort((m_ts, m_ids))
-    m_ts, m_ids, mid_q = m_ts[o], m_ids[o], mid_q[o]
-    bounds = np.searchsorted(m_ids, ids, side="left"), np.searchsorted(m_ids, ids, side="right")
-    for i, (a, b) in enumerate(zip(*bounds, strict=True)):
-        if b > a:
-            mid[i] = bars.asof(m_ts[a:b], mid_q[a:b], q)
-    return _Chain(strikes=strikes, is_call=cls == "C", expiry_ns=expiry, oi=oi, mid=mid)
-
-
-def _dealer_features(
-    chain: _Chain | None,
-    q: npt.NDArray[np.int64],
-    fut_px: FloatArray,
-    levels: FloatArray,
-    atr: FloatArray,
-    s: PipelineSettings,
-) -> dict[str, FloatArray]:
-    """Per (step, level): net GEX near the level and wall distances; all NaN without a chain."""
-    n_steps, n_lv = levels.shape
-    names = [f"dealer_gex_{w}" for w in GEX_WIDTHS] + [
-        "dealer_gex_total",
-        "dealer_call_wall_atr",
-        "dealer_put_wall_atr",
-        "dealer_gex_level_z",
-    ]
-    out = {k: np.full((n_steps, n_lv), np.nan) for k in names}
-    if chain is None:
-        return out
-    tau = black76.year_fraction(q[None, :], chain.expiry_ns[:, None])
-    fwd = np.broadcast_to(fut_px[None, :], chain.mid.shape)
-    strike = np.broadcast_to(chain.strikes[:, None], chain.mid.shape)
-    is_call = np.broadcast_to(chain.is_call[:, None], chain.mid.shape)
-    iv = black76.implied_vol(chain.mid, fwd, strike, tau, s.risk_free_rate, is_call)
-    g = black76.gamma(fwd, strike, tau, iv, s.risk_free_rate)
-    gx = dealer.gex(g, chain.oi[:, None], fwd, is_call, convention=s.gex_convention)  # [n_opt, n_steps]
-    atm = dealer.atm_vol(iv, chain.strikes, fut_px)
-    out["dealer_gex_level_z"] = dealer.gex_level_z(
-        chain.strikes,
-        chain.is_call,
-        chain.oi,
-        tau,
-        atm,
-        levels,
-        r=s.risk_free_rate,
-        convention=s.gex_convention,
-    )
-    scale = 1e9  # report in $bn of dollar gamma per 1 % move
-    for j in range(n_steps):
-        if not np.isfinite(fut_px[j]):
-            continue
-        col = gx[:, j]
-        total = np.nansum(col) / scale
-        w = dealer.walls(chain.strikes, col, chain.is_call)
-        for wd in GEX_WIDTHS:
-            out[f"dealer_gex_{wd}"][j] = dealer.net_gex_near(chain.strikes, col, levels[j], float(wd)) / scale
-        out["dealer_gex_total"][j] = total
-        out["dealer_call_wall_atr"][j] = (w.call_wall - levels[j]) / atr[j]
-        out["dealer_put_wall_atr"][j] = (w.put_wall - levels[j]) / atr[j]
-    return out
-
-
 # -- the state table: silver as an engine over steps ---------------------------------------------
-
-BOOK_WINDOW_NS = (max(FLOW_WINDOWS_S) + 120) * NS
-"""A step's book features read only the states stamped in [t − 420 s, t]: the 300-s flow window, the
-state prevailing at its start, and the 120-s barrier change. Batch and live cut the same window."""
-BOOK_COLUMNS: tuple[str, ...] = tuple(
-    f"{side}_{kind}_{i:02d}" for i in range(10) for side in ("bid", "ask") for kind in ("px", "sz")
-)
-_SHAPE = ("imb_1", "imb_5", "imb_10", "micro_ticks", "spread_ticks", "depth_log")
-_LEVEL_FEATURES_FROM_BOOK = 6  # ask/bid depth now, 60 s and 120 s ago
-
-
-class _Grow:
-    """A 1-D array that grows by appending and shrinks from the front, never re-copied per call.
-
-    Appends are amortised (doubling); :meth:`drop` only moves the start, and the rows kept are
-    moved to the front when an append runs out of room, so a trailing window costs no copy per
-    step (a copy of the whole window on the step's path was the live engine's latency spike).
-    """
-
-    def __init__(self, dtype: Any) -> None:
-        self._a = np.empty(1024, dtype=dtype)
-        self._lo = 0
-        self.n = 0
-
-    def extend(self, v: npt.NDArray[Any]) -> None:
-        if self._lo + self.n + v.size > self._a.size:
-            cap = self._a.size if 2 * (self.n + v.size) <= self._a.size else 2 * (self.n + v.size)
-            room = np.empty(cap, dtype=self._a.dtype) if cap != self._a.size else self._a
-            room[: self.n] = self._a[self._lo : self._lo + self.n]
-            self._a, self._lo = room, 0
-        self._a[self._lo + self.n : self._lo + self.n + v.size] = v
-        self.n += v.size
-
-    def drop(self, k: int) -> None:
-        """Forget the first ``k`` values."""
-        k = min(k, self.n)
-        self._lo += k
-        self.n -= k
-
-    @classmethod
-    def of(cls, v: npt.NDArray[Any]) -> _Grow:
-        g = cls(v.dtype)
-        g.extend(v)
-        return g
-
-    def view(self, n: int | None = None) -> npt.NDArray[Any]:
-        return self._a[self._lo : self._lo + (self.n if n is None else n)]
 
 
 @dataclass
@@ -322,16 +166,11 @@ class SilverEngine:
         self.steps = step_times(date)
         self.done = 0
         """Steps completed so far (``steps[:done]``)."""
-        self._t_ts, self._t_px = _Grow(np.int64), _Grow(np.float64)
-        self._t_sz, self._t_side = _Grow(np.float64), _Grow(np.uint8)
-        # The trailing window of raw book states, one growable column each (nulls held as NaN):
-        # a step reads only a few of its rows (:meth:`_book_rows`), and trimming it copies nothing.
-        self._book: dict[str, _Grow] = {}
-        self._book_schema: pa.Schema | None = None
-        self._book_ts = _Grow(np.int64)  # the window's stamps, same rows as _book
-        self._series: dict[str, _Grow] = {}  # per-state OFI terms and shape, same rows as _book
+        self._t_ts, self._t_px = Grow(np.int64), Grow(np.float64)
+        self._t_sz, self._t_side = Grow(np.float64), Grow(np.uint8)
+        self._book = BookWindow()
         self._trim_due = False
-        self._opt_def = opt_definition
+        self._chains = silver_dealer.Chains(date, opt_definition)
         self._opt_stats = opt_statistics
         self._opt_quotes: list[pa.Table] = []
         self._quotes_kept = 0
@@ -364,36 +203,17 @@ class SilverEngine:
     def add_book(self, book: pa.Table) -> None:
         """MBP-10 states (``ts_recv``, ``instrument_id`` and the 40 level columns) in arrival order."""
         self._trim_if_due()
-        mb = _only(book, self.front_id).select(["ts_recv", *BOOK_COLUMNS])
-        if mb.num_rows == 0:
-            return
-        n_book = self._book_ts.n
-        if self._book_schema is None:
-            self._book_schema = mb.schema
-        mb = mb.cast(self._book_schema)
-        prev = self._book_rows(np.array([n_book - 1], dtype=np.int64)) if n_book else None
-        with_prev = pa.concat_tables([prev, mb]) if prev is not None else mb
-        new = flow.ofi_series(with_prev)
-        if prev is not None:
-            new = {k: v[1:] for k, v in new.items()}
-        shape = flow.book_shape(mb)
-        shape.pop("ts")
-        new.update(shape)
-        # Appends are amortised (a live feed adds a few hundred states at a time): the book's
-        # columns and the series grow in place.
-        for name in BOOK_COLUMNS:
-            col = mb.column(name)
-            v = bars.as_float(col) if pa.types.is_floating(col.type) else col.to_numpy()
-            self._book.setdefault(name, _Grow(v.dtype)).extend(v)
-        self._book_ts.extend(bars.as_ns(mb.column("ts_recv")))
-        for k, v in new.items():
-            self._series.setdefault(k, _Grow(v.dtype)).extend(v)
+        self._book.add(_only(book, self.front_id).select(["ts_recv", *BOOK_COLUMNS]))
 
     def add_option_quotes(self, quotes: pa.Table) -> None:
         """Options MBP-1 (``ts_recv``, ``instrument_id``, ``bid_px_00``, ``ask_px_00``)."""
         self._trim_if_due()
         if quotes.num_rows:
             self._opt_quotes.append(quotes.select(["ts_recv", "instrument_id", "bid_px_00", "ask_px_00"]))
+            if (
+                len(self._opt_quotes) >= 64
+            ):  # a live feed's small tables: one, not thousands, by the first step
+                self._opt_quotes = [pa.concat_tables(self._opt_quotes).combine_chunks()]
 
     def add_option_statistics(self, stats: pa.Table) -> None:
         cols = ["ts_recv", "instrument_id", "stat_type", "quantity"]
@@ -432,10 +252,7 @@ class SilverEngine:
     def _trim(self) -> None:
         """Drop book states no later step can read and option quotes superseded before the next step."""
         nxt = int(self.steps[self.done]) if self.done < self.steps.size else int(self.steps[-1]) + 1
-        if self._book_ts.n:
-            cut = int(np.searchsorted(self._book_ts.view(), nxt - BOOK_WINDOW_NS, side="left"))
-            for g in (self._book_ts, *self._book.values(), *self._series.values()):
-                g.drop(cut)
+        self._book.trim(nxt)
         n_quotes = sum(t.num_rows for t in self._opt_quotes)
         if n_quotes > max(4096, 2 * self._quotes_kept):
             qt = pa.concat_tables(self._opt_quotes)
@@ -469,15 +286,19 @@ class SilverEngine:
         t_sz: FloatArray,
         t_side: npt.NDArray[np.uint8],
     ) -> pa.Table:
-        """The session's bars from trades stamped <= ``upto``: bars closed by then are final, so
+        """The session's bars up to ``upto`` from trades stamped <= it: bars closed by then are final, so
         they are kept and only the bars after them are rebuilt (the same ``time_bars``, with the
         last close carried into leading empty bars exactly as a whole-session call carries it)."""
         lo, hi = sessions.globex_session(self.date)
         end, step = _bar_end(lo, hi, seconds), seconds * NS
         prefix, start, carry = self._bar_cache.get(seconds, (None, lo, np.nan))
+        closed = lo + (upto - lo) // step * step
+        # Up to the bar in progress: the later ones would be empty, and no read at or before
+        # ``upto`` reaches them (every series over bars is causal).
+        stop = min(end, closed + step)
         i = int(np.searchsorted(t_ts, start, side="left"))
         new = bars.time_bars(
-            t_ts[i:], t_px[i:], t_sz[i:], t_side[i:], start_ns=start, end_ns=end, seconds=seconds
+            t_ts[i:], t_px[i:], t_sz[i:], t_side[i:], start_ns=start, end_ns=stop, seconds=seconds
         )
         if prefix is not None and np.isfinite(carry):
             close = bars.as_float(new.column("close"))
@@ -489,7 +310,6 @@ class SilverEngine:
                 v[lead] = carry
                 new = new.set_column(new.schema.get_field_index(c), c, pa.array(v))
         table = pa.concat_tables([prefix, new]).combine_chunks() if prefix is not None else new
-        closed = lo + (upto - lo) // step * step
         ts = bars.as_ns(table.column("ts"))
         k = int(np.searchsorted(ts, closed, side="right"))
         if k:
@@ -510,7 +330,13 @@ class SilverEngine:
         # A 30-second grid reaching back far enough for the slowest kinematics.
         back = LOOKBACK_MIN * 60 // STEP_S
         grid = np.concatenate([q[0] - np.arange(back, 0, -1, dtype=np.int64) * STEP_S * NS, q])
-        lv_grid = compute_levels(date, t_ts, t_px, b2, grid, s)
+        # The levels at the grid and at the 30-s bars the touches count, in one call (pointwise in time).
+        b30_ts = bars.as_ns(b30.column("ts"))
+        touch_from = int(self.steps[0]) - back * STEP_S * NS
+        b30_used = b30_ts[(b30_ts >= touch_from) & (b30_ts <= q[-1])]
+        lv_both = compute_levels(date, t_ts, t_px, b2, np.concatenate([grid, b30_used]), s)
+        lv_grid = {k: v[: grid.size] for k, v in lv_both.items()}
+        lv_b30 = {k: v[grid.size :] for k, v in lv_both.items()}
         px_grid = bars.asof(t_ts, t_px, grid)
         atr = bars.asof(bars.as_ns(b2.column("ts")), bars.as_float(b2.column("atr")), q)
         price = px_grid[back:]
@@ -519,9 +345,9 @@ class SilverEngine:
         # Per step: the book window's OFI, book shape and the resting size near each level.
         dist = (price[:, None] - level_mat) / atr[:, None]
         side_now = np.sign(dist)
-        book = self._book_steps(q, level_mat, side_now)
+        book = self._book.features(q, level_mat, s)
         chain = self._chain(q)
-        dealer_f = _dealer_features(chain, q, price, level_mat, atr, s)
+        dealer_f = silver_dealer.features(chain, q, price, level_mat, atr, s)
 
         is_buy = t_side == ord("B")
         is_sell = t_side == ord("A")
@@ -547,15 +373,11 @@ class SilverEngine:
         with np.errstate(invalid="ignore"):
             rth_range = bars.asof(rth_ts, cum_hi, q) - bars.asof(rth_ts, cum_lo, q)
         rth_range = np.where(np.isfinite(rth_range), rth_range, np.nan)  # no RTH trade yet
-        b30_ts = bars.as_ns(b30.column("ts"))
         b30_hi, b30_lo = bars.as_float(b30.column("high")), bars.as_float(b30.column("low"))
         b30_at_q = np.searchsorted(b30_ts, q, side="right")  # bars with close <= t
-        # Touches count from the start of the kinematics grid of the first step (08:30 ET).
-        touch_from = int(self.steps[0]) - back * STEP_S * NS
-        b30_used = b30_ts[(b30_ts >= touch_from) & (b30_ts <= q[-1])]
-        lv_b30 = compute_levels(date, t_ts, t_px, b2, b30_used, s)
+        # Touches count from the start of the kinematics grid of the first step (08:30 ET): b30_used.
 
-        rows: dict[str, list[Any]] = {f.name: [] for f in STATE_SCHEMA}
+        made: dict[str, tuple[npt.NDArray[np.bool_], FloatArray, npt.NDArray[np.bool_], dict[str, Any]]] = {}
         minutes = (q - open_ns) / (60 * NS)
         or_width = (lv_grid["OR_HIGH"][back:] - lv_grid["OR_LOW"][back:]) / atr
         gap = (rth_open_px - globex_open_px) / atr
@@ -633,7 +455,7 @@ class SilverEngine:
                 "barrier_change_60s": np.log1p(depth) - past[60],
                 "barrier_change_120s": np.log1p(depth) - past[120],
                 "barrier_tick_prominence": own_tick,
-                **{k: (sgn * book[k] if k in _BOOK_SIGNED else book[k]) for k in _BOOK_FEATURES},
+                **{k: (sgn * book[k] if k in BOOK_SIGNED else book[k]) for k in BOOK_FEATURES},
                 "book_level_vs_opposite": np.log1p(depth) - np.log1p(opposite),
                 "book_wall_prominence": wall,
                 "tape_near_vol_60s": np.log1p(near_vol[60]),
@@ -654,22 +476,8 @@ class SilverEngine:
                 "ctx_rth_range_atr": rth_range / atr,
                 "ctx_level_is_dynamic": np.full(n, kind in ("SMA_90", "EMA_20"), dtype=np.float64),
             }
-            sel = np.flatnonzero(active)
-            rows["date"].extend([date] * sel.size)
-            rows["ts"].extend(q[sel].tolist())
-            rows["level_kind"].extend([kind] * sel.size)
-            rows["direction"].extend(np.where(up[sel], "UP", "DOWN").tolist())
-            rows["time_bucket"].extend(time_bucket(minutes[sel]).tolist())
-            rows["level_price"].extend(lvl[sel].tolist())
-            rows["price"].extend(price[sel].tolist())
-            for f in FEATURES:
-                rows[f.name].extend(np.asarray(feats[f.name], dtype=np.float64)[sel].tolist())
-        # Missing is null, never NaN: nulls survive Parquet and compare equal, NaN does neither.
-        state = pa.table(
-            {f.name: pa.array(rows[f.name], type=f.type, from_pandas=True) for f in STATE_SCHEMA},
-            schema=STATE_SCHEMA,
-        )
-        state = state.sort_by([("ts", "ascending"), ("level_kind", "ascending")])
+            made[kind] = (active, lvl, up, feats)
+        state = _state_table(date, q, time_bucket(minutes), price, made)
         st_ts = bars.as_ns(state.column("ts"))
         bounds = np.searchsorted(st_ts, q, side="left"), np.searchsorted(st_ts, q, side="right")
         out = []
@@ -680,105 +488,42 @@ class SilverEngine:
             out.append(StepOutput(ts=int(q[j]), levels=lv, state=state.slice(a, b - a)))
         return out
 
-    def _book_steps(
-        self, q: npt.NDArray[np.int64], level_mat: FloatArray, side_now: FloatArray
-    ) -> dict[str, FloatArray]:
-        """Book features at each step from that step's own window [t − 420 s, t]."""
-        n, n_lv = level_mat.shape
-        names = [f"{x}_{w}s" for w in FLOW_WINDOWS_S for x in ("ofi_norm", "mlofi_norm")]
-        out: dict[str, FloatArray] = {
-            k: np.full(n, np.nan) for k in [*names, *_BOOK_FEATURES, "ask_band", "bid_band"]
-        }
-        per_level = ["ask_depth", "bid_depth", "ask_wall", "bid_wall", "ask_tick", "bid_tick"] + [
-            f"{sd}_depth_{lag}" for lag in (60, 120) for sd in ("ask", "bid")
-        ]
-        out.update({k: np.full((n, n_lv), np.nan) for k in per_level})
-        if self._book_ts.n == 0:
-            return out
-        ts_all = self._book_ts.view()
-        s = self.s
-        lags = np.array([120, 60, 0], dtype=np.int64) * NS
-        picks = np.full((n, lags.size), -1, dtype=np.int64)  # the state in force at t − lag, in its window
-        for j in range(n):
-            t = int(q[j])
-            a = int(np.searchsorted(ts_all, t - BOOK_WINDOW_NS, side="left"))
-            b = int(np.searchsorted(ts_all, t, side="right"))
-            if b <= a:
-                continue
-            ts = ts_all[a:b]
-            ser = {k: v.view()[a:b] for k, v in self._series.items()}
-            tq = q[j : j + 1]
-            for k, v in flow.ofi_windows(ts, ser, tq, FLOW_WINDOWS_S).items():
-                if k in out:
-                    out[k][j] = v[0]
-            # The shape features look back 60 s: start at the state in force then.
-            f0 = max(int(np.searchsorted(ts, t - 60 * NS, side="right")) - 1, 0)
-            for k, v in _book_features(ts[f0:], {x: ser[x][f0:] for x in _SHAPE}, tq).items():
-                out[k][j] = v[0]
-            p = np.searchsorted(ts, t - lags, side="right") - 1
-            picks[j] = np.where(p >= 0, p + a, -1)
-        # The level-relative reads need only the states in force at t, t − 60 s and t − 120 s: read
-        # them all at once from those rows; a time whose window holds no state stays NaN.
-        rows = np.unique(picks[picks >= 0])
-        if rows.size == 0:
-            return out
-        mb = self._book_rows(rows)
-        tl = np.repeat(q, n_lv)
-        lv = level_mat.reshape(-1)
-        for li, lag in enumerate((120, 60, 0)):
-            ok = np.repeat(picks[:, li] >= 0, n_lv).reshape(n, n_lv)
-            for sd in ("ask", "bid"):
-                side: Any = sd
-                depth = flow.book_depth_near(mb, tl - lag * NS, lv, side, s.barrier_ticks).reshape(n, n_lv)
-                out[f"{sd}_depth_{lag}" if lag else f"{sd}_depth"] = np.where(ok, depth, np.nan)
-                if lag == 0:
-                    wall = flow.wall_prominence(mb, tl, lv, side, s.barrier_ticks).reshape(n, n_lv)
-                    out[f"{sd}_wall"] = np.where(ok, wall, np.nan)
-                    own = flow.level_tick_prominence(mb, tl, lv, side).reshape(n, n_lv)
-                    out[f"{sd}_tick"] = np.where(ok, own, np.nan)
-                    band = flow.book_side_band(mb, q, side, 2 * s.barrier_ticks + 1)
-                    out[f"{sd}_band"] = np.where(ok[:, 0], band, np.nan)
-        return out
-
-    def _book_rows(self, rows: npt.NDArray[np.int64]) -> pa.Table:
-        """The window's states at ``rows`` (sorted) as bronze's columns (NaN prices back to null)."""
-        schema = self._book_schema
-        assert schema is not None
-        cols = [pa.array(self._book_ts.view()[rows], schema.field("ts_recv").type)]
-        for name in BOOK_COLUMNS:
-            typ = schema.field(name).type
-            cols.append(pa.array(self._book[name].view()[rows], typ, from_pandas=pa.types.is_floating(typ)))
-        return pa.Table.from_arrays(cols, schema=schema)
-
-    def _chain(self, q: npt.NDArray[np.int64]) -> _Chain | None:
-        upto = int(q[-1])
+    def _chain(self, q: npt.NDArray[np.int64]) -> silver_dealer.Chain | None:
         quotes = pa.concat_tables(self._opt_quotes).combine_chunks() if self._opt_quotes else None
         if quotes is not None:
             self._opt_quotes = [quotes]  # a live feed appends small tables: keep one, not hundreds
-        if quotes is not None:
-            quotes = quotes.filter(pc.less_equal(quotes.column("ts_recv").cast(pa.int64()), upto))
-        stats = self._opt_stats
-        if stats is not None:
-            stats = stats.filter(pc.less_equal(stats.column("ts_recv").cast(pa.int64()), upto))
-        return _chain(self.date, self._opt_def, stats, quotes, q)
+        return self._chains.at(q, self._opt_stats, quotes)
 
     def closed_bar(self, close_ns: int, seconds: int) -> pa.Table:
         """The bar of ``seconds`` closing at ``close_ns``, one row: from the bars the steps already
-        built when they reach it (a bar closed is final), else rebuilt from the session's trades."""
+        built when they reach it (a bar closed is final), else built the way a step builds them
+        (which keeps them for the steps)."""
         hit = self._bar_cache.get(seconds)
         if hit is not None and hit[1] >= close_ns:
             ts = bars.as_ns(hit[0].column("ts"))
             k = int(np.searchsorted(ts, close_ns, side="left"))
             if k < ts.size and ts[k] == close_ns:
                 return hit[0].slice(k, 1)
-        b = self.bars_until(close_ns, seconds)
-        return b.slice(b.num_rows - 1) if b.num_rows else b
+        b = self._session_bars(seconds, close_ns, *self._trades_upto(close_ns))
+        ts = bars.as_ns(b.column("ts"))
+        k = int(np.searchsorted(ts, close_ns, side="left"))
+        return b.slice(k, 1) if k < ts.size and ts[k] == close_ns else b.slice(b.num_rows)
 
-    def bars_until(self, close_ns: int, seconds: int) -> pa.Table:
-        """Bars of ``seconds`` from the Globex open up to the one closing at ``close_ns`` (trades before it)."""
-        t_ts, t_px, t_sz, t_side = self._trades_upto(close_ns - 1)
-        lo, _ = sessions.globex_session(self.date)
-        return bars.time_bars(t_ts, t_px, t_sz, t_side, start_ns=lo, end_ns=close_ns, seconds=seconds)
+    def rehearse(self, t_ns: int) -> None:
+        """Compute a step at ``t_ns`` (before the first) and discard it, leaving the state as it was:
+        the first real step then runs on warm paths (it ran ~2× the later ones: first touches of
+        its arrays' memory). Live calls it during the warm-up; nothing it computes is kept but the
+        bars closed by ``t_ns``, which are final."""
+        prev = self._prev_side.copy()
+        self._compute(np.array([t_ns], dtype=np.int64))
+        self._prev_side = prev
+
+    def prepare(self, now_ns: int) -> None:
+        """Build the bars closed by ``now_ns`` (final: every trade at or before it is in), so the
+        first step builds only the bars since, not the whole night's (live: during the warm-up)."""
+        trades = self._trades_upto(now_ns)
+        for seconds in (30, 120):
+            self._session_bars(seconds, now_ns, *trades)
 
     # -- the batch tables -------------------------------------------------------------------------
     def tables(self) -> SilverTables:
@@ -812,6 +557,53 @@ class SilverEngine:
             state=state,
             front_month=self.symbol,
         )
+
+
+def _state_table(
+    date: dt.date,
+    q: npt.NDArray[np.int64],
+    bucket: npt.NDArray[Any],
+    price: FloatArray,
+    made: dict[str, tuple[npt.NDArray[np.bool_], FloatArray, npt.NDArray[np.bool_], dict[str, Any]]],
+) -> pa.Table:
+    """The state rows (one per step and active level) in the table's order, ts then level kind.
+
+    Each column is a [step, level] matrix with the levels in name order, read row-major through the
+    active mask: that is the order ``sort_by([ts, level_kind])`` gives, without the sort.
+    """
+    kinds = sorted(made)
+    n = q.size
+    mask = np.stack([made[k][0] for k in kinds], axis=1) if kinds else np.zeros((n, 0), dtype=bool)
+
+    def pick(v: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        out: npt.NDArray[Any] = np.broadcast_to(v, mask.shape)[mask]
+        return out
+
+    rows = int(mask.sum())
+    up = np.stack([made[k][2] for k in kinds], axis=1) if kinds else mask
+    lvl = np.stack([made[k][1] for k in kinds], axis=1) if kinds else mask * 0.0
+    # [step, level, feature] in one array, read through the mask: [row, feature], then by feature.
+    names = [f.name for f in FEATURES]
+    if kinds:
+        cube = np.stack(
+            [np.column_stack([made[k][3][x] for x in names]).astype(np.float64) for k in kinds], axis=1
+        )
+    else:
+        cube = np.zeros((n, 0, len(names)))
+    by_feature = np.ascontiguousarray(cube[mask].T)
+    cols: dict[str, pa.Array] = {
+        "date": pa.array([date] * rows, pa.date32()),
+        "ts": pa.array(pick(q[:, None]), pa.timestamp("ns", tz="UTC")),
+        "level_kind": pa.array(pick(np.array(kinds, dtype=object)[None, :]).tolist(), pa.string()),
+        "direction": pa.array(np.where(up[mask], "UP", "DOWN").tolist(), pa.string()),
+        "time_bucket": pa.array(pick(np.asarray(bucket)[:, None]), pa.int8()),
+        "level_price": pa.array(lvl[mask], pa.float64()),
+        "price": pa.array(pick(price[:, None]), pa.float64()),
+    }
+    for i, name in enumerate(names):
+        # Missing is null, never NaN: nulls survive Parquet and compare equal, NaN does neither.
+        cols[name] = pa.array(by_feature[i], pa.float64(), from_pandas=True)
+    return pa.table([cols[f.name] for f in STATE_SCHEMA], schema=STATE_SCHEMA)
 
 
 def _with_atr(b2: pa.Table, s: PipelineSettings) -> pa.Table:
@@ -854,38 +646,6 @@ def feed_book(eng: SilverEngine, batches: Iterable[pa.RecordBatch]) -> None:
         eng.add_book(pa.Table.from_batches([batch]))
         eng.advance(int(bars.as_ns(batch.column("ts_recv"))[-1]))
     eng.finish()
-
-
-_BOOK_SIGNED = frozenset(
-    [f"book_imb_{n}{x}" for n in flow.BOOK_IMBALANCE_LEVELS for x in ("", "_30s", "_60s", "_chg_60s")]
-    + ["book_micro_ticks", "book_micro_ticks_30s"]
-)
-_BOOK_FEATURES: tuple[str, ...] = (
-    *(f"book_imb_{n}{x}" for n in flow.BOOK_IMBALANCE_LEVELS for x in ("", "_30s", "_60s", "_chg_60s")),
-    "book_micro_ticks",
-    "book_micro_ticks_30s",
-    "book_spread_ticks",
-    "book_depth_log",
-)
-
-
-def _book_features(
-    ts: npt.NDArray[np.int64], shape: dict[str, FloatArray], q: npt.NDArray[np.int64]
-) -> dict[str, FloatArray]:
-    """Level-independent book-shape features at each step (unsigned; silver signs them per level)."""
-    out: dict[str, FloatArray] = {}
-    for n in flow.BOOK_IMBALANCE_LEVELS:
-        v = shape[f"imb_{n}"]
-        now = bars.asof(ts, v, q)
-        out[f"book_imb_{n}"] = now
-        out[f"book_imb_{n}_30s"] = flow.time_mean_at(ts, v, q, 30)
-        out[f"book_imb_{n}_60s"] = flow.time_mean_at(ts, v, q, 60)
-        out[f"book_imb_{n}_chg_60s"] = now - bars.asof(ts, v, q - 60 * NS)
-    out["book_micro_ticks"] = bars.asof(ts, shape["micro_ticks"], q)
-    out["book_micro_ticks_30s"] = flow.time_mean_at(ts, shape["micro_ticks"], q, 30)
-    out["book_spread_ticks"] = bars.asof(ts, shape["spread_ticks"], q)
-    out["book_depth_log"] = bars.asof(ts, shape["depth_log"], q)
-    return out
 
 
 def _nan_to_null(table: pa.Table) -> pa.Table:

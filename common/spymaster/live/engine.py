@@ -91,6 +91,7 @@ class Engine:
         self._pending: dict[str, list[Any]] = {k: [] for k in _SCHEMA_OF.values()}
         self._n_pending = 0
         bars.ema(np.zeros(3), 2)  # import the EMA's filter (0.6 s) now, not at the first step
+        pa.array([date], pa.date32())  # pyarrow loads its pandas shim (0.13 s) at a first date column
         self._defs: list[Any] = []
         self._steps = sessions.step_times(date)
         lo, _ = sessions.globex_session(date)
@@ -184,6 +185,10 @@ class Engine:
             out.extend(self._step(st))
         while self._bars_done < self._bar_closes.size and self._bar_closes[self._bars_done] < ts:
             close = int(self._bar_closes[self._bars_done])
+            if eng.done == 0:
+                eng.prepare(close)  # the warm-up builds the night's bars, not the first step
+                if close + BAR_S * sessions.NS >= int(self._steps[0]):
+                    eng.rehearse(close)  # and runs a step once, so the first one runs warm
             out.append(self._bar(eng, close))
             self._bars_done += 1
         nxt = [int(self._steps[eng.done])] if eng.done < self._steps.size else []

@@ -43,6 +43,9 @@ class _Learned:
         default_factory=dict
     )
     """model version → (model, embedded history rows as float32, their squared norms)."""
+    hashes: dict[int, str] = field(default_factory=dict)
+    """id of a held model → its content hash (:attr:`SetupModel.version`: hashing the model's
+    JSON costs ~2 ms, on a live answer's path), computed once per loaded model."""
 
 
 def _verdict(ev: dict[str, float] | None) -> str:
@@ -109,6 +112,7 @@ class LearnedAnswers(TableSnapshots):
             )
             hit = (model, z, np.einsum("ij,ij->i", z, z))
             st.models[version] = hit
+            st.hashes[id(model)] = model.version
         return hit
 
     def learned_raw(self, episode_id: str) -> npt.NDArray[np.float64] | None:
@@ -166,7 +170,7 @@ class LearnedAnswers(TableSnapshots):
             )
         return {
             "model": {
-                "version": model.version,
+                "version": st.hashes.get(id(model)) or model.version,
                 "method": model.method,
                 "kernel": model.kernel,
                 "population": LEARNED.population,
