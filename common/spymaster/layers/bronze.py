@@ -40,19 +40,22 @@ _PRUNED = ("ts_recv", "ts_event", "instrument_id")
 
 
 def PARQUET_OPTIONS(schema: pa.Schema) -> dict[str, Any]:  # noqa: N802  # reads as a constant
-    """zstd level 1; dictionaries only for string columns (faster and smaller than dictionary-encoding
-    every numeric column of MBP-10); floats byte-stream-split (the 20 book prices: both faster to
-    compress and smaller); min/max statistics only where readers prune (figures in
-    docs/BENCHMARKS.md)."""
-    strings = [f.name for f in schema if pa.types.is_string(f.type)]
+    """Per column, what measured best (docs/BENCHMARKS.md "bronze", levers): integers and
+    timestamps delta-encoded and lz4-compressed (a book level's size, count, a sequence number
+    change little from one record to the next, so the deltas pack small and lz4 has little left to
+    do: MBP-10 writes ~25 % faster than zstd 1 over everything and silver reads it back faster, for
+    ~11 % more bytes); floats byte-stream-split and zstd 1 (the 20 book prices: zstd halves them,
+    lz4 would not); dictionaries only for strings; min/max statistics only where readers prune."""
+    ints = [f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_timestamp(f.type)]
     floats = [f.name for f in schema if pa.types.is_floating(f.type)]
-    stats = [f.name for f in schema if f.name in _PRUNED]
+    strings = [f.name for f in schema if pa.types.is_string(f.type)]
+    encoding = {n: "DELTA_BINARY_PACKED" for n in ints} | {n: "BYTE_STREAM_SPLIT" for n in floats}
     return {
-        "compression": "zstd",
-        "compression_level": 1,
+        "compression": {f.name: "zstd" if f.name in floats else "lz4" for f in schema},
+        "compression_level": {n: 1 for n in floats},
         "use_dictionary": strings,
-        "use_byte_stream_split": floats or False,
-        "write_statistics": stats,
+        "column_encoding": encoding,
+        "write_statistics": [f.name for f in schema if f.name in _PRUNED],
     }
 
 
@@ -196,7 +199,7 @@ def build(
             # whether they would have dropped anything; only then decode again, medians first.
             screen = quality.screen(local, info, kind, label=key, deferred=True)
             files, rows = write_parts(
-                lake, out, schema, prefetch(_decode(local, key, screen)), writers=writers
+                lake, out, schema, prefetch(_decode(local, key, screen), name="bronze-decode"), writers=writers
             )
             if screen.medians is None and not screen.confirm():
                 discard(lake, written)
@@ -206,7 +209,7 @@ def build(
                     lake,
                     out,
                     schema,
-                    prefetch(_decode(local, key, screen)),
+                    prefetch(_decode(local, key, screen), name="bronze-decode"),
                     writers=writers,
                 )
             q = screen.quality
