@@ -2,8 +2,10 @@
 
 * ``day``: one full-scale generated day, bronze → silver → gold in a fresh process (both cores
   available; bronze decodes on a second thread): wall seconds per stage and peak RSS (VmHWM).
-* ``backfill``: the same N small days run with ``--workers 1`` and ``--workers 2`` on two copies
-  of one raw lake; wall seconds and the scaling ratio.
+* ``backfill``: the same N days run with ``--workers 1`` and ``--workers 2`` on copies of one raw
+  lake, with the default threads and with ``--threads 1`` (one thread per worker, as a 1-vCPU
+  Lambda); wall seconds whole and for the date jobs alone, per-stage CPU-seconds per day (from
+  ``run --timings``), the serial tail (index, fits) and the ceiling on two cores.
 * ``coldstart``: a demo lake copied to S3 (moto server over HTTP); a fresh process imports the
   API Lambda handler and answers its first ``POST /v1/similar`` through Mangum: seconds for the
   import and for the first query (which loads the vector table from S3).
