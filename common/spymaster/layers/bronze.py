@@ -41,11 +41,13 @@ _PRUNED = ("ts_recv", "ts_event", "instrument_id")
 
 def PARQUET_OPTIONS(schema: pa.Schema) -> dict[str, Any]:  # noqa: N802  # reads as a constant
     """Per column, what measured best (docs/BENCHMARKS.md "bronze", levers): integers and
-    timestamps delta-encoded and lz4-compressed (a book level's size, count, a sequence number
-    change little from one record to the next, so the deltas pack small and lz4 has little left to
-    do: MBP-10 writes ~25 % faster than zstd 1 over everything and silver reads it back faster, for
-    ~11 % more bytes); floats byte-stream-split and zstd 1 (the 20 book prices: zstd halves them,
-    lz4 would not); dictionaries only for strings; min/max statistics only where readers prune."""
+    timestamps delta-encoded and lz4-compressed (a book level's size and count, a timestamp, a
+    sequence number change little from one record to the next, so the deltas pack small and lz4
+    has little left to do); floats byte-stream-split and zstd 1 (the 20 book prices: zstd halves
+    them, lz4 would not). Against zstd 1 everywhere, MBP-10 writes in ~25–35 % less CPU and silver
+    reads its columns back in ~25 % less, for ~18 % more bytes (227 MB a full-scale day, not 193):
+    a cost in storage and transfer worth two stages' CPU. Dictionaries only for strings; min/max
+    statistics only where readers prune."""
     ints = [f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_timestamp(f.type)]
     floats = [f.name for f in schema if pa.types.is_floating(f.type)]
     strings = [f.name for f in schema if pa.types.is_string(f.type)]
