@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -393,6 +395,16 @@ def run_cmd(
     end: EndOpt = None,
     days: DaysOpt = None,
     workers: Annotated[int, typer.Option(min=1, max=32, help="Dates processed in parallel")] = 1,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Threads per worker (default SPYMASTER_WORKER_THREADS, else each worker's share of the cores)",
+        ),
+    ] = None,
+    timings: Annotated[
+        Path | None, typer.Option(help="Write each phase's wall seconds and each date's stages here (JSON)")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Recompute layers already committed")] = False,
     allow_shrink: ShrinkOpt = False,
     lake: LakeOpt = None,
@@ -400,6 +412,18 @@ def run_cmd(
     """bronze → silver → gold per date (in parallel), then index; resumable, failures per date."""
     from spymaster.lake.status import landed_raw
     from spymaster.layers import index, pipeline
+    from spymaster.settings import WorkerSettings
+
+    if threads is None:
+        threads = WorkerSettings().worker_threads
+    phases: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        phases[phase] = now - clock
+        clock = now
 
     store = _lake(lake)
     asked = _dates(start, end, days, dates_arg)
@@ -413,9 +437,16 @@ def run_cmd(
             failed.append(r)
 
     results = pipeline.run(
-        store.settings, dates, workers=workers, force=force, on_result=done, allow_shrink=allow_shrink
+        store.settings,
+        dates,
+        workers=workers,
+        force=force,
+        on_result=done,
+        allow_shrink=allow_shrink,
+        threads=threads,
     )
     bar.close()
+    lap("date_jobs")
     ok = [r.date for r in results if r.ok]
     index_error = None
     try:
@@ -427,6 +458,7 @@ def run_cmd(
         total = table.count_rows() if table is not None else 0
     except (OSError, ValueError):  # no readable table (a read-only or empty lake): the index failed above
         total = 0
+    lap("index")
     upserted = [r for r in idx if not r.skipped]
     typer.echo(
         f"run: {len(ok)} of {len(dates)} date(s) at gold; indexed {len(upserted)} date(s) "
@@ -434,8 +466,14 @@ def run_cmd(
     )
     if any(not r.skipped for r in idx):
         _fit(store)
+    lap("fit")
     if ok:
         _fit_streams(store)
+    lap("fit_streams")
+    if timings is not None:
+        per_date = {r.date.isoformat(): {k: list(v) for k, v in r.timings.items()} for r in results}
+        doc = {"workers": workers, "threads": threads, "phases": phases, "dates": per_date}
+        timings.write_text(json.dumps(doc, indent=1))
     for r in sorted(failed, key=lambda r: r.date):
         typer.secho(f"failed {r.date} at {r.failed_stage}: {r.error}", fg="red", err=True)
     if index_error:

@@ -184,6 +184,21 @@ class PipelineSettings(BaseSettings):
         return v
 
 
+class WorkerSettings(BaseSettings):
+    """How many threads a per-date job may keep busy (``SPYMASTER_`` env prefix).
+
+    Not a definition (nothing stored depends on it), so not part of :class:`PipelineSettings`.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SPYMASTER_", extra="ignore", frozen=True)
+
+    worker_threads: int | None = Field(default=None, ge=1)
+    """``None``: each worker takes its share of the machine's cores (bronze decodes and writes on
+    several threads, Arrow and BLAS use their pools). ``1``: every stage on one thread, Arrow's and
+    BLAS's pools of one: what a per-date Lambda at the default memory (1 vCPU) can use, so a
+    backfill of such workers scales with their number (``bench/bench_pipeline.py``)."""
+
+
 @dataclass(frozen=True)
 class ServedRetrieval:
     """What every API query uses unless the request says otherwise: the walk-forward evaluation's

@@ -188,12 +188,13 @@ def test_rerun_replaces_and_a_failed_rerun_keeps_the_previous_commit(local_lake:
     )
 
 
-def test_row_groups_follow_decode_chunks(local_lake: Lake) -> None:
+@pytest.mark.parametrize("writers", [bronze.WRITERS, 0], ids=["parallel", "one-thread"])
+def test_row_groups_follow_decode_chunks(local_lake: Lake, writers: int) -> None:
     import pyarrow.parquet as pq
 
     lake = local_lake
     lake.write_bytes(paths.raw_file(FUT_TRADES, BAD_DATE), _big_trades(BAD_DATE, 300_000))
-    m = bronze.build(lake, FUT_TRADES, BAD_DATE).manifest
+    m = bronze.build(lake, FUT_TRADES, BAD_DATE, writers=writers).manifest
     metas = [pq.ParquetFile(lake.path(f)).metadata for f in m.files]
     groups = [md.row_group(i).num_rows for md in metas for i in range(md.num_row_groups)]
     # one row group per decoded chunk: memory in flight is a few chunks, whatever the file size
@@ -206,7 +207,8 @@ def test_row_groups_follow_decode_chunks(local_lake: Lake) -> None:
     assert pa.compute.all(pa.compute.greater(ts[1:], ts[:-1])).as_py()
 
 
-def test_parallel_writers_keep_the_order_and_stop_on_a_failure(local_lake: Lake) -> None:
+@pytest.mark.parametrize("writers", [2, 0], ids=["two-writers", "one-thread"])
+def test_parallel_writers_keep_the_order_and_stop_on_a_failure(local_lake: Lake, writers: int) -> None:
     lake = local_lake
     schema = pa.schema([("i", pa.int64())])
     batches = [pa.record_batch([pa.array(np.arange(k * 10, k * 10 + 10))], schema=schema) for k in range(7)]
@@ -216,8 +218,8 @@ def test_parallel_writers_keep_the_order_and_stop_on_a_failure(local_lake: Lake)
         handed.append(f"bronze/t/part-{len(handed):05d}.parquet")
         return handed[-1]
 
-    # Given 7 batches, files of 2 row groups, 2 writers: 4 files, in the records' order
-    files, rows = bronze.write_parts(lake, out, schema, iter(batches), per_file=2, writers=2)
+    # Given 7 batches, files of 2 row groups, 2 writers (or the caller's thread): 4 files, in order
+    files, rows = bronze.write_parts(lake, out, schema, iter(batches), per_file=2, writers=writers)
     assert files == handed
     assert len(files) == 4
     assert rows == 70
@@ -229,9 +231,11 @@ def test_parallel_writers_keep_the_order_and_stop_on_a_failure(local_lake: Lake)
         raise CorruptInputError("boom", file="x")
 
     with pytest.raises(CorruptInputError, match="boom"):
-        bronze.write_parts(lake, out, schema, failing(), per_file=1, writers=2)
+        bronze.write_parts(lake, out, schema, failing(), per_file=1, writers=writers)
 
     # When a writer fails (a batch of another schema), the job fails with its reason
     wrong = pa.record_batch([pa.array(["a"])], names=["i"])
     with pytest.raises(ValueError, match="schema"):
-        bronze.write_parts(lake, out, schema, iter([batches[0], wrong, *batches[1:]]), per_file=1, writers=2)
+        bronze.write_parts(
+            lake, out, schema, iter([batches[0], wrong, *batches[1:]]), per_file=1, writers=writers
+        )

@@ -101,3 +101,30 @@ def test_bad_dates_are_refused(tmp_path: Path) -> None:
     r = _cli(["--lake", str(tmp_path / "lake"), "bronze", "--start", "2026-13-01"])
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
+
+
+def test_run_with_one_thread_per_worker_writes_its_timings(tmp_path: Path) -> None:
+    import datetime as dt
+    import json
+
+    from spymaster.lake import Lake
+    from spymaster.settings import StorageSettings
+    from spymaster.synth import generate
+
+    lake = tmp_path / "lake"
+    generate(
+        Lake(StorageSettings(lake_uri=str(lake))), dt.date(2026, 3, 10), 2, scale=0.01, seed=5, progress=False
+    )
+    report = tmp_path / "timings.json"
+    # the thread count from the environment, as a deployed job reads it
+    r = _cli(
+        ["--lake", str(lake), "run", "--workers", "2", "--timings", str(report)],
+        {"SPYMASTER_WORKER_THREADS": "1"},
+    )
+    assert r.returncode == 0, r.stderr
+    assert "2 of 2 date(s) at gold" in r.stdout
+    doc = json.loads(report.read_text())
+    assert (doc["workers"], doc["threads"]) == (2, 1)
+    assert set(doc["phases"]) == {"date_jobs", "index", "fit", "fit_streams"}
+    assert sorted(doc["dates"]) == ["2026-03-10", "2026-03-11"]
+    assert all(set(d) == {"bronze", "silver", "gold", "streams"} for d in doc["dates"].values())

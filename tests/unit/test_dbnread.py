@@ -192,3 +192,7 @@ def test_a_frame_ending_exactly_at_a_read_boundary_is_not_corrupt(tmp_path: Path
     # and a frame ending at the last byte of any read also decodes (boundary at every frame)
     arrs = list(dbnread._stream(two, np.dtype(dbn.MBP10Msg._dtypes), 1 << 16, "two", read_bytes=len(first)))
     assert sum(len(a) for a in arrs) == want.num_rows
+    # and chunks a caller keeps are never overwritten by later ones (buffers are reused only once let go)
+    assert np.concatenate(arrs).tobytes() == db.DBNStore.from_file(one).to_ndarray().tobytes()
+    let_go = [a.tobytes() for a in dbnread._stream(two, np.dtype(dbn.MBP10Msg._dtypes), 1 << 12, "two")]
+    assert b"".join(let_go) == np.concatenate(arrs).tobytes()

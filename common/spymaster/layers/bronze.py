@@ -40,19 +40,24 @@ _PRUNED = ("ts_recv", "ts_event", "instrument_id")
 
 
 def PARQUET_OPTIONS(schema: pa.Schema) -> dict[str, Any]:  # noqa: N802  # reads as a constant
-    """zstd level 1; dictionaries only for string columns (faster and smaller than dictionary-encoding
-    every numeric column of MBP-10); floats byte-stream-split (the 20 book prices: both faster to
-    compress and smaller); min/max statistics only where readers prune (figures in
-    docs/BENCHMARKS.md)."""
-    strings = [f.name for f in schema if pa.types.is_string(f.type)]
+    """Per column, what measured best (docs/BENCHMARKS.md "bronze", levers): integers and
+    timestamps delta-encoded and lz4-compressed (a book level's size and count, a timestamp, a
+    sequence number change little from one record to the next, so the deltas pack small and lz4
+    has little left to do); floats byte-stream-split and zstd 1 (the 20 book prices: zstd halves
+    them, lz4 would not). Against zstd 1 everywhere, MBP-10 writes in ~25–35 % less CPU and silver
+    reads its columns back in ~25 % less, for ~18 % more bytes (227 MB a full-scale day, not 193):
+    a cost in storage and transfer worth two stages' CPU. Dictionaries only for strings; min/max
+    statistics only where readers prune."""
+    ints = [f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_timestamp(f.type)]
     floats = [f.name for f in schema if pa.types.is_floating(f.type)]
-    stats = [f.name for f in schema if f.name in _PRUNED]
+    strings = [f.name for f in schema if pa.types.is_string(f.type)]
+    encoding = dict.fromkeys(ints, "DELTA_BINARY_PACKED") | dict.fromkeys(floats, "BYTE_STREAM_SPLIT")
     return {
-        "compression": "zstd",
-        "compression_level": 1,
+        "compression": {f.name: "zstd" if f.name in floats else "lz4" for f in schema},
+        "compression_level": dict.fromkeys(floats, 1),
         "use_dictionary": strings,
-        "use_byte_stream_split": floats or False,
-        "write_statistics": stats,
+        "column_encoding": encoding,
+        "write_statistics": [f.name for f in schema if f.name in _PRUNED],
     }
 
 
@@ -90,6 +95,8 @@ def write_parts(
     keys ``out`` handed out (:func:`build` records them as they are made).
     """
     opts = PARQUET_OPTIONS(schema) if options is None else options
+    if writers < 1:
+        return _write_in_turn(lake, out, schema, batches, per_file, opts)
     room = threading.Semaphore(per_file * (writers + 1))
     keys: list[str] = []
     queues: list[queue.Queue[Any]] = []
@@ -138,6 +145,32 @@ def write_parts(
     return keys, rows
 
 
+def _write_in_turn(
+    lake: Lake,
+    out: Callable[[int], str],
+    schema: pa.Schema,
+    batches: Iterable[pa.RecordBatch],
+    per_file: int,
+    opts: dict[str, Any],
+) -> tuple[list[str], int]:
+    """:func:`write_parts` on the caller's thread alone (``writers=0``): the same files, one core."""
+    keys: list[str] = []
+    rows = 0
+    it = iter(batches)
+    batch = next(it, None)
+    while True:
+        keys.append(out(len(keys)))
+        with lake.parquet_writer(keys[-1], schema, **opts) as writer:
+            for _ in range(per_file):
+                if batch is None:
+                    break
+                writer.write_batch(batch)
+                rows += batch.num_rows
+                batch = next(it, None)
+        if batch is None:
+            return keys, rows
+
+
 @dataclass(frozen=True)
 class BronzeResult:
     date: dt.date
@@ -157,7 +190,9 @@ def build(
 ) -> BronzeResult:
     """Decode one raw file of a date into its committed bronze table partition.
 
-    ``writers`` Parquet files are encoded at once (a backfill running one date per core passes 1).
+    ``writers`` Parquet files are encoded at once (a backfill running one date per core passes 1);
+    ``writers=0`` runs on the caller's thread alone, decompressing, decoding and writing in turn
+    (a worker given one core, like a 1-vCPU Lambda, gains nothing from helper threads).
 
     Records are screened (:mod:`spymaster.quality`): implausible ones are dropped and counted in
     the manifest and the date's data-quality record, or the whole file is refused above
@@ -196,18 +231,14 @@ def build(
             # whether they would have dropped anything; only then decode again, medians first.
             screen = quality.screen(local, info, kind, label=key, deferred=True)
             files, rows = write_parts(
-                lake, out, schema, prefetch(_decode(local, key, screen)), writers=writers
+                lake, out, schema, _batches(local, key, screen, writers), writers=writers
             )
             if screen.medians is None and not screen.confirm():
                 discard(lake, written)
                 written.clear()
                 screen = quality.screen(local, info, kind, label=key)
                 files, rows = write_parts(
-                    lake,
-                    out,
-                    schema,
-                    prefetch(_decode(local, key, screen)),
-                    writers=writers,
+                    lake, out, schema, _batches(local, key, screen, writers), writers=writers
                 )
             q = screen.quality
             if q.records == 0:
@@ -249,10 +280,13 @@ def build(
     return BronzeResult(date=date, kind=kind, rows=rows, manifest=manifest)
 
 
-def _decode(local: Any, key: str, screen: quality.Screen) -> Iterator[pa.RecordBatch]:
-    """The screened batches, the file decompressed on a thread of its own (zstd releases the GIL):
-    decompressing, screening and converting, and the writers, then share both cores."""
-    return dbnread.decode(local, label=key, screen=screen, ahead=True)
+def _batches(local: Any, key: str, screen: quality.Screen, writers: int) -> Iterator[pa.RecordBatch]:
+    """The screened batches: decompressed on a thread of its own (zstd releases the GIL), screened
+    and converted on another, so that they and the writers share both cores; with ``writers=0``
+    all on the caller's thread."""
+    if writers < 1:
+        return dbnread.decode(local, label=key, screen=screen)
+    return prefetch(dbnread.decode(local, label=key, screen=screen, ahead=True), name="bronze-decode")
 
 
 def _record_quality(

@@ -12,9 +12,13 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+
+import pyarrow as pa
+from threadpoolctl import threadpool_limits
 
 from spymaster.errors import SpymasterError
 from spymaster.lake import Lake, is_committed, paths
@@ -59,6 +63,8 @@ class DateResult:
     failed_stage: str | None = None
     options: int = 0
     """How many of the date's options raw files were there (0: dealer features are null)."""
+    timings: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Per stage run: (wall seconds, CPU seconds of the worker's process), for the backfill's figures."""
 
     @property
     def ok(self) -> bool:
@@ -100,6 +106,14 @@ def run_date(
     lake = Lake(storage)
     res = DateResult(date)
     stage = "bronze"
+    clock = (time.perf_counter(), time.process_time())
+
+    def lap() -> None:
+        nonlocal clock
+        now = (time.perf_counter(), time.process_time())
+        res.timings[stage] = (now[0] - clock[0], now[1] - clock[1])
+        clock = now
+
     try:
         missing = [k for k in paths.REQUIRED_RAW if not lake.exists(paths.raw_file(k, date))]
         if missing:
@@ -113,6 +127,7 @@ def run_date(
         for kind in todo:
             bronze.build(lake, kind, date, allow_shrink=allow_shrink, writers=writers)
         (res.done if todo else res.skipped).append("bronze")
+        lap()
 
         stage = "silver"
         force = force or bool(todo)  # new bronze makes the layers above it stale
@@ -121,6 +136,7 @@ def run_date(
             res.done.append("silver")
         else:
             res.skipped.append("silver")
+        lap()
 
         stage = "gold"
         if force or not is_committed(lake, Layer.GOLD, paths.EPISODES_TABLE, date):
@@ -128,6 +144,7 @@ def run_date(
             res.done.append("gold")
         else:
             res.skipped.append("gold")
+        lap()
 
         stage = "streams"  # scaled on earlier dates' silver: stale once one of them changes
         if force or not streams_job.is_current(lake, date):
@@ -135,11 +152,34 @@ def run_date(
             res.done.append("streams")
         else:
             res.skipped.append("streams")
+        lap()
     except SpymasterError as exc:
         res.error, res.failed_stage = str(exc), stage
     except OSError as exc:  # storage outside the lake API (temp space, the vector store)
         res.error, res.failed_stage = f"storage error: {exc.strerror or exc} [date={date}]", stage
     return res
+
+
+def limit_threads(threads: int) -> Callable[[], None]:
+    """Arrow's CPU and I/O pools and BLAS held to ``threads`` in this process; returns the undo."""
+    cpu, io = pa.cpu_count(), pa.io_thread_count()
+    blas = threadpool_limits(limits=threads)
+    pa.set_cpu_count(threads)
+    pa.set_io_thread_count(threads)
+
+    def undo() -> None:
+        pa.set_cpu_count(cpu)
+        pa.set_io_thread_count(io)
+        blas.restore_original_limits()
+
+    return undo
+
+
+def _worker_init(parent: int, threads: int | None) -> None:
+    """Pool-worker initializer: die with the parent, and keep to ``threads`` threads if given."""
+    die_with_parent(parent)
+    if threads is not None:
+        limit_threads(threads)
 
 
 def run(
@@ -150,23 +190,35 @@ def run(
     force: bool = False,
     on_result: Callable[[DateResult], None] | None = None,
     allow_shrink: bool = False,
+    threads: int | None = None,
 ) -> list[DateResult]:
     """Run the per-date jobs, ``workers`` at a time; results come back in date order.
 
-    Each worker's bronze gets its share of the cores as Parquet writers: more threads than cores
-    would only add switching (one worker on two cores writes two files at once, two write one each).
+    ``threads`` (:attr:`~spymaster.settings.WorkerSettings.worker_threads`): ``None`` gives each
+    worker's bronze its share of the cores as Parquet writers (more threads than cores would only
+    add switching: one worker on two cores writes two files at once, two write one each); a number
+    holds each worker to that many threads (``1``: bronze on its caller's thread alone, Arrow and
+    BLAS pools of one), as a per-date Lambda with that many vCPUs would be.
     """
     results: list[DateResult] = []
-    writers = max(1, (os.cpu_count() or 1) // max(1, workers))
+    if threads is None:
+        writers = max(1, (os.cpu_count() or 1) // max(1, workers))
+    else:
+        writers = 0 if threads == 1 else threads
     if workers <= 1:
-        for d in dates:
-            r = run_date(storage, d, force=force, allow_shrink=allow_shrink, writers=writers)
-            results.append(r)
-            if on_result:
-                on_result(r)
+        undo = limit_threads(threads) if threads is not None else None
+        try:
+            for d in dates:
+                r = run_date(storage, d, force=force, allow_shrink=allow_shrink, writers=writers)
+                results.append(r)
+                if on_result:
+                    on_result(r)
+        finally:
+            if undo is not None:
+                undo()
     else:
         with ProcessPoolExecutor(
-            max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),)
+            max_workers=workers, initializer=_worker_init, initargs=(os.getpid(), threads)
         ) as pool:
             futs = [
                 pool.submit(run_date, storage, d, force=force, allow_shrink=allow_shrink, writers=writers)

@@ -43,6 +43,7 @@ from typing import Any
 
 import databento_dbn as dbn
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from databento.common.symbology import InstrumentMap
@@ -130,23 +131,56 @@ _MULTIPLIERS = np.random.default_rng(0x5EED).integers(0, 2**63, 512, dtype=np.ui
 
 class _Seen:
     """Hashes of every record so far, sorted: a record is a duplicate when an earlier one (in
-    this chunk or any before) has its hash."""
+    this chunk or any before) has its hash.
+
+    Held in one buffer that grows by doubling, the new hashes appended and sorted in place
+    (timsort merges the two sorted runs in linear time): a new array per chunk, each larger than
+    the last, cost page faults for every one of its bytes."""
 
     def __init__(self) -> None:
-        self.hashes = np.empty(0, dtype=np.uint64)
+        self._buf = np.empty(0, dtype=np.uint64)
+        self._n = 0
+
+    @property
+    def hashes(self) -> np.ndarray[Any, Any]:
+        return self._buf[: self._n]
 
     def duplicates(self, h: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        uniq, first = np.unique(h, return_index=True)
-        dup = np.ones(len(h), dtype=bool)
-        dup[first] = False
-        if len(self.hashes):
-            pos = np.searchsorted(self.hashes, uniq).clip(max=len(self.hashes) - 1)
-            earlier = self.hashes[pos] == uniq
-            dup[first[earlier]] = True
-            uniq = uniq[~earlier]
-        # both runs are sorted: the stable sort (timsort) merges them in linear time
-        self.hashes = np.sort(np.concatenate([self.hashes, uniq]), kind="stable")
+        uniq = np.sort(h)
+        if not (uniq[1:] == uniq[:-1]).any():  # the usual chunk: no repeat within it, no index needed
+            dup = np.zeros(len(h), dtype=bool)
+            earlier = self._known(uniq)
+            if earlier is not None:
+                dup = np.isin(h, uniq[earlier])
+                uniq = uniq[~earlier]
+        else:
+            uniq, first = np.unique(h, return_index=True)
+            dup = np.ones(len(h), dtype=bool)
+            dup[first] = False
+            earlier = self._known(uniq)
+            if earlier is not None:
+                dup[first[earlier]] = True
+                uniq = uniq[~earlier]
+        self._add(uniq)
         return dup
+
+    def _known(self, uniq: np.ndarray[Any, Any]) -> np.ndarray[Any, Any] | None:
+        """Which of the sorted distinct ``uniq`` were seen before (``None``: none were)."""
+        seen = self.hashes
+        if not len(seen):
+            return None
+        earlier: np.ndarray[Any, Any] = seen[np.searchsorted(seen, uniq).clip(max=len(seen) - 1)] == uniq
+        return earlier if earlier.any() else None
+
+    def _add(self, uniq: np.ndarray[Any, Any]) -> None:
+        total = self._n + len(uniq)
+        if total > len(self._buf):
+            grown = np.empty(max(total, 2 * len(self._buf)), dtype=np.uint64)
+            grown[: self._n] = self.hashes
+            self._buf = grown
+        self._buf[self._n : total] = uniq
+        self._buf[:total].sort(kind="stable")
+        self._n = total
 
 
 def _price_fields(arr: np.ndarray[Any, Any]) -> list[str]:
@@ -243,7 +277,7 @@ class Screen:
         then the median band: judged now, or with the screen deferred, the outrights' lowest and
         highest checked prices kept for :meth:`confirm`."""
         iid = cols["instrument_id"].astype(np.int64)
-        uniq, inv = np.unique(iid, return_inverse=True)
+        uniq, inv = _ids(iid)
         deferred = self.medians is None
         if deferred:
             _gather(self._prices_of, uniq, inv, cols["price"])
@@ -313,6 +347,17 @@ class Screen:
         return pc.is_valid(symbols)
 
 
+_FEW = 8
+"""Instruments in a chunk up to which :func:`_gather` selects each with a mask instead of sorting."""
+
+
+def _ids(iid: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """``np.unique(iid, return_inverse=True)`` by hashing: a chunk holds a handful of
+    instruments, and sorting its every record to find them cost more than the rest of the screen."""
+    codes, uniq = pd.factorize(iid, sort=True)
+    return np.asarray(uniq), codes
+
+
 def _gather(
     prices: dict[int, list[np.ndarray[Any, Any]]],
     ids: np.ndarray[Any, Any],
@@ -326,8 +371,11 @@ def _gather(
         if ok.any():
             prices.setdefault(int(ids[0]), []).append(px[ok])
         return
-    order = np.argsort(inv[ok], kind="stable")
-    groups = np.split(px[ok][order], np.cumsum(np.bincount(inv[ok], minlength=len(ids)))[:-1])
+    if len(ids) <= _FEW:  # one pass per instrument beats sorting the chunk by instrument
+        groups = [px[ok & (inv == j)] for j in range(len(ids))]
+    else:
+        order = np.argsort(inv[ok], kind="stable")
+        groups = np.split(px[ok][order], np.cumsum(np.bincount(inv[ok], minlength=len(ids)))[:-1])
     for i, g in zip(ids, groups, strict=True):
         if len(g):
             prices.setdefault(int(i), []).append(g)
@@ -364,7 +412,7 @@ def screen(
     seen: set[int] = set()
     for arr in dbnread.records(path, label=label):
         cols = dbnread.columns(arr, ["instrument_id", "price"])
-        ids, inv = np.unique(cols["instrument_id"].astype(np.int64), return_inverse=True)
+        ids, inv = _ids(cols["instrument_id"].astype(np.int64))
         seen.update(int(i) for i in ids)
         _gather(prices, ids, inv, cols["price"])
     return Screen(kind.schema, kind.product, window, _medians(prices), {i for i in seen if is_outright(i)})
