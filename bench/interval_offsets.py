@@ -7,7 +7,7 @@ quantiles on the first lake's first ``--fit-days`` test days (a generator prior:
 planted p); the coverage of the planted p under them is printed for those days, for the first lake's
 later days and for every other lake, so everything after the fit days is an out-of-sample check::
 
-    OMP_NUM_THREADS=1 python bench/interval_offsets.py /tmp/hA /tmp/hB --fit-days 30
+    OMP_NUM_THREADS=1 python bench/interval_offsets.py /tmp/hA /tmp/hB --fit-days 100   # all of A
 """
 
 from __future__ import annotations
