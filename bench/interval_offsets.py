@@ -17,15 +17,12 @@ import argparse
 import numpy as np
 from scipy.special import expit, logit
 
-from spymaster.evaluation.episodes import Episodes
 from spymaster.evaluation.forecast import cutoff_date
-from spymaster.evaluation.oracle import load_truth, match_truth
-from spymaster.evaluation.setups import load_rows
+from spymaster.evaluation.setups import load_rows, planted_p
 from spymaster.lake import Lake, paths
 from spymaster.lake.manifests import committed_dates
 from spymaster.lake.paths import Layer
 from spymaster.layers.gold import APPROACH
-from spymaster.outcomes import HORIZONS_MIN
 from spymaster.retrieval.walkforward import walk_forward
 from spymaster.sessions import day_number, from_day_number
 from spymaster.settings import LEARNED, StorageSettings
@@ -50,20 +47,9 @@ def _residuals(uri: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         baselines=False,
     )
     r = f.rows
-    ep = Episodes.build(
-        episode_id=list(rows.episode_id[r]) if rows.episode_id is not None else [""] * r.size,
-        day=rows.day[r].astype(np.int32),
-        ts=rows.ts[r],
-        level_kind=list(rows.kind[r]),
-        direction=list(rows.direction[r]),
-        time_bucket=np.zeros(r.size, np.int64),
-        raw=rows.raw[r].astype(np.float32),
-        labels=np.zeros((len(HORIZONS_MIN), r.size), np.int8),
-    )
-    truth = load_truth(lake, test_dates)
-    if truth is None:
+    p_true = planted_p(lake, rows, r, test_dates)
+    if not np.isfinite(p_true).any():
         raise SystemExit(f"{uri}: no synthetic truth (a generated lake is needed)")
-    p_true = match_truth(ep, np.arange(r.size), truth, window_s=600.0)
     m = np.isfinite(p_true)
     day_index = np.searchsorted([day_number(d) for d in test_dates], rows.day[r])
     return f.p[f"knn_{LEARNED.method}"][m], p_true[m], day_index[m]

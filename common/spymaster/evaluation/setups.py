@@ -90,6 +90,34 @@ def load_rows(lake: Lake, dates: Sequence[dt.date]) -> Rows:
 _COLUMNS = ["episode_id", "date", "ts", "level_kind", "direction", "anchor_reason", "label", "vector"]
 
 
+def planted_p(
+    lake: Lake,
+    r: Rows,
+    rows: npt.NDArray[np.int64],
+    test_dates: Sequence[dt.date],
+    *,
+    window_s: float = 600.0,
+) -> F64:
+    """The planted p_break of each of ``rows`` where it matches a planted interaction (NaN elsewhere,
+    and everywhere on a lake without synthetic truth)."""
+    truth = load_truth(lake, test_dates)
+    out: F64 = np.full(rows.size, np.nan)
+    if truth is None or rows.size == 0:
+        return out
+    ep = Episodes.build(
+        episode_id=list(r.episode_id[rows]) if r.episode_id is not None else [""] * rows.size,
+        day=r.day[rows].astype(np.int32),
+        ts=r.ts[rows],
+        level_kind=list(r.kind[rows]),
+        direction=list(r.direction[rows]),
+        time_bucket=np.zeros(rows.size, np.int64),
+        raw=r.raw[rows].astype(np.float32),
+        labels=np.zeros((len(HORIZONS_MIN), rows.size), np.int8),
+    )
+    out = match_truth(ep, np.arange(rows.size), truth, window_s=window_s)
+    return out
+
+
 def _score(p: F64, y: F64, base: F64) -> dict[str, float]:
     b0 = brier(base, y)
     return {
@@ -139,21 +167,7 @@ def evaluate_learned(
     served = f"knn_{cfg.method}"
     out["approach"] = {name: _score(p, y, base) for name, p in f.p.items()}
     # the oracle: the planted p_break where the approach matches a planted interaction
-    truth = load_truth(lake, test_dates)
-    p_true = np.full(f.rows.size, np.nan)
-    if truth is not None and f.rows.size:
-        rows = f.rows
-        ep = Episodes.build(
-            episode_id=list(r.episode_id[rows]) if r.episode_id is not None else [""] * rows.size,
-            day=r.day[rows].astype(np.int32),
-            ts=r.ts[rows],
-            level_kind=list(r.kind[rows]),
-            direction=list(r.direction[rows]),
-            time_bucket=np.zeros(rows.size, np.int64),
-            raw=r.raw[rows].astype(np.float32),
-            labels=np.zeros((len(HORIZONS_MIN), rows.size), np.int8),
-        )
-        p_true = match_truth(ep, np.arange(f.rows.size), truth, window_s=oracle_window_s)
+    p_true = planted_p(lake, r, f.rows, test_dates, window_s=oracle_window_s)
     matched = np.isfinite(p_true)
     oracle: dict[str, Any] = {
         "matched": int(matched.sum()),
