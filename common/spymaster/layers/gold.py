@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,9 @@ __all__ = [
     "EPISODE_SCHEMA",
     "OUTCOME_COLUMNS",
     "OUTCOME_SCHEMA",
+    "AnchorMarks",
+    "anchor_marks",
+    "anchor_table",
     "anchors",
     "build",
     "episode_id",
@@ -142,45 +146,83 @@ def anchors(state: pa.Table, levels: pa.Table | None = None) -> pa.Table:
     kinds = np.asarray(t.column("level_kind").to_pylist(), dtype=object)
     ts_all = as_ns(t.column("ts"))
     inz_all = np.nan_to_num(as_float(t.column("in_zone"))) >= 0.5
+    dist_all = as_float(t.column("distance"))
     picked: list[npt.NDArray[np.int64]] = []
-    reasons: list[npt.NDArray[np.int8]] = []
-    visits: list[npt.NDArray[np.int64]] = []
-    in_zone_min: list[npt.NDArray[np.float64]] = []
+    marks: list[AnchorMarks] = []
     for day in np.unique(days):
         date = sessions.from_day_number(int(day))
-        open_ns = sessions.et_ns(date, sessions.RTH_OPEN)
-        end_ns = sessions.et_ns(date, sessions.QUERY_END)
         for kind in LEVEL_KINDS:
             rows = np.flatnonzero((days == day) & (kinds == kind))
             if rows.size == 0:
                 continue
             rows = rows[np.argsort(ts_all[rows], kind="stable")]
-            ts = ts_all[rows]
-            if np.any(np.diff(ts) <= 0):
-                raise ValueError(f"duplicate state rows for {date} {kind}")
-            if np.any((ts - open_ns) % BAR_NS):
-                raise ValueError(f"state rows of {date} {kind} are off the 30-s grid")
-            inz = inz_all[rows]
-            follows = np.r_[False, np.diff(ts) == BAR_NS]  # the previous grid step has a row
-            prev_in = np.r_[False, inz[:-1]] & follows
-            entry = inz & ~prev_in
-            first_bar = entry & (np.arange(ts.size) == 0)
-            bar_close = sessions.is_bar_close(ts, date)
-            sel = inz & (entry | bar_close) & (ts >= open_ns) & (ts <= end_ns)
-            visit = np.cumsum(entry)
-            last_entry = np.maximum.accumulate(np.where(entry, np.arange(ts.size), 0))
-            minutes = (ts - ts[last_entry]) / (60 * NS)
-            approach = _approaches(as_float(t.column("distance"))[rows], follows)
-            approach &= ~first_bar
-            sel |= approach & (ts >= open_ns) & (ts <= end_ns)
-            reason = np.where(first_bar, 0, np.where(approach, 3, np.where(entry, 1, 2))).astype(np.int8)
-            picked.append(rows[sel])
-            reasons.append(reason[sel])
-            visits.append(visit[sel])
-            in_zone_min.append(minutes[sel])
+            m = anchor_marks(date, kind, ts_all[rows], inz_all[rows], dist_all[rows])
+            picked.append(rows[m.at])
+            marks.append(m)
     idx = np.concatenate(picked) if picked else np.zeros(0, np.int64)
-    a = t.take(pa.array(idx, pa.int64()))
-    reason_s = [ANCHOR_REASONS[r] for r in np.concatenate(reasons).tolist()] if reasons else []
+    return anchor_table(t.take(pa.array(idx, pa.int64())), AnchorMarks.concat(marks), levels)
+
+
+@dataclass(frozen=True)
+class AnchorMarks:
+    """The anchors of one (date, level kind)'s rows: positions in those rows and what each carries."""
+
+    at: npt.NDArray[np.int64]
+    reason: npt.NDArray[np.int8]  # index into ANCHOR_REASONS
+    visit: npt.NDArray[np.int64]
+    minutes_in_zone: npt.NDArray[np.float64]
+
+    @staticmethod
+    def concat(parts: list[AnchorMarks]) -> AnchorMarks:
+        if not parts:
+            return AnchorMarks(
+                np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros(0, np.int64), np.zeros(0)
+            )
+        return AnchorMarks(*(np.concatenate([getattr(p, f) for p in parts]) for f in _MARK_FIELDS))
+
+
+_MARK_FIELDS = ("at", "reason", "visit", "minutes_in_zone")
+
+
+def anchor_marks(
+    date: dt.date,
+    kind: str,
+    ts: npt.NDArray[np.int64],
+    in_zone: npt.NDArray[np.bool_],
+    distance: npt.NDArray[np.float64],
+) -> AnchorMarks:
+    """The anchoring rules over one (date, level kind)'s state rows in time order (pure numpy).
+
+    Each mark depends on the rows up to it only, so the live engine, which calls this with the
+    rows so far, finds at its last row exactly the anchor batch gold finds there.
+    """
+    open_ns = sessions.et_ns(date, sessions.RTH_OPEN)
+    end_ns = sessions.et_ns(date, sessions.QUERY_END)
+    if np.any(np.diff(ts) <= 0):
+        raise ValueError(f"duplicate state rows for {date} {kind}")
+    if np.any((ts - open_ns) % BAR_NS):
+        raise ValueError(f"state rows of {date} {kind} are off the 30-s grid")
+    inz = in_zone
+    follows = np.r_[False, np.diff(ts) == BAR_NS]  # the previous grid step has a row
+    prev_in = np.r_[False, inz[:-1]] & follows
+    entry = inz & ~prev_in
+    first_bar = entry & (np.arange(ts.size) == 0)
+    bar_close = sessions.is_bar_close(ts, date)
+    sel = inz & (entry | bar_close) & (ts >= open_ns) & (ts <= end_ns)
+    visit = np.cumsum(entry)
+    last_entry = np.maximum.accumulate(np.where(entry, np.arange(ts.size), 0))
+    minutes = (ts - ts[last_entry]) / (60 * NS)
+    approach = _approaches(distance, follows)
+    approach &= ~first_bar
+    sel |= approach & (ts >= open_ns) & (ts <= end_ns)
+    reason = np.where(first_bar, 0, np.where(approach, 3, np.where(entry, 1, 2))).astype(np.int8)
+    at = np.flatnonzero(sel)
+    return AnchorMarks(at, reason[at], visit[at], minutes[at])
+
+
+def anchor_table(a: pa.Table, marks: AnchorMarks, levels: pa.Table | None = None) -> pa.Table:
+    """The anchor rows (ANCHOR_SCHEMA, sorted) from the marked state rows ``a`` (in the marks' order)."""
+    reason_s = [ANCHOR_REASONS[r] for r in marks.reason.tolist()]
     a_ts = as_ns(a.column("ts"))
     if levels is not None:
         l_ts = as_ns(levels.column("ts"))
@@ -212,8 +254,8 @@ def anchors(state: pa.Table, levels: pa.Table | None = None) -> pa.Table:
             "atr": pa.array(atr, pa.float64()),
             "distance": a.column("distance"),
             "anchor_reason": pa.array(reason_s, pa.string()),
-            "visit": pa.array(np.concatenate(visits) if visits else [], pa.int32()),
-            "minutes_in_zone": pa.array(np.concatenate(in_zone_min) if in_zone_min else [], pa.float64()),
+            "visit": pa.array(marks.visit, pa.int32()),
+            "minutes_in_zone": pa.array(marks.minutes_in_zone, pa.float64()),
         },
         schema=ANCHOR_SCHEMA,
     )

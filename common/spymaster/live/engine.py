@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from spymaster import sessions, vectors
-from spymaster.features import STATE_SCHEMA
+from spymaster.features import FEATURE_NAMES, STATE_SCHEMA
 from spymaster.indicators import bars
 from spymaster.layers import gold
 from spymaster.layers.silver import SilverEngine, StepOutput
@@ -102,9 +102,15 @@ class Engine:
         self._next = int(min(self._steps[0], self._bar_closes[0]))
         self.last_ts = 0
         self._state_tbl: pa.Table = STATE_SCHEMA.empty_table()
+        self._state_new: list[pa.Table] = []
+        # Per level kind, the rows so far as the anchoring rules and the vector builder read them,
+        # grown a row a step: an anchor then costs the same at 12:00 as at 09:31.
+        self._hist = {k: vectors.StepHistory(date, self._steps.size) for k in LEVEL_KINDS}
+        self._marks_in: dict[str, tuple[list[int], list[bool], list[float]]] = {
+            k: ([], [], []) for k in LEVEL_KINDS
+        }
         if self.answers:
             self.warm()
-        self._levels: list[StepOutput] = []
         self.episodes: list[dict[str, Any]] = []
         """Every anchor the engine answered: its gold anchor row and raw vector (for parity)."""
 
@@ -131,6 +137,9 @@ class Engine:
     @property
     def state(self) -> pa.Table:
         """Every state row emitted so far (the batch state table's rows, in its order)."""
+        if self._state_new:  # one chunk, combined when read: gold's filters and takes cost per chunk
+            self._state_tbl = pa.concat_tables([self._state_tbl, *self._state_new]).combine_chunks()
+            self._state_new = []
         return self._state_tbl
 
     def finish(self) -> list[Update]:
@@ -223,51 +232,73 @@ class Engine:
                 },
             )
         ]
-        # One chunk, not one per step: gold's filters and takes cost per chunk.
-        self._state_tbl = pa.concat_tables([self._state_tbl, st.state]).combine_chunks()
-        self._levels.append(st)
-        # Every anchor is in its level's zone at its own step: without a row in the zone, no anchor.
-        inz = np.nan_to_num(
-            np.asarray(st.state.column("in_zone").to_numpy(zero_copy_only=False), dtype=np.float64)
-        )
-        if st.state.num_rows and inz.max() >= 0.5:
-            out.extend(self._anchors(st.ts))
+        self._state_new.append(st.state)
+        anchored = self._add_rows(st)
+        if anchored:
+            out.extend(self._anchors(st, anchored))
         for row in st.state.to_pylist():
             out.append(self._update("state", str(row["level_kind"]), _json_row(row)))
         if self.streams is not None and st.state.num_rows and bar_close(st.ts, self.date):
-            for level, payload in self.streams.at_bar(self._state_tbl, st.ts):
+            for level, payload in self.streams.at_bar(self.state, st.ts):
                 out.append(self._update("streams", level, payload))
         return out
 
-    def _anchors(self, ts: int) -> list[Update]:
-        """Anchors at this step: gold's rule over the rows so far, the vector, and the answer."""
-        state = self._state_tbl
+    def _add_rows(self, st: StepOutput) -> dict[int, gold.AnchorMarks]:
+        """Grow each level's history by its row at this step; return the rows gold anchors here."""
+        tbl = st.state
+        if tbl.num_rows == 0:
+            return {}
+        feats = np.stack(
+            [
+                np.asarray(tbl.column(c).to_numpy(zero_copy_only=False), dtype=np.float64)
+                for c in FEATURE_NAMES
+            ],
+            axis=1,
+        )
+        kinds = tbl.column("level_kind").to_pylist()
+        dirs = tbl.column("direction").to_pylist()
+        ts = bars.as_ns(tbl.column("ts")).tolist()
+        dist = bars.as_float(tbl.column("distance")).tolist()
+        inz = (np.nan_to_num(bars.as_float(tbl.column("in_zone"))) >= 0.5).tolist()
+        anchored: dict[int, gold.AnchorMarks] = {}
+        for i, kind in enumerate(kinds):
+            self._hist[kind].add(ts[i], feats[i], dirs[i])
+            m_ts, m_inz, m_dist = self._marks_in[kind]
+            m_ts.append(ts[i])
+            m_inz.append(inz[i])
+            m_dist.append(dist[i])
+            if not inz[i]:  # every anchor is in its level's zone at its own step
+                continue
+            m = gold.anchor_marks(
+                self.date, kind, np.asarray(m_ts, np.int64), np.asarray(m_inz), np.asarray(m_dist)
+            )
+            last = len(m_ts) - 1
+            if m.at.size and m.at[-1] == last:
+                anchored[i] = gold.AnchorMarks(
+                    np.array([last]), m.reason[-1:], m.visit[-1:], m.minutes_in_zone[-1:]
+                )
+        return anchored
+
+    def _anchors(self, st: StepOutput, anchored: dict[int, gold.AnchorMarks]) -> list[Update]:
+        """This step's anchors: gold's rows and vectors from the levels' histories, and the answers."""
+        ts = st.ts
+        rows = sorted(anchored)
         levels = pa.table(
             {
-                "ts": pa.array([o.ts for o in self._levels], pa.timestamp("ns", tz="UTC")),
-                "price": pa.array([o.levels["price"] for o in self._levels], pa.float64()),
-                "atr": pa.array([o.levels["atr"] for o in self._levels], pa.float64()),
+                "ts": pa.array([ts], pa.timestamp("ns", tz="UTC")),
+                "price": pa.array([st.levels["price"]], pa.float64()),
+                "atr": pa.array([st.levels["atr"]], pa.float64()),
             }
         )
-        # Gold anchors each level kind from its own rows: only the kinds in zone now can anchor now.
-        now = self._levels[-1].state
-        inz = np.nan_to_num(bars.as_float(now.column("in_zone"))) >= 0.5
-        zone_kinds = pa.array(np.asarray(now.column("level_kind").to_pylist(), dtype=object)[inz].tolist())
-        mine = state.filter(pa.compute.is_in(state.column("level_kind"), zone_kinds))
-        a = gold.anchors(mine, levels)
-        if a.num_rows == 0:
-            return []
-        a = a.filter(pa.compute.equal(a.column("ts").cast(pa.int64()), ts))
-        if a.num_rows == 0:
-            return []
-        kinds = pa.array(sorted(set(a.column("level_kind").to_pylist())))
-        mine = mine.filter(pa.compute.is_in(mine.column("level_kind"), kinds))
-        raw = vectors.build_vectors(
-            mine.select(list(STATE_SCHEMA.names)), a.select(list(vectors.ANCHOR_KEYS))
+        a = gold.anchor_table(
+            st.state.take(pa.array(rows, pa.int64())),
+            gold.AnchorMarks.concat([anchored[i] for i in rows]),
+            levels,
         )
         out = []
-        for i, row in enumerate(a.to_pylist()):
-            self.episodes.append({**row, "vector": raw[i]})
+        for row in a.to_pylist():
+            raw = self._hist[row["level_kind"]].vector(ts)
+            self.episodes.append({**row, "vector": raw})
             payload: dict[str, Any] = {
                 "episode_id": row["episode_id"],
                 "anchor_reason": row["anchor_reason"],
@@ -279,9 +310,7 @@ class Engine:
                 "distance": _finite(row["distance"]),
             }
             if self.answers:
-                payload["answer"] = self.answer(
-                    raw[i], row["level_kind"], row["direction"], row["time_bucket"]
-                )
+                payload["answer"] = self.answer(raw, row["level_kind"], row["direction"], row["time_bucket"])
             out.append(self._update("answer", str(row["level_kind"]), payload))
         return out
 

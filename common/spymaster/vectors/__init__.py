@@ -1,7 +1,7 @@
 """Episode vectors: the layout (:mod:`.layout`), the builder (:mod:`.build`) and the scaling statistics (:mod:`.scaling`)."""
 
 from spymaster.errors import OutcomeLeakError
-from spymaster.vectors.build import build_vectors
+from spymaster.vectors.build import StepHistory, build_vectors
 from spymaster.vectors.layout import (
     ANCHOR_KEYS,
     LAYOUT_VERSION,
@@ -44,6 +44,7 @@ __all__ = [
     "VECTOR_TYPE",
     "OutcomeLeakError",
     "Stats",
+    "StepHistory",
     "apply",
     "build_vectors",
     "definition",

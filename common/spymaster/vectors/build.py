@@ -129,6 +129,12 @@ class _History:
         sign = np.full(n, np.nan)
         dirs = np.asarray(rows.column("direction").to_pylist(), dtype=object)
         sign[k + pad] = np.where(dirs == "UP", 1.0, -1.0)
+        return _History.from_grid(origin, feats, sign)
+
+    @staticmethod
+    def from_grid(origin: int, feats: FloatArray, sign: FloatArray) -> _History:
+        """The history of a grid already laid out (``TRAJ_WINDOW`` rows of padding in front)."""
+        n = sign.size
         inz = np.nan_to_num(feats[:, _COL["in_zone"]]) >= 0.5
         run = np.zeros(n)
         visits = np.zeros(n)
@@ -147,6 +153,46 @@ class _History:
         if rel < 0 or rel % STEP_NS or g >= self.sign.size or not np.isfinite(self.sign[g]):
             raise ValueError(f"no state row at anchor ts {ts_ns}")
         return int(g)
+
+
+class StepHistory:
+    """One (date, level_kind)'s grid, grown one state row a step: the live engine's vector source.
+
+    It lays rows out as :class:`_History` does and builds the vector with the same
+    :func:`_vector_at`, so a vector built here equals the batch one bit for bit; only the grid's
+    growth differs (a row a step instead of the day's rows at once), which keeps an anchor's cost
+    flat through the day.
+    """
+
+    def __init__(self, date: dt.date, n_steps: int) -> None:
+        self.origin = sessions.et_ns(date, sessions.RTH_OPEN)
+        self.feats = np.full((TRAJ_WINDOW + n_steps, len(FEATURE_NAMES)), np.nan)
+        self.sign = np.full(TRAJ_WINDOW + n_steps, np.nan)
+        self.last = -1
+
+    def grid_index(self, ts_ns: int) -> int:
+        rel = ts_ns - self.origin
+        if rel < 0 or rel % STEP_NS:
+            raise ValueError("state rows must sit on the 30-s grid from 09:30 ET")
+        return int(rel // STEP_NS) + TRAJ_WINDOW
+
+    def add(self, ts_ns: int, features: FloatArray, direction: str) -> None:
+        """The level's state row at ``ts_ns``: ``features`` in ``FEATURE_NAMES`` order."""
+        g = self.grid_index(ts_ns)
+        if g <= self.last:
+            raise ValueError(f"state row at {ts_ns} is not after the last one")
+        self.feats[g] = features
+        self.sign[g] = 1.0 if direction == "UP" else -1.0
+        self.last = g
+
+    def vector(self, ts_ns: int) -> F32Array:
+        """The raw vector of an anchor at ``ts_ns`` (its row must be the last one added)."""
+        g = self.grid_index(ts_ns)
+        if g != self.last:
+            raise ValueError(f"no state row at anchor ts {ts_ns} as the last row")
+        h = _History.from_grid(self.origin, self.feats[: g + 1], self.sign[: g + 1])
+        out: F32Array = _vector_at(h, g).astype(np.float32)
+        return out
 
 
 def _vector_at(h: _History, g: int) -> FloatArray:
