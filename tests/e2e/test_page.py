@@ -459,6 +459,14 @@ def test_narrow_window_setups_list_and_axis_units(browser: Any, app_url: str) ->
         assert rows.count() == len(weighted)
         sims = [float(rows.nth(i).locator("td").nth(4).text_content() or "nan") for i in range(rows.count())]
         assert all(s > 0 for s in sims), sims
+        # … and each one's share of the estimate, its weight over the listed setups' total
+        shares = [
+            float((rows.nth(i).locator("td.weight").text_content() or "nan").rstrip("%"))
+            for i in range(rows.count())
+        ]
+        total = sum(n["weight"] for n in weighted)
+        want = [100 * n["weight"] / total for n in weighted]
+        assert all(abs(a - b) <= 0.051 for a, b in zip(shares, want, strict=True)), (shares, want)
         count = pg.text_content("#similar-count") or ""
         assert count.startswith(f"{len(weighted)} nearest setup")
         assert "of 10 asked" in count

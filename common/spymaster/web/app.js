@@ -1135,6 +1135,7 @@ async function openSimilar(s, outcome) {
   );
   // Setups carrying no weight (dissimilar, or beyond the per-day cap) say nothing about the estimate.
   const carried = (ans.neighbours || []).filter((nb) => Number(nb.weight) > 0 && Number(nb.similarity) > 0);
+  const totalWeight = carried.reduce((acc, nb) => acc + Number(nb.weight), 0);
   const rows = carried.map((nb) => {
     const o = String(nb.outcome || "—");
     return el(
@@ -1158,6 +1159,7 @@ async function openSimilar(s, outcome) {
       el("td", {}, el("span", { class: `outcome o-${o.toLowerCase()}` }, o)),
       el("td", { class: "num" }, `${nb.level_kind || ""} ${nb.direction === "UP" ? "▲" : nb.direction === "DOWN" ? "▼" : ""}`),
       el("td", { class: "num right" }, fmt(nb.similarity, 3)),
+      el("td", { class: "num right weight" }, `${fmt((100 * Number(nb.weight)) / totalWeight, 1)}%`),
       el("td", { class: "num right muted" }, `${fmt(nb.mfe, 1)} / ${fmt(nb.mae, 1)}`),
     );
   });
@@ -1177,6 +1179,7 @@ async function openSimilar(s, outcome) {
               el("th", {}, "outcome"),
               el("th", {}, "level"),
               el("th", { class: "right" }, "sim"),
+              el("th", { class: "right", title: "this setup's share of the estimate: its kernel weight over the listed setups' total" }, "weight"),
               el("th", { class: "right", title: "max favourable / adverse excursion, ATR" }, "mfe / mae"),
             ),
           ),
