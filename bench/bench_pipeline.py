@@ -192,7 +192,7 @@ def bench_backfill(days: int, scale: float) -> dict[str, Any]:
             print(
                 f"    {w} worker{'s' if w > 1 else ' '}: CPU {r['cpu']:5.1f} s ({r['cpu'] / r['wall']:.2f} cores busy);"
                 f" per day CPU-s {cpu}; serial tail index {ph['index']:.1f} s + fit {ph['fit']:.1f} s"
-                f" + streams fit {ph['fit_streams']:.1f} s; load {r['load']:.2f}"
+                f" + streams fit left after it {ph['fit_streams']:.1f} s; load {r['load']:.2f}"
             )
     default = res["default"]["speedup"]
     pinned = res["1 thread per worker"]["speedup"]

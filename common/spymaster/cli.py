@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor as _ThreadPool
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -373,11 +374,18 @@ def _fit(store: Lake) -> None:
     )
 
 
-def _fit_streams(store: Lake) -> None:
+def _fit_projections(store: Lake) -> Any:
     from spymaster.layers import streams
 
-    res = streams.fit_projections(store)
+    return streams.fit_projections(store)
+
+
+def _echo_streams(res: Any) -> None:
     typer.echo(f"streams: {len(res.models)} projection model(s) fitted in {res.seconds:.1f} s")
+
+
+def _fit_streams(store: Lake) -> None:
+    _echo_streams(_fit_projections(store))
 
 
 @app.command("fit")
@@ -449,6 +457,10 @@ def run_cmd(
     lap("date_jobs")
     ok = [r.date for r in results if r.ok]
     index_error = None
+    # The streams' projections read only gold's streams, never the vector table: fitted on a
+    # thread while the index (LanceDB and Arrow, which release the GIL) runs, joined before the
+    # learned fit, whose BLAS must not run under the streams fit's one-thread limit.
+    streams_fit = _ThreadPool(1).submit(_fit_projections, store) if ok else None
     try:
         idx = index.index(store, ok, force=force) if ok else []
     except SpymasterError as exc:  # the date jobs' report still follows
@@ -464,12 +476,12 @@ def run_cmd(
         f"run: {len(ok)} of {len(dates)} date(s) at gold; indexed {len(upserted)} date(s) "
         f"({sum(r.rows for r in upserted):,} episodes); the vector table holds {total:,} episodes"
     )
+    if streams_fit is not None:
+        _echo_streams(streams_fit.result())
+    lap("fit_streams")  # what is left of the streams fit once the index is done
     if any(not r.skipped for r in idx):
         _fit(store)
     lap("fit")
-    if ok:
-        _fit_streams(store)
-    lap("fit_streams")
     if timings is not None:
         per_date = {r.date.isoformat(): {k: list(v) for k, v in r.timings.items()} for r in results}
         doc = {"workers": workers, "threads": threads, "phases": phases, "dates": per_date}

@@ -272,8 +272,8 @@ class AnnSearch:
     """A partition with more rows than this is served by ANN search over the table (its vectors
     are not held in memory); ``None``: every partition exact in memory. Chosen by memory, not
     latency (``bench/bench_scale.py``, docs/ARCHITECTURE.md "Scale"): exact in-memory search stays
-    faster than one ANN query up to ≈ 300 k rows on local disk (far more from S3), but at ≈ 0.9 kB
-    per episode resident 60 partitions of 100 k rows already take ≈ 5.7 GB of a 10 GB Lambda, so
+    faster than one ANN query up to ≈ 300–400 k rows on local disk (far more from S3), but at ≈ 1 kB
+    per episode resident 60 partitions of 100 k rows already take ≈ 6 GB of a 10 GB Lambda, so
     the largest partitions leave memory first once the lake passes ≈ 6 M episodes."""
     index_type: Literal["IVF_PQ", "IVF_HNSW_SQ"] = "IVF_HNSW_SQ"
     """The vector index built on the table's ``vector`` column (cosine). IVF-HNSW-SQ: the same

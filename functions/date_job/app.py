@@ -40,8 +40,8 @@ from functions.shared import IdempotencySettings, Lazy, SqsSender, events, repla
 from functions.shared.events import DateRequest, GoldCommitted
 from spymaster.lake import Lake, is_committed, paths, read_manifest
 from spymaster.lake.paths import Layer
-from spymaster.layers import pipeline
-from spymaster.settings import StorageSettings
+from spymaster.layers import bronze, pipeline
+from spymaster.settings import StorageSettings, WorkerSettings
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "spymaster-date-job"))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Spymaster"))
@@ -73,12 +73,20 @@ class SqsNotify:
         return self.sender.send(message.body(), group=GoldCommitted.GROUP, dedup_id=message.dedup_id())
 
 
-def run_job(storage: StorageSettings, lake: Lake, notify: Notify, request: DateRequest) -> dict[str, Any]:
-    """The core: run the date, report its outcome, announce committed gold; raise on failure."""
+def run_job(
+    storage: StorageSettings,
+    lake: Lake,
+    notify: Notify,
+    request: DateRequest,
+    *,
+    writers: int = bronze.WRITERS,
+) -> dict[str, Any]:
+    """The core: run the date, report its outcome, announce committed gold; raise on failure
+    (``writers``: bronze's Parquet writers, from the container's threads by :func:`pipeline.writers_for`)."""
     date = request.date
     outcome: dict[str, Any] = {"date": date.isoformat(), "reason": request.reason, "force": request.force}
     try:
-        res = pipeline.run_date(storage, date, force=request.force)
+        res = pipeline.run_date(storage, date, force=request.force, writers=writers)
         outcome.update(done=res.done, skipped=res.skipped, error=res.error, stage=res.failed_stage)
     except Exception as exc:  # storage failures are not data errors: pipeline.run_date lets them out
         outcome.update(
@@ -148,10 +156,17 @@ def build_runtime(
     *,
     notify: Notify | None = None,
     persistence: BasePersistenceLayer | None = None,
+    threads: int | None = None,
 ) -> Runtime:
-    """The handler's factory: settings from the environment unless given (tests hand their own)."""
+    """The handler's factory: settings from the environment unless given (tests hand their own);
+    ``threads``: per container, as ``run --threads`` (default ``SPYMASTER_WORKER_THREADS``)."""
     storage = storage or StorageSettings()
     settings = settings or DateJobSettings()  # type: ignore[call-arg]  # fields come from the environment
+    if threads is None:
+        threads = WorkerSettings().worker_threads
+    if threads is not None:  # once per container: a 1-vCPU Lambda gains nothing from pools of two
+        pipeline.limit_threads(threads)
+    writers = bronze.WRITERS if threads is None else pipeline.writers_for(threads)
     lake = Lake(storage)
     if notify is None:
         import boto3
@@ -171,7 +186,7 @@ def build_runtime(
 
     @idempotent_function(data_keyword_argument="request", persistence_store=persistence, config=config)
     def run(request: dict[str, Any]) -> dict[str, Any]:
-        return run_job(env, lake, send, DateRequest.model_validate(request))
+        return run_job(env, lake, send, DateRequest.model_validate(request), writers=writers)
 
     return Runtime(storage=storage, lake=lake, idempotency=config, run=run)
 

@@ -175,6 +175,14 @@ def limit_threads(threads: int) -> Callable[[], None]:
     return undo
 
 
+def writers_for(threads: int | None, workers: int = 1) -> int:
+    """Bronze's Parquet writers for one of ``workers`` workers held to ``threads`` threads
+    (``None``: its share of the cores; ``1``: bronze writes on its caller's thread, ``0``)."""
+    if threads is None:
+        return max(1, (os.cpu_count() or 1) // max(1, workers))
+    return 0 if threads == 1 else threads
+
+
 def _worker_init(parent: int, threads: int | None) -> None:
     """Pool-worker initializer: die with the parent, and keep to ``threads`` threads if given."""
     die_with_parent(parent)
@@ -201,10 +209,7 @@ def run(
     BLAS pools of one), as a per-date Lambda with that many vCPUs would be.
     """
     results: list[DateResult] = []
-    if threads is None:
-        writers = max(1, (os.cpu_count() or 1) // max(1, workers))
-    else:
-        writers = 0 if threads == 1 else threads
+    writers = writers_for(threads, workers)
     if workers <= 1:
         undo = limit_threads(threads) if threads is not None else None
         try:
