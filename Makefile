@@ -81,7 +81,7 @@ bench-realsize: install ## Raw → gold + index per date at 1×, 3×, 5× scale:
 	$(BIN)/python bench/bench_realsize.py --scales 1 3 5
 
 bench-live: install ## Live engine: replay a full-scale day at 10×, lag and arrival → answer latency percentiles
-	$(BIN)/python bench/bench_live.py --scale 1 --speed 10 --minutes 30
+	$(BIN)/python bench/bench_live.py --scale 1 --speed 10 --minutes 180
 bench-push: install ## Live push hop latency: Hub.publish → SSE client over HTTP, 1 and 10 subscribers
 	$(BIN)/python bench/bench_push.py
 
@@ -91,7 +91,7 @@ bench-streams: install ## The streams: per-date job, one projection fit, API ans
 bench-scale: install ## In-memory index at 1-2 M episodes vs the ANN path on LanceDB (disk, S3), extrapolated to 10 M
 	$(BIN)/python bench/bench_scale.py --sizes 1000000 2000000 --ann-rows 50000 --ann-parts 4
 
-bench: install ## Run every benchmark and regenerate docs/BENCHMARKS.md (≈ 20 min)
+bench: install ## Run every benchmark and regenerate docs/BENCHMARKS.md (≈ 40 min)
 	$(BIN)/python bench/report.py
 
 lock: ## Re-pin constraints.txt from the current .venv

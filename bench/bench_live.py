@@ -90,6 +90,7 @@ def main() -> None:
     lag_t: list[float] = []
     anchor_ms: list[float] = []
     anchor_cpu_ms: list[float] = []
+    anchor_t: list[int] = []
     step_ms: list[float] = []
     streams_ms: list[float] = []
     n_rec = n_paced = 0
@@ -122,6 +123,7 @@ def main() -> None:
         for i, u in enumerate(ups):  # one clock call per update, in the updates' order
             if u.kind == "answer":
                 anchor_ms.append((u.emitted_ns - arrival) / 1e6)
+                anchor_t.append(ts)
                 anchor_cpu_ms.append((cpu_stamps[i] - cpu0) / 1e6)
         if "levels" in kinds:
             step_ms.append((max(u.emitted_ns for u in ups) - arrival) / 1e6)
@@ -144,6 +146,16 @@ def main() -> None:
     print(
         f"    arrival -> streams of a bar close, ms:     {_pct(streams_ms)}  ({len(streams_ms)} bar closes)"
     )
+    # Per market hour, so a cost that grows with the day's history shows as a rising row.
+    hour = 3600 * sessions.NS
+    for h0 in range(start, stop, hour):
+        a = [m for m, t in zip(anchor_ms, anchor_t, strict=True) if h0 <= t < h0 + hour]
+        lg = [m for m, t in zip(lags, lag_t, strict=True) if h0 <= t < h0 + hour]
+        if a or lg:
+            label = f"minutes {(h0 - start) // (60 * sessions.NS):3d}+"
+            print(
+                f"    {label}: (b) {_pct(a)}  ({len(a)} anchors); mean lag {np.mean(lg) if lg else 0:.2f} ms"
+            )
     p99 = float(np.percentile(anchor_ms, 99)) if anchor_ms else float("nan")
     print(
         f"goal p99 (b) <= 50 ms: {'met' if p99 <= 50 else 'NOT met'}; keeps up at {args.speed:g}x: {'no' if grows else 'yes'}"

@@ -3,7 +3,7 @@
 Each benchmark runs in its own process, one after the other (they would otherwise compete for
 the two cores); their printed tables go into the document verbatim, under the machine's facts.
 
-    python bench/report.py            # all (≈ 20 minutes on 2 cores)
+    python bench/report.py            # all (≈ 40 minutes on 2 cores)
     python bench/report.py bronze     # just one: its section is replaced, the others are kept as
                                       # they were (each says when it was measured)
 """
@@ -108,8 +108,8 @@ BENCHES: dict[str, tuple[list[str], str]] = {
         "2.75 / 3.98 GB at 1× / 2× / 3× (the engine then: 0.94 / 1.01 / 1.19 GB).",
     ),
     "live": (
-        ["bench/bench_live.py", "--scale", "1", "--speed", "10", "--minutes", "30"],
-        "The live engine (issue 14): a full-scale day replayed at 10× after an unpaced warm-up from the "
+        ["bench/bench_live.py", "--scale", "1", "--speed", "10", "--minutes", "180"],
+        "The live engine (issue 14): a full-scale day's whole session (09:30–12:30 ET) replayed at 10× after an unpaced warm-up from the "
         "Globex open; (a) how late the engine consumes each record against its due time, (b) from the "
         "arrival of the record that completes a step to the answer update at an anchor (vector, served "
         "answer, learned setup), in wall time and in the engine's CPU time over the same span (the two "
