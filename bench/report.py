@@ -185,18 +185,19 @@ EARLIER_FIGURES = [
 ]
 
 
-def _kept_sections() -> dict[str, list[str]]:
-    """The current document's sections by benchmark name (kept when only some benchmarks run)."""
-    if not DOC.exists():
-        return {}
+def kept_sections(text: str) -> dict[str, list[str]]:
+    """The document's sections by benchmark name (kept when only some benchmarks run)."""
     out: dict[str, list[str]] = {}
     name: str | None = None
-    for line in DOC.read_text().splitlines():
-        m = re.match(r"## (\w+): `", line)
+    fenced = False  # a script's own "## " lines inside its output block are not headings
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        m = None if fenced else re.match(r"## (\w+): `", line)
         if m:
             name = m.group(1)
             out[name] = []
-        elif line.startswith("## "):
+        elif line.startswith("## ") and not fenced:
             name = None
         if name is not None:
             out[name].append(line)
@@ -205,7 +206,7 @@ def _kept_sections() -> dict[str, list[str]]:
 
 def main() -> None:
     which = sys.argv[1:] or list(BENCHES)
-    kept = _kept_sections()
+    kept = kept_sections(DOC.read_text()) if DOC.exists() else {}
     parts = [
         "# Benchmarks",
         "",
