@@ -191,14 +191,16 @@ def kept_sections(text: str) -> dict[str, list[str]]:
     name: str | None = None
     fenced = False  # a script's own "## " lines inside its output block are not headings
     for line in text.splitlines():
+        m = re.match(r"## (\w+): `", line)  # a benchmark's heading, even after an unclosed block
+        if m:
+            name, fenced = m.group(1), False
+            out[name] = [line]
+            continue
         if line.startswith("```"):
             fenced = not fenced
-        m = None if fenced else re.match(r"## (\w+): `", line)
-        if m:
-            name = m.group(1)
-            out[name] = []
         elif line.startswith("## ") and not fenced:
             name = None
+            continue
         if name is not None:
             out[name].append(line)
     return {k: v[: len(v) - next(i for i, x in enumerate(reversed(v)) if x.strip())] for k, v in out.items()}

@@ -54,3 +54,10 @@ def test_a_scripts_own_headings_stay_inside_its_section() -> None:
     assert learned[-1] == "```"
     assert kept["scale"][-1] == "```"
     assert not any("not a benchmark" in ln for ln in kept["scale"])
+
+
+def test_an_unclosed_output_block_does_not_swallow_the_next_sections() -> None:
+    broken = DOC.replace("  p50 1.56 ms\n```\n", "")  # the learned block left open
+    kept = _report().kept_sections(broken)
+    assert set(kept) == {"learned", "scale"}
+    assert kept["scale"][0].startswith("## scale: ")
