@@ -106,9 +106,6 @@ class Engine:
         # Per level kind, the rows so far as the anchoring rules and the vector builder read them,
         # grown a row a step: an anchor then costs the same at 12:00 as at 09:31.
         self._hist = {k: vectors.StepHistory(date, self._steps.size) for k in LEVEL_KINDS}
-        self._marks_in: dict[str, tuple[list[int], list[bool], list[float]]] = {
-            k: ([], [], []) for k in LEVEL_KINDS
-        }
         if self.answers:
             self.warm()
         self.episodes: list[dict[str, Any]] = []
@@ -258,21 +255,16 @@ class Engine:
         kinds = tbl.column("level_kind").to_pylist()
         dirs = tbl.column("direction").to_pylist()
         ts = bars.as_ns(tbl.column("ts")).tolist()
-        dist = bars.as_float(tbl.column("distance")).tolist()
         inz = (np.nan_to_num(bars.as_float(tbl.column("in_zone"))) >= 0.5).tolist()
         anchored: dict[int, gold.AnchorMarks] = {}
         for i, kind in enumerate(kinds):
-            self._hist[kind].add(ts[i], feats[i], dirs[i])
-            m_ts, m_inz, m_dist = self._marks_in[kind]
-            m_ts.append(ts[i])
-            m_inz.append(inz[i])
-            m_dist.append(dist[i])
+            hist = self._hist[kind]
+            hist.add(ts[i], feats[i], dirs[i])
             if not inz[i]:  # every anchor is in its level's zone at its own step
                 continue
-            m = gold.anchor_marks(
-                self.date, kind, np.asarray(m_ts, np.int64), np.asarray(m_inz), np.asarray(m_dist)
-            )
-            last = len(m_ts) - 1
+            m_ts, m_inz, m_dist = hist.rows()
+            m = gold.anchor_marks(self.date, kind, m_ts, m_inz, m_dist)
+            last = m_ts.size - 1
             if m.at.size and m.at[-1] == last:
                 anchored[i] = gold.AnchorMarks(
                     np.array([last]), m.reason[-1:], m.visit[-1:], m.minutes_in_zone[-1:]

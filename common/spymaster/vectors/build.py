@@ -24,6 +24,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from spymaster import sessions
@@ -184,6 +185,13 @@ class StepHistory:
         self.feats[g] = features
         self.sign[g] = 1.0 if direction == "UP" else -1.0
         self.last = g
+
+    def rows(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_], FloatArray]:
+        """The rows so far as gold's anchoring rules read them: ts, in zone, distance."""
+        g = np.flatnonzero(np.isfinite(self.sign[: self.last + 1]))
+        ts = self.origin + (g - TRAJ_WINDOW).astype(np.int64) * STEP_NS
+        inz = np.nan_to_num(self.feats[g, _COL["in_zone"]]) >= 0.5
+        return ts, inz, self.feats[g, _COL["distance"]]
 
     def vector(self, ts_ns: int) -> F32Array:
         """The raw vector of an anchor at ``ts_ns`` (its row must be the last one added)."""
